@@ -1,0 +1,276 @@
+//! Decoding files into the three pixel formats and encoding them back, on the
+//! `image` crate, with decoder limits so that a decompression bomb is an error.
+//!
+//! Decoding maps every colour type `image` reads onto GRAY8, RGB8 or RGBA8:
+//! gray stays gray, gray+alpha becomes RGBA8 (alpha is kept), palette images
+//! are expanded by their decoder to RGB8 or RGBA8, 16-bit and float channels
+//! are scaled to 8 bits with rounding (`image`'s conversion). GIF and animated
+//! WebP give their first frame. EXIF orientation is not applied: pixels are
+//! processed as stored.
+//!
+//! Encoding picks the format from the output's extension. GRAY8 is written
+//! as gray where the format has gray (PNG, JPEG, TIFF); BMP (a gray palette),
+//! WebP and GIF have no gray mode and read back as RGB with R = G = B;
+//! RGBA8 keeps its alpha except in JPEG, which has none, where it is dropped.
+
+use std::io::{BufRead, Seek, Write};
+use std::path::Path;
+
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageError, ImageReader};
+
+use crate::error::{CoreError, Result};
+use crate::limits::Limits;
+use crate::pixel::{ImageBuf, ImageInfo, PixelFormat};
+
+/// JPEG quality used when writing JPEG files.
+pub const JPEG_QUALITY: u8 = 90;
+
+/// A file format the encoder writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// PNG (lossless).
+    Png,
+    /// JPEG, quality [`JPEG_QUALITY`].
+    Jpeg,
+    /// Windows bitmap.
+    Bmp,
+    /// TIFF, uncompressed.
+    Tiff,
+    /// WebP, lossless.
+    WebP,
+    /// GIF (palette quantised, first and only frame).
+    Gif,
+}
+
+impl OutputFormat {
+    /// Extensions the encoder knows, for help texts and messages.
+    pub const EXTENSIONS: &'static str = "png, jpg, jpeg, bmp, tif, tiff, webp, gif";
+
+    /// The format an extension (without dot, any case) names.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        Some(match ext.to_ascii_lowercase().as_str() {
+            "png" => Self::Png,
+            "jpg" | "jpeg" => Self::Jpeg,
+            "bmp" => Self::Bmp,
+            "tif" | "tiff" => Self::Tiff,
+            "webp" => Self::WebP,
+            "gif" => Self::Gif,
+            _ => return None,
+        })
+    }
+
+    /// The format a path's extension names, or an error saying what is known.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        Self::from_extension(ext).ok_or_else(|| {
+            CoreError::Unsupported(format!(
+                "cannot tell the output format of '{}' from its extension: use one of {}",
+                path.display(),
+                Self::EXTENSIONS
+            ))
+        })
+    }
+}
+
+/// Decodes an image, guessing the format from its first bytes, refusing it
+/// if its header declares more than `limits` allow (before decoding pixels).
+pub fn decode<R: BufRead + Seek>(reader: R, limits: &Limits) -> Result<ImageBuf> {
+    let mut reader = ImageReader::new(reader).with_guessed_format()?;
+    if reader.format().is_none() {
+        return Err(CoreError::Decode(format!(
+            "not an image in a known format (can read {})",
+            "png, jpeg, gif, bmp, tiff, webp"
+        )));
+    }
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_dimension);
+    l.max_image_height = Some(limits.max_dimension);
+    // Decoders may hold the image at 16 bits x 4 channels before conversion.
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(l);
+    let dynamic = reader.decode().map_err(map_image_error)?;
+    let info = ImageInfo::new(dynamic.width(), dynamic.height(), format_for(&dynamic))?;
+    limits.check(&info)?;
+    let data = match info.format() {
+        PixelFormat::Gray8 => dynamic.into_luma8().into_raw(),
+        PixelFormat::Rgb8 => dynamic.into_rgb8().into_raw(),
+        PixelFormat::Rgba8 => dynamic.into_rgba8().into_raw(),
+    };
+    ImageBuf::new(info, data)
+}
+
+fn format_for(img: &DynamicImage) -> PixelFormat {
+    let c = img.color();
+    match (c.has_color(), c.has_alpha()) {
+        (false, false) => PixelFormat::Gray8,
+        (true, false) => PixelFormat::Rgb8,
+        (_, true) => PixelFormat::Rgba8,
+    }
+}
+
+/// Encodes `img` as `format` into `out`.
+pub fn encode<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, out: W) -> Result<()> {
+    let info = img.info();
+    let (w, h) = (info.width(), info.height());
+    let color = match info.format() {
+        PixelFormat::Gray8 => ExtendedColorType::L8,
+        PixelFormat::Rgb8 => ExtendedColorType::Rgb8,
+        PixelFormat::Rgba8 => ExtendedColorType::Rgba8,
+    };
+    let data = img.data();
+    let result = match format {
+        OutputFormat::Png => {
+            image::codecs::png::PngEncoder::new(out).write_image(data, w, h, color)
+        }
+        OutputFormat::Jpeg => {
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(out, JPEG_QUALITY);
+            if info.format() == PixelFormat::Rgba8 {
+                let rgb: Vec<u8> = data
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect();
+                enc.write_image(&rgb, w, h, ExtendedColorType::Rgb8)
+            } else {
+                enc.write_image(data, w, h, color)
+            }
+        }
+        OutputFormat::Bmp => {
+            let mut out = out;
+            image::codecs::bmp::BmpEncoder::new(&mut out).write_image(data, w, h, color)
+        }
+        OutputFormat::Tiff => {
+            image::codecs::tiff::TiffEncoder::new(out).write_image(data, w, h, color)
+        }
+        OutputFormat::WebP => {
+            image::codecs::webp::WebPEncoder::new_lossless(out).write_image(data, w, h, color)
+        }
+        OutputFormat::Gif => {
+            let mut enc = image::codecs::gif::GifEncoder::new(out);
+            if info.format() == PixelFormat::Gray8 {
+                let rgb: Vec<u8> = data.iter().flat_map(|&v| [v, v, v]).collect();
+                enc.encode(&rgb, w, h, ExtendedColorType::Rgb8)
+            } else {
+                enc.encode(data, w, h, color)
+            }
+        }
+    };
+    result.map_err(|e| match e {
+        ImageError::IoError(io) => CoreError::Io(io),
+        other => CoreError::Encode(other.to_string()),
+    })
+}
+
+fn map_image_error(e: ImageError) -> CoreError {
+    match e {
+        ImageError::Limits(l) => {
+            CoreError::LimitExceeded(format!("image is over the decoder's limits: {l}"))
+        }
+        ImageError::Unsupported(u) => CoreError::Unsupported(u.to_string()),
+        ImageError::IoError(io) => CoreError::Decode(io.to_string()),
+        other => CoreError::Decode(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn sample(format: PixelFormat) -> ImageBuf {
+        let info = ImageInfo::new(13, 7, format).unwrap();
+        ImageBuf::new(info, (0..info.byte_len()).map(|i| (i * 5) as u8).collect()).unwrap()
+    }
+
+    fn roundtrip(img: &ImageBuf, f: OutputFormat) -> ImageBuf {
+        let mut buf = Cursor::new(Vec::new());
+        encode(img, f, &mut buf).unwrap();
+        buf.set_position(0);
+        decode(buf, &Limits::DEFAULT).unwrap()
+    }
+
+    #[test]
+    fn lossless_formats_roundtrip_bit_exactly() {
+        for pf in [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Rgba8] {
+            for f in [
+                OutputFormat::Png,
+                OutputFormat::Bmp,
+                OutputFormat::Tiff,
+                OutputFormat::WebP,
+            ] {
+                let img = sample(pf);
+                let back = roundtrip(&img, f);
+                if pf == PixelFormat::Gray8 && matches!(f, OutputFormat::Bmp | OutputFormat::WebP) {
+                    // BMP and WebP have no gray mode: gray comes back as R=G=B.
+                    let gray: Vec<u8> = back.data().chunks_exact(3).map(|p| p[0]).collect();
+                    assert!(
+                        back.data()
+                            .chunks_exact(3)
+                            .all(|p| p[0] == p[1] && p[1] == p[2])
+                    );
+                    assert_eq!(gray, img.data());
+                } else {
+                    assert!(back == img, "{pf} via {f:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn jpeg_keeps_gray_gray_and_drops_alpha() {
+        assert_eq!(
+            roundtrip(&sample(PixelFormat::Gray8), OutputFormat::Jpeg)
+                .info()
+                .format(),
+            PixelFormat::Gray8
+        );
+        let back = roundtrip(&sample(PixelFormat::Rgba8), OutputFormat::Jpeg);
+        assert_eq!(back.info().format(), PixelFormat::Rgb8);
+        assert_eq!((back.info().width(), back.info().height()), (13, 7));
+    }
+
+    #[test]
+    fn gif_writes_a_readable_first_frame() {
+        let back = roundtrip(&sample(PixelFormat::Gray8), OutputFormat::Gif);
+        assert_eq!((back.info().width(), back.info().height()), (13, 7));
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        let e = decode(
+            Cursor::new(b"definitely not an image".to_vec()),
+            &Limits::DEFAULT,
+        )
+        .unwrap_err();
+        assert!(matches!(e, CoreError::Decode(_)), "{e:?}");
+    }
+
+    #[test]
+    fn oversized_header_is_refused_by_limits() {
+        let img = sample(PixelFormat::Rgb8);
+        let mut buf = Cursor::new(Vec::new());
+        encode(&img, OutputFormat::Png, &mut buf).unwrap();
+        buf.set_position(0);
+        let tight = Limits {
+            max_pixels: 50,
+            max_dimension: 1000,
+        };
+        let e = decode(buf, &tight).unwrap_err();
+        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+    }
+
+    #[test]
+    fn extensions_map_to_formats() {
+        assert_eq!(
+            OutputFormat::from_path(Path::new("a/b.JPG")).unwrap(),
+            OutputFormat::Jpeg
+        );
+        assert_eq!(
+            OutputFormat::from_path(Path::new("x.tif")).unwrap(),
+            OutputFormat::Tiff
+        );
+        let e = OutputFormat::from_path(Path::new("out.xyz"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'out.xyz'") && e.contains("png"), "{e}");
+    }
+}

@@ -1,0 +1,31 @@
+//! nlimage-core: pure pixel kernels and codecs.
+//!
+//! Everything here is deterministic and bit-exact: each fast kernel computes
+//! exactly what its naive reference computes (see `../shared/BRIEF.md`,
+//! section 3, and the tests). No networking, no async runtime, no filesystem:
+//! callers hand in slices or `Read`/`Write` values.
+//!
+//! - [`pixel`]: formats, checked geometry, the owned [`ImageBuf`].
+//! - [`rotate`] and [`mean`]: the kernels, whole-image and by row band.
+//! - [`stream`] and [`pipeline`]: the same kernels fed by chunks.
+//! - [`codec`]: decoding files into pixels and encoding them back.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod mean;
+pub mod pipeline;
+pub mod pixel;
+pub mod rotate;
+pub mod stream;
+
+pub use codec::{OutputFormat, decode, encode};
+pub use error::{CoreError, Result};
+pub use limits::Limits;
+pub use mean::{mean3x3, mean3x3_into, mean3x3_naive, mean3x3_row};
+pub use pipeline::{Operation, Pipeline, Remainder};
+pub use pixel::{ImageBuf, ImageInfo, PixelFormat};
+pub use rotate::{Rotation, rotate, rotate_into, rotate_naive, rotate_rows_into};
+pub use stream::StreamingMean;

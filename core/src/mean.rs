@@ -1,0 +1,240 @@
+//! The 3x3 mean (box) filter.
+//!
+//! Each channel of each output pixel is `floor(sum / count)` over the pixels
+//! of its 3x3 neighbourhood that lie inside the image: the window shrinks at
+//! the border (count 4 in corners, 6 on edges, 9 inside; 2 or 3 for 1-pixel-wide
+//! images, 1 for a 1x1 image). Alpha is filtered like any other channel.
+//!
+//! Three forms compute exactly what [`mean3x3_naive`] computes: whole image
+//! ([`mean3x3`], [`mean3x3_into`], parallel over row bands), and one output
+//! row from its neighbours ([`mean3x3_row`]), which the streaming filter in
+//! [`crate::stream`] is built on.
+
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::pixel::{ImageBuf, ImageInfo};
+
+/// The obviously-correct reference, straight from the definition.
+pub fn mean3x3_naive(src: &ImageBuf) -> ImageBuf {
+    let info = src.info();
+    let (w, h, c) = (info.width() as i64, info.height() as i64, info.channels());
+    let data = src.data();
+    let mut out = vec![0u8; data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let (mut sum, mut count) = (0u32, 0u32);
+                for dy in -1..=1 {
+                    for dx in -1..=1 {
+                        let (yy, xx) = (y + dy, x + dx);
+                        if (0..h).contains(&yy) && (0..w).contains(&xx) {
+                            sum += data[((yy * w + xx) as usize) * c + ch] as u32;
+                            count += 1;
+                        }
+                    }
+                }
+                out[((y * w + x) as usize) * c + ch] = (sum / count) as u8;
+            }
+        }
+    }
+    ImageBuf::new(info, out).expect("same byte length")
+}
+
+/// Filters an image into a new buffer, in parallel.
+pub fn mean3x3(src: &ImageBuf) -> Result<ImageBuf> {
+    let mut out = ImageBuf::zeroed(src.info())?;
+    mean3x3_into(src.data(), src.info(), out.data_mut())?;
+    Ok(out)
+}
+
+/// Filters `src` (of geometry `info`) into `dst` of the same length, in
+/// parallel bands of rows.
+pub fn mean3x3_into(src: &[u8], info: ImageInfo, dst: &mut [u8]) -> Result<()> {
+    let want = info.byte_len();
+    if src.len() != want || dst.len() != want {
+        return Err(CoreError::InvalidInput(format!(
+            "mean filter of a {info} image needs {want} bytes in and out, got {} and {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    let rb = info.row_bytes();
+    let band_rows = (BAND_BYTES / rb).clamp(1, 256);
+    dst.par_chunks_mut(rb * band_rows)
+        .enumerate()
+        .for_each_init(Vec::new, |scratch, (band, out)| {
+            let rows = Window {
+                rows: src,
+                first_row: 0,
+                height: info.height() as usize,
+                row_bytes: rb,
+            };
+            rows.filter_into(band * band_rows, out, info.channels(), scratch);
+        });
+    Ok(())
+}
+
+/// A run of consecutive rows of an image of `height` rows: `rows` holds rows
+/// `first_row..` of `row_bytes` bytes each.
+#[derive(Clone, Copy)]
+pub(crate) struct Window<'a> {
+    pub rows: &'a [u8],
+    pub first_row: usize,
+    pub height: usize,
+    pub row_bytes: usize,
+}
+
+impl Window<'_> {
+    fn row(&self, y: usize) -> &[u8] {
+        let i = y - self.first_row;
+        &self.rows[i * self.row_bytes..(i + 1) * self.row_bytes]
+    }
+
+    /// Filters output rows `first..first + out.len() / row_bytes`; the window
+    /// must hold each of those rows and its neighbours inside the image.
+    pub fn filter_into(
+        &self,
+        first: usize,
+        out: &mut [u8],
+        channels: usize,
+        scratch: &mut Vec<u16>,
+    ) {
+        for (i, o) in out.chunks_exact_mut(self.row_bytes).enumerate() {
+            let y = first + i;
+            let above = (y > 0).then(|| self.row(y - 1));
+            let below = (y + 1 < self.height).then(|| self.row(y + 1));
+            mean3x3_row(above, self.row(y), below, channels, scratch, o);
+        }
+    }
+}
+
+const BAND_BYTES: usize = 256 * 1024;
+
+/// `RECIP[d]` is `ceil(2^16 / d)`: for every `s <= 255 * d`,
+/// `(s * RECIP[d]) >> 16 == s / d` (checked exhaustively in the tests), which
+/// turns the division into a multiply the compiler vectorises.
+const RECIP: [u32; 10] = {
+    let mut t = [0u32; 10];
+    let mut d = 1;
+    while d < 10 {
+        t[d] = (65536 + d as u32 - 1) / d as u32;
+        d += 1;
+    }
+    t
+};
+
+/// Computes one output row of the filter from the row itself and its
+/// neighbours above and below (`None` at the image's top or bottom edge).
+///
+/// All rows hold `row.len()` bytes of `channels`-byte pixels; `scratch` is
+/// reused between calls to avoid allocation.
+///
+/// # Panics
+/// If the rows or `out` differ in length, or the length is not a whole number
+/// of pixels: callers slice whole rows of one image.
+pub fn mean3x3_row(
+    above: Option<&[u8]>,
+    row: &[u8],
+    below: Option<&[u8]>,
+    channels: usize,
+    scratch: &mut Vec<u16>,
+    out: &mut [u8],
+) {
+    let n = row.len();
+    let c = channels;
+    assert!(
+        out.len() == n && n % c == 0 && n > 0,
+        "row lengths disagree"
+    );
+    // Vertical sums of the (up to) three rows.
+    scratch.clear();
+    scratch.extend(row.iter().map(|&v| v as u16));
+    let mut vcount = 1;
+    for r in [above, below].into_iter().flatten() {
+        assert_eq!(r.len(), n, "neighbour row length");
+        vcount += 1;
+        for (s, &v) in scratch.iter_mut().zip(r) {
+            *s += v as u16;
+        }
+    }
+    let vs = &scratch[..];
+    if n == c {
+        // One pixel wide: the window is the column only.
+        for (o, &s) in out.iter_mut().zip(vs) {
+            *o = (s as u32 / vcount) as u8;
+        }
+        return;
+    }
+    // Left and right edge pixels: two columns each.
+    let edge = 2 * vcount;
+    for ch in 0..c {
+        out[ch] = ((vs[ch] + vs[c + ch]) as u32 / edge) as u8;
+        out[n - c + ch] = ((vs[n - 2 * c + ch] + vs[n - c + ch]) as u32 / edge) as u8;
+    }
+    // Interior: three columns; shaped as zipped slices so it vectorises.
+    let m = RECIP[(3 * vcount) as usize];
+    let (l, mid, r) = (&vs[..n - 2 * c], &vs[c..n - c], &vs[2 * c..]);
+    for (((o, &a), &b), &d) in out[c..n - c].iter_mut().zip(l).zip(mid).zip(r) {
+        *o = (((a + b + d) as u32 * m) >> 16) as u8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pixel::PixelFormat;
+
+    #[test]
+    fn reciprocal_division_is_exact_for_every_reachable_sum() {
+        for d in 1..10u32 {
+            for s in 0..=255 * d {
+                assert_eq!((s * RECIP[d as usize]) >> 16, s / d, "s={s} d={d}");
+            }
+        }
+    }
+
+    #[test]
+    fn hand_computed_3x3() {
+        // 1 2 3 / 4 5 6 / 7 8 9 -> corners count 4, edges 6, centre 9.
+        let img = ImageBuf::from_raw(3, 3, PixelFormat::Gray8, (1..=9).collect()).unwrap();
+        let out = mean3x3(&img).unwrap();
+        // (1+2+4+5)/4=3, (1+2+3+4+5+6)/6=3, (2+3+5+6)/4=4, ...
+        assert_eq!(out.data(), &[3, 3, 4, 4, 5, 5, 6, 6, 7]);
+    }
+
+    #[test]
+    fn one_by_one_is_unchanged_and_one_wide_uses_the_column() {
+        let img = ImageBuf::from_raw(1, 1, PixelFormat::Rgb8, vec![9, 200, 255]).unwrap();
+        assert_eq!(mean3x3(&img).unwrap().data(), &[9, 200, 255]);
+        let col = ImageBuf::from_raw(1, 3, PixelFormat::Gray8, vec![0, 10, 255]).unwrap();
+        // 10/2 = 5, 265/3 = 88, 265/2 = 132
+        assert_eq!(mean3x3(&col).unwrap().data(), &[5, 88, 132]);
+    }
+
+    #[test]
+    fn fast_path_matches_naive_on_odd_shapes() {
+        let sizes = [1u32, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65];
+        for f in [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Rgba8] {
+            for &w in &sizes {
+                for &h in &[1u32, 2, 3, 4, 17] {
+                    let info = ImageInfo::new(w, h, f).unwrap();
+                    let data = (0..info.byte_len())
+                        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+                        .collect();
+                    let img = ImageBuf::new(info, data).unwrap();
+                    assert!(
+                        mean3x3(&img).unwrap() == mean3x3_naive(&img),
+                        "mean on {w}x{h} {f}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn saturated_input_stays_saturated() {
+        let img = ImageBuf::from_raw(5, 4, PixelFormat::Rgba8, vec![255; 80]).unwrap();
+        assert!(mean3x3(&img).unwrap().data().iter().all(|&v| v == 255));
+    }
+}
