@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // `bytes::Bytes` for every `bytes` field: chunks are split and passed
+        // on without copying.
+        .bytes(".")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

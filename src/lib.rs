@@ -5,7 +5,11 @@
 //! - [`v1`]: the streaming `nlimage.v1` API.
 //!
 //! Both are generated at build time from `proto/` by `build.rs`.
+//!
+//! - [`convert`]: wire types to and from `nlimage-core`'s types.
 #![allow(missing_docs)]
+
+pub mod convert;
 
 /// The classic, package-less `NLImageService` contract.
 pub mod classic {

@@ -1,0 +1,137 @@
+//! The classic takehome contract: unary `RotateImage` and `MeanFilter` on
+//! whole `NLImage` messages (package-less `/NLImageService/...`).
+
+use nlimage::classic::nl_image_rotate_request::Rotation as WireRotation;
+use nlimage::classic::nl_image_service_server::NlImageService;
+use nlimage::classic::{NlImage, NlImageRotateRequest};
+use nlimage_core::error::try_alloc;
+use nlimage_core::{ImageInfo, PixelFormat, Rotation, mean3x3_into, rotate_into};
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::log::RequestLog;
+use crate::status::{from_core, invalid};
+
+/// The classic `NLImageService`.
+#[derive(Clone, Debug)]
+pub struct ClassicService {
+    shared: Shared,
+}
+
+impl ClassicService {
+    /// A service running its work on `shared`'s pool within its limits.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+
+    /// Checks sizes (positive, within limits, before anything is allocated)
+    /// and that the data length matches them.
+    fn validate(&self, img: &NlImage) -> Result<ImageInfo, Status> {
+        if img.width <= 0 || img.height <= 0 {
+            return Err(invalid(format!(
+                "image is {}x{}: width and height must both be positive",
+                img.width, img.height
+            )));
+        }
+        let format = if img.color { PixelFormat::Rgb8 } else { PixelFormat::Gray8 };
+        let info = ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
+        self.shared.limits.check(&info).map_err(from_core)?;
+        if img.data.len() != info.byte_len() {
+            return Err(invalid(format!(
+                "data holds {} bytes, but a {}x{} {} image needs {} ({} per pixel)",
+                img.data.len(),
+                img.width,
+                img.height,
+                if img.color { "color" } else { "gray" },
+                info.byte_len(),
+                info.channels()
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Runs `kernel` over `img` (already validated as `info`) on the pool,
+    /// into a fresh buffer of `out_info`'s size.
+    async fn apply(
+        &self,
+        img: NlImage,
+        info: ImageInfo,
+        out_info: ImageInfo,
+        kernel: impl FnOnce(&[u8], ImageInfo, &mut [u8]) -> nlimage_core::Result<()> + Send + 'static,
+    ) -> Result<NlImage, Status> {
+        let data = img.data;
+        let out = self
+            .shared
+            .compute
+            .run(move || {
+                let mut out = try_alloc(out_info.byte_len())?;
+                kernel(&data, info, &mut out)?;
+                Ok(out)
+            })
+            .await?
+            .map_err(from_core)?;
+        Ok(NlImage {
+            color: img.color,
+            data: out.into(),
+            width: out_info.width() as i32,
+            height: out_info.height() as i32,
+        })
+    }
+}
+
+fn describe(img: &NlImage, op: &str) -> String {
+    format!(
+        "{}x{} {} ({} bytes) {op}",
+        img.width,
+        img.height,
+        if img.color { "rgb" } else { "gray" },
+        img.data.len()
+    )
+}
+
+fn logged<T>(log: RequestLog, r: Result<T, Status>) -> Result<Response<T>, Status> {
+    log.finish(r.as_ref().map(|_| ()));
+    r.map(Response::new)
+}
+
+#[tonic::async_trait]
+impl NlImageService for ClassicService {
+    async fn rotate_image(&self, request: Request<NlImageRotateRequest>) -> Result<Response<NlImage>, Status> {
+        let mut log = RequestLog::start("NLImageService/RotateImage");
+        let req = request.into_inner();
+        let result = async {
+            let rotation = match WireRotation::try_from(req.rotation) {
+                Ok(WireRotation::None) => Rotation::None,
+                Ok(WireRotation::NinetyDeg) => Rotation::Ccw90,
+                Ok(WireRotation::OneEightyDeg) => Rotation::Ccw180,
+                Ok(WireRotation::TwoSeventyDeg) => Rotation::Ccw270,
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "unknown rotation {}: use NONE (0), NINETY_DEG (1), ONE_EIGHTY_DEG (2) or TWO_SEVENTY_DEG (3)",
+                        req.rotation
+                    )));
+                }
+            };
+            let img = req.image.ok_or_else(|| invalid("the request has no image"))?;
+            log.describe(describe(&img, &format!("rotate{}", rotation.degrees())));
+            let info = self.validate(&img)?;
+            let out_info = rotation.output_info(info);
+            self.apply(img, info, out_info, move |src, info, dst| rotate_into(src, info, rotation, dst))
+                .await
+        }
+        .await;
+        logged(log, result)
+    }
+
+    async fn mean_filter(&self, request: Request<NlImage>) -> Result<Response<NlImage>, Status> {
+        let mut log = RequestLog::start("NLImageService/MeanFilter");
+        let img = request.into_inner();
+        log.describe(describe(&img, "mean3x3"));
+        let result = async {
+            let info = self.validate(&img)?;
+            self.apply(img, info, info, mean3x3_into).await
+        }
+        .await;
+        logged(log, result)
+    }
+}

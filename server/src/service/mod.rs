@@ -1,0 +1,18 @@
+//! The gRPC services, one file per RPC family: each handler decodes and
+//! validates, runs the kernels on the compute pool, and encodes the answer.
+
+pub mod classic;
+pub mod process;
+
+use nlimage_core::Limits;
+
+use crate::compute::Compute;
+
+/// What every handler shares: the compute pool and the limits.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Where CPU work runs.
+    pub compute: Compute,
+    /// Largest image accepted.
+    pub limits: Limits,
+}

@@ -1,0 +1,179 @@
+//! `nlimage.v1.ImageService/Process`: a header, then pixel chunks in; the
+//! output header, then output chunks out.
+//!
+//! The handler validates the header before anything is allocated and answers
+//! at once with the output header; a task then feeds each chunk through the
+//! core [`Pipeline`] on the compute pool and forwards whatever output is
+//! ready, so a stencil-only pipeline streams while the upload goes on. The
+//! response channel is bounded: a slow reader slows the pipeline down instead
+//! of letting output pile up, and a reader that leaves stops it.
+
+use std::pin::Pin;
+
+use nlimage::convert;
+use nlimage::v1::image_service_server::ImageService;
+use nlimage::v1::{ProcessRequest, ProcessResponse, process_request, process_response};
+use nlimage_core::{Limits, Operation, Pipeline};
+use prost::bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Shared;
+use crate::config::MAX_CHUNK_BYTES;
+use crate::log::RequestLog;
+use crate::status::{from_core, invalid};
+
+/// Output messages buffered per stream before the pipeline waits for the
+/// client to read.
+const OUTPUT_QUEUE: usize = 4;
+
+type Outbound = mpsc::Sender<Result<ProcessResponse, Status>>;
+
+/// The streaming `ImageService`.
+#[derive(Clone, Debug)]
+pub struct ProcessService {
+    shared: Shared,
+}
+
+impl ProcessService {
+    /// A service running its work on `shared`'s pool within its limits.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl ImageService for ProcessService {
+    type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessResponse, Status>> + Send + 'static>>;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let mut log = RequestLog::start("nlimage.v1.ImageService/Process");
+        let mut inbound = request.into_inner();
+        let started = start(&mut inbound, &mut log, &self.shared.limits).await;
+        let pipeline = match started {
+            Ok(p) => p,
+            Err(e) => {
+                log.finish(Err(&e));
+                return Err(e);
+            }
+        };
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let header = convert::image_header(pipeline.output_info());
+        tx.send(Ok(response(process_response::Message::Header(header))))
+            .await
+            .map_err(|_| Status::cancelled("client left"))?;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let outcome = drive(pipeline, inbound, &tx, &shared).await;
+            if let Err(status) = &outcome {
+                // Tell the client, unless it is the one who left.
+                let _ = tx.send(Err(status.clone())).await;
+            }
+            log.finish(outcome.as_ref().map(|_| ()));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Reads and validates the header; builds the pipeline.
+async fn start(
+    inbound: &mut Streaming<ProcessRequest>,
+    log: &mut RequestLog,
+    limits: &Limits,
+) -> Result<Pipeline, Status> {
+    let header = match inbound.message().await? {
+        None => return Err(invalid("the stream ended before its header: send a header first")),
+        Some(ProcessRequest {
+            message: Some(process_request::Message::Header(h)),
+        }) => h,
+        Some(ProcessRequest {
+            message: Some(process_request::Message::Chunk(_)),
+        }) => return Err(invalid("the first message is a pixel chunk: send a header first")),
+        Some(ProcessRequest { message: None }) => {
+            return Err(invalid("the first message is empty: send a header first"));
+        }
+    };
+    let image = header.image.as_ref().ok_or_else(|| invalid("the header has no image size and format"))?;
+    let info = convert::image_info(image).map_err(from_core)?;
+    let ops = convert::operations(&header.operations).map_err(from_core)?;
+    log.describe(format!("{info} [{}]", describe_ops(&ops)));
+    limits.check(&info).map_err(from_core)?;
+    Ok(Pipeline::new(info, &ops).map_err(from_core)?)
+}
+
+fn describe_ops(ops: &[Operation]) -> String {
+    ops.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Feeds the chunks through the pipeline and sends the output on.
+async fn drive(
+    mut pipeline: Pipeline,
+    mut inbound: Streaming<ProcessRequest>,
+    tx: &Outbound,
+    shared: &Shared,
+) -> Result<(), Status> {
+    while let Some(msg) = inbound.message().await? {
+        let chunk = match msg.message {
+            Some(process_request::Message::Chunk(c)) => c,
+            Some(process_request::Message::Header(_)) => {
+                return Err(invalid(format!(
+                    "a second header arrived after {} bytes of pixels: send exactly one header, first",
+                    pipeline.received()
+                )));
+            }
+            None => return Err(invalid("an empty message arrived: send pixel chunks after the header")),
+        };
+        if chunk.len() > MAX_CHUNK_BYTES {
+            return Err(invalid(format!(
+                "a pixel chunk of {} bytes is over the limit of {MAX_CHUNK_BYTES} bytes: send smaller chunks",
+                chunk.len()
+            )));
+        }
+        let (p, out) = shared
+            .compute
+            .run(move || {
+                let mut out = Vec::new();
+                let r = pipeline.push(&chunk, &mut out);
+                (pipeline, r.map(|_| out))
+            })
+            .await?;
+        pipeline = p;
+        send_chunks(tx, out.map_err(from_core)?).await?;
+    }
+    let mut rest = shared.compute.run(move || pipeline.finish()).await?.map_err(from_core)?;
+    loop {
+        let (r, band) = shared
+            .compute
+            .run(move || {
+                let band = rest.next_band(MAX_CHUNK_BYTES);
+                (rest, band)
+            })
+            .await?;
+        rest = r;
+        match band {
+            Some(b) => send_chunks(tx, b).await?,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Sends `out` as chunks of at most [`MAX_CHUNK_BYTES`], without copying.
+async fn send_chunks(tx: &Outbound, out: Vec<u8>) -> Result<(), Status> {
+    let mut out = Bytes::from(out);
+    while !out.is_empty() {
+        let piece = out.split_to(out.len().min(MAX_CHUNK_BYTES));
+        tx.send(Ok(response(process_response::Message::Chunk(piece))))
+            .await
+            .map_err(|_| Status::cancelled("the client stopped reading"))?;
+    }
+    Ok(())
+}
+
+fn response(message: process_response::Message) -> ProcessResponse {
+    ProcessResponse { message: Some(message) }
+}
