@@ -1,1 +1,226 @@
-//! placeholder
+//! nlimage-client: an async Rust client for nl-server.
+//!
+//! [`Client::connect`] opens one HTTP/2 channel; [`Client::process`] sends an
+//! image through the streaming `nlimage.v1` `Process` RPC and returns the
+//! result; [`Client::process_stream`] is the same call for callers that
+//! produce and consume pixel chunks themselves. The classic unary contract
+//! is reachable through [`Client::classic`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), nlimage_client::ClientError> {
+//! use nlimage_client::{Client, Operation, Rotation};
+//! let mut client = Client::connect("127.0.0.1:50051").await?;
+//! let img = nlimage_core::ImageBuf::from_raw(2, 1, nlimage_core::PixelFormat::Gray8, vec![0, 255])?;
+//! let out = client.process(&img, &[Operation::Rotate(Rotation::Ccw90), Operation::Mean3x3]).await?;
+//! assert_eq!(out.info().height(), 2);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use nlimage::classic::nl_image_service_client::NlImageServiceClient;
+use nlimage::convert;
+use nlimage::v1::image_service_client::ImageServiceClient;
+use nlimage::v1::{ProcessHeader, ProcessRequest, ProcessResponse, process_request, process_response};
+use prost::bytes::Bytes;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+pub use nlimage_core::{CoreError, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
+
+/// Size of the pixel chunks [`Client::process`] sends (the contract allows
+/// up to 1 MiB).
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Largest classic-contract message the client accepts.
+const MAX_CLASSIC_MESSAGE: usize = 1 << 30;
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address could not be parsed.
+    #[error("invalid server address '{0}': expected HOST:PORT")]
+    Address(String),
+    /// No connection could be made.
+    #[error("cannot connect to the server at {addr}: {reason}")]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why it failed: the innermost cause, which is the one people can act on.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("server error {}: {}", code_name(.0.code()), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The server's answer broke the protocol (a bug on its side).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A local image or limit problem.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// The innermost error of a chain ("Connection refused"), not the wrappers.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn code_name(code: tonic::Code) -> String {
+    // Status codes as gRPC documents them: INVALID_ARGUMENT, not InvalidArgument.
+    let mut out = String::new();
+    for (i, ch) in format!("{code:?}").chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+/// A connection to an nl-server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    addr: String,
+}
+
+impl Client {
+    /// Connects to `addr` (`HOST:PORT`, or a full `http://` URI).
+    pub async fn connect(addr: impl Into<String>) -> Result<Self, ClientError> {
+        let addr = addr.into();
+        let uri = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|_| ClientError::Address(addr.clone()))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
+            addr: addr.clone(),
+            reason: root_cause(&e),
+        })?;
+        Ok(Self { channel, addr })
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A stub for the classic unary contract on the same connection, with
+    /// message limits raised for whole images.
+    pub fn classic(&self) -> NlImageServiceClient<Channel> {
+        NlImageServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_CLASSIC_MESSAGE)
+            .max_encoding_message_size(MAX_CLASSIC_MESSAGE)
+    }
+
+    /// Sends `image` through `ops` (applied in order) and returns the result.
+    pub async fn process(&mut self, image: &ImageBuf, ops: &[Operation]) -> Result<ImageBuf, ClientError> {
+        let data = Bytes::copy_from_slice(image.data());
+        let chunks = tokio_stream::iter((0..data.len()).step_by(CHUNK_BYTES).map(move |start| {
+            data.slice(start..(start + CHUNK_BYTES).min(data.len()))
+        }));
+        let mut output = self.process_stream(image.info(), ops, chunks).await?;
+        let info = output.info();
+        let mut pixels = Vec::new();
+        pixels
+            .try_reserve_exact(info.byte_len())
+            .map_err(|_| CoreError::OutOfMemory(info.byte_len()))?;
+        while let Some(chunk) = output.next_chunk().await? {
+            if chunk.len() > info.byte_len() - pixels.len() {
+                return Err(ClientError::Protocol(format!(
+                    "the server sent more than the {} bytes of a {info} image",
+                    info.byte_len()
+                )));
+            }
+            pixels.extend_from_slice(&chunk);
+        }
+        if pixels.len() != info.byte_len() {
+            return Err(ClientError::Protocol(format!(
+                "the server ended after {} of the {} bytes of a {info} image",
+                pixels.len(),
+                info.byte_len()
+            )));
+        }
+        Ok(ImageBuf::new(info, pixels)?)
+    }
+
+    /// Starts a `Process` call for an image of geometry `info`, sending the
+    /// header and then every chunk `chunks` yields (each at most 1 MiB,
+    /// together exactly `info.byte_len()` bytes). Returns as soon as the
+    /// server has answered with the output header; read the output with
+    /// [`ProcessOutput::next_chunk`] while the upload goes on.
+    pub async fn process_stream(
+        &mut self,
+        info: ImageInfo,
+        ops: &[Operation],
+        chunks: impl Stream<Item = Bytes> + Send + 'static,
+    ) -> Result<ProcessOutput, ClientError> {
+        let header = ProcessHeader {
+            image: Some(convert::image_header(info)),
+            operations: ops.iter().copied().map(convert::to_wire).collect(),
+        };
+        let first = ProcessRequest {
+            message: Some(process_request::Message::Header(header)),
+        };
+        let requests = tokio_stream::once(first).chain(chunks.map(|c| ProcessRequest {
+            message: Some(process_request::Message::Chunk(c)),
+        }));
+        let mut stub = ImageServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(CHUNK_BYTES + 4096)
+            .max_encoding_message_size(CHUNK_BYTES + 4096);
+        let mut inbound = stub.process(requests).await?.into_inner();
+        let info = match inbound.message().await? {
+            Some(ProcessResponse {
+                message: Some(process_response::Message::Header(h)),
+            }) => convert::image_info(&h)
+                .map_err(|e| ClientError::Protocol(format!("the server sent a bad output header: {e}")))?,
+            Some(_) => return Err(ClientError::Protocol("the server's first message is not a header".into())),
+            None => return Err(ClientError::Protocol("the server ended the stream without a header".into())),
+        };
+        Ok(ProcessOutput { info, inbound })
+    }
+}
+
+/// The output side of a `Process` call.
+#[derive(Debug)]
+pub struct ProcessOutput {
+    info: ImageInfo,
+    inbound: Streaming<ProcessResponse>,
+}
+
+impl ProcessOutput {
+    /// The output image's geometry, from the server's header.
+    pub fn info(&self) -> ImageInfo {
+        self.info
+    }
+
+    /// The next chunk of output pixels, or `None` at the end of the image.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        match self.inbound.message().await? {
+            None => Ok(None),
+            Some(ProcessResponse {
+                message: Some(process_response::Message::Chunk(c)),
+            }) => Ok(Some(c)),
+            Some(_) => Err(ClientError::Protocol("the server sent a second header".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_named_as_grpc_names_them() {
+        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(code_name(tonic::Code::ResourceExhausted), "RESOURCE_EXHAUSTED");
+    }
+}

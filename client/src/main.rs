@@ -1,1 +1,19 @@
-fn main() {}
+//! `nl-client`: a thin command line over the `nlimage-client` library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match cli::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("nl-client: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

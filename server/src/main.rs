@@ -1,5 +1,6 @@
 //! `nl-server`: parses flags, sets up logging and calls [`nlimage_server::run`].
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -48,6 +49,7 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_env("NL_LOG").unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = serve(args).await {
         eprintln!("nl-server: {e:#}");

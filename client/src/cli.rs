@@ -1,0 +1,115 @@
+//! The `nl-client` command line: read an image file, send it through the
+//! server, write the result atomically in the format the output's extension
+//! names.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use nlimage_client::{Client, Operation, Rotation};
+use nlimage_core::{Limits, OutputFormat};
+
+/// Send an image through nl-server and write the result.
+#[derive(Parser, Debug)]
+#[command(name = "nl-client", version, after_help = EXIT_CODES)]
+pub struct Args {
+    /// Image to read (png, jpeg, gif, bmp, tiff, webp).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Where to write the result; its extension picks the format
+    /// (png, jpg, jpeg, bmp, tif, tiff, webp, gif).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Rotate counter-clockwise: NONE, NINETY_DEG, ONE_EIGHTY_DEG,
+    /// TWO_SEVENTY_DEG (or 0, 90, 180, 270).
+    #[arg(long, value_parser = parse_rotation, default_value = "NONE")]
+    pub rotate: Rotation,
+    /// Apply the 3x3 mean filter.
+    #[arg(long)]
+    pub mean: bool,
+    /// Server host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 the operation failed, 2 usage error.";
+
+/// Accepts the contract's names and plain degrees, in any case.
+fn parse_rotation(s: &str) -> Result<Rotation, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "NONE" | "0" => Ok(Rotation::None),
+        "NINETY_DEG" | "90" => Ok(Rotation::Ccw90),
+        "ONE_EIGHTY_DEG" | "180" => Ok(Rotation::Ccw180),
+        "TWO_SEVENTY_DEG" | "270" => Ok(Rotation::Ccw270),
+        _ => Err("use NONE, NINETY_DEG, ONE_EIGHTY_DEG, TWO_SEVENTY_DEG, 0, 90, 180 or 270".into()),
+    }
+}
+
+/// A failure, with the exit code it maps to.
+pub struct Failure {
+    /// 1 for a failed operation, 2 for a usage error.
+    pub code: u8,
+    /// What went wrong, with its causes.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 1, error: e.into() }
+    }
+}
+
+/// Does the whole job.
+pub async fn run(args: Args) -> Result<(), Failure> {
+    let format = OutputFormat::from_path(&args.output).map_err(|e| Failure {
+        code: 2,
+        error: e.into(),
+    })?;
+    let input = read_image(&args.input)?;
+    let mut ops = Vec::new();
+    if args.rotate != Rotation::None {
+        ops.push(Operation::Rotate(args.rotate));
+    }
+    if args.mean {
+        ops.push(Operation::Mean3x3);
+    }
+    let addr = format!("{}:{}", args.host, args.port);
+    let mut client = Client::connect(addr).await?;
+    let output = client.process(&input, &ops).await?;
+    write_atomically(&args.output, |w| Ok(nlimage_core::encode(&output, format, w)?))?;
+    Ok(())
+}
+
+fn read_image(path: &Path) -> Result<nlimage_core::ImageBuf> {
+    let file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    nlimage_core::decode(BufReader::new(file), &Limits::DEFAULT)
+        .with_context(|| format!("cannot use '{}'", path.display()))
+}
+
+/// Writes through a temporary file beside `path` and renames it into place,
+/// so a failure at any point leaves no partial file behind.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nl-client-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        write(&mut w).with_context(|| format!("cannot write '{}'", path.display()))?;
+        w.flush().with_context(|| format!("cannot write '{}'", path.display()))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    Ok(())
+}
