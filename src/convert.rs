@@ -64,7 +64,10 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
 
 /// Validates every operation of a header, in order.
 pub fn operations(ops: &[v1::Operation]) -> Result<Vec<Operation>, CoreError> {
-    ops.iter().enumerate().map(|(i, op)| operation(i, op)).collect()
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| operation(i, op))
+        .collect()
 }
 
 /// The wire form of an operation.
@@ -107,11 +110,31 @@ mod tests {
     fn headers_roundtrip_and_bad_ones_are_named() {
         let info = ImageInfo::new(3, 4, PixelFormat::Rgba8).unwrap();
         assert_eq!(image_info(&image_header(info)).unwrap(), info);
-        let bad = v1::ImageHeader { width: 3, height: 4, format: 9 };
-        assert!(image_info(&bad).unwrap_err().to_string().contains("unknown pixel format 9"));
-        let zero = v1::ImageHeader { width: 0, height: 4, format: 1 };
+        let bad = v1::ImageHeader {
+            width: 3,
+            height: 4,
+            format: 9,
+        };
+        assert!(
+            image_info(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown pixel format 9")
+        );
+        let zero = v1::ImageHeader {
+            width: 0,
+            height: 4,
+            format: 1,
+        };
         assert!(image_info(&zero).is_err());
-        let op = v1::Operation { op: Some(v1::operation::Op::Rotate(v1::Rotate { rotation: 7 })) };
-        assert!(operation(2, &op).unwrap_err().to_string().contains("operation 2: unknown rotation 7"));
+        let op = v1::Operation {
+            op: Some(v1::operation::Op::Rotate(v1::Rotate { rotation: 7 })),
+        };
+        assert!(
+            operation(2, &op)
+                .unwrap_err()
+                .to_string()
+                .contains("operation 2: unknown rotation 7")
+        );
     }
 }

@@ -60,7 +60,10 @@ pub struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { code: 1, error: e.into() }
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
     }
 }
 
@@ -81,7 +84,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let addr = format!("{}:{}", args.host, args.port);
     let mut client = Client::connect(addr).await?;
     let output = client.process(&input, &ops).await?;
-    write_atomically(&args.output, |w| Ok(nlimage_core::encode(&output, format, w)?))?;
+    write_atomically(&args.output, |w| {
+        Ok(nlimage_core::encode(&output, format, w)?)
+    })?;
     Ok(())
 }
 
@@ -93,7 +98,10 @@ fn read_image(path: &Path) -> Result<nlimage_core::ImageBuf> {
 
 /// Writes through a temporary file beside `path` and renames it into place,
 /// so a failure at any point leaves no partial file behind.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -> Result<()>) -> Result<()> {
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -106,7 +114,8 @@ fn write_atomically(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w).with_context(|| format!("cannot write '{}'", path.display()))?;
-        w.flush().with_context(|| format!("cannot write '{}'", path.display()))?;
+        w.flush()
+            .with_context(|| format!("cannot write '{}'", path.display()))?;
     }
     tmp.persist(path)
         .map_err(|e| e.error)

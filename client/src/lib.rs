@@ -23,7 +23,9 @@ use std::time::Duration;
 use nlimage::classic::nl_image_service_client::NlImageServiceClient;
 use nlimage::convert;
 use nlimage::v1::image_service_client::ImageServiceClient;
-use nlimage::v1::{ProcessHeader, ProcessRequest, ProcessResponse, process_request, process_response};
+use nlimage::v1::{
+    ProcessHeader, ProcessRequest, ProcessResponse, process_request, process_response,
+};
 use prost::bytes::Bytes;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Streaming;
@@ -95,7 +97,11 @@ impl Client {
     /// Connects to `addr` (`HOST:PORT`, or a full `http://` URI).
     pub async fn connect(addr: impl Into<String>) -> Result<Self, ClientError> {
         let addr = addr.into();
-        let uri = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+        let uri = if addr.contains("://") {
+            addr.clone()
+        } else {
+            format!("http://{addr}")
+        };
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|_| ClientError::Address(addr.clone()))?
             .connect_timeout(Duration::from_secs(10))
@@ -121,11 +127,17 @@ impl Client {
     }
 
     /// Sends `image` through `ops` (applied in order) and returns the result.
-    pub async fn process(&mut self, image: &ImageBuf, ops: &[Operation]) -> Result<ImageBuf, ClientError> {
+    pub async fn process(
+        &mut self,
+        image: &ImageBuf,
+        ops: &[Operation],
+    ) -> Result<ImageBuf, ClientError> {
         let data = Bytes::copy_from_slice(image.data());
-        let chunks = tokio_stream::iter((0..data.len()).step_by(CHUNK_BYTES).map(move |start| {
-            data.slice(start..(start + CHUNK_BYTES).min(data.len()))
-        }));
+        let chunks = tokio_stream::iter(
+            (0..data.len())
+                .step_by(CHUNK_BYTES)
+                .map(move |start| data.slice(start..(start + CHUNK_BYTES).min(data.len()))),
+        );
         let mut output = self.process_stream(image.info(), ops, chunks).await?;
         let info = output.info();
         let mut pixels = Vec::new();
@@ -179,10 +191,19 @@ impl Client {
         let info = match inbound.message().await? {
             Some(ProcessResponse {
                 message: Some(process_response::Message::Header(h)),
-            }) => convert::image_info(&h)
-                .map_err(|e| ClientError::Protocol(format!("the server sent a bad output header: {e}")))?,
-            Some(_) => return Err(ClientError::Protocol("the server's first message is not a header".into())),
-            None => return Err(ClientError::Protocol("the server ended the stream without a header".into())),
+            }) => convert::image_info(&h).map_err(|e| {
+                ClientError::Protocol(format!("the server sent a bad output header: {e}"))
+            })?,
+            Some(_) => {
+                return Err(ClientError::Protocol(
+                    "the server's first message is not a header".into(),
+                ));
+            }
+            None => {
+                return Err(ClientError::Protocol(
+                    "the server ended the stream without a header".into(),
+                ));
+            }
         };
         Ok(ProcessOutput { info, inbound })
     }
@@ -208,7 +229,9 @@ impl ProcessOutput {
             Some(ProcessResponse {
                 message: Some(process_response::Message::Chunk(c)),
             }) => Ok(Some(c)),
-            Some(_) => Err(ClientError::Protocol("the server sent a second header".into())),
+            Some(_) => Err(ClientError::Protocol(
+                "the server sent a second header".into(),
+            )),
         }
     }
 }
@@ -221,6 +244,9 @@ mod tests {
     fn codes_are_named_as_grpc_names_them() {
         assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
         assert_eq!(code_name(tonic::Code::Ok), "OK");
-        assert_eq!(code_name(tonic::Code::ResourceExhausted), "RESOURCE_EXHAUSTED");
+        assert_eq!(
+            code_name(tonic::Code::ResourceExhausted),
+            "RESOURCE_EXHAUSTED"
+        );
     }
 }

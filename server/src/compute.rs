@@ -20,7 +20,9 @@ impl Compute {
             .num_threads(workers.max(1))
             .thread_name(|i| format!("nl-compute-{i}"))
             .build()?;
-        Ok(Self { pool: Arc::new(pool) })
+        Ok(Self {
+            pool: Arc::new(pool),
+        })
     }
 
     /// Runs `f` on the pool and returns its result. Parallel iterators inside
@@ -38,7 +40,9 @@ impl Compute {
         match rx.await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err(Status::internal("internal error: an image worker panicked")),
-            Err(_) => Err(Status::internal("internal error: the image worker pool stopped")),
+            Err(_) => Err(Status::internal(
+                "internal error: the image worker pool stopped",
+            )),
         }
     }
 }
@@ -50,7 +54,10 @@ mod tests {
     #[tokio::test]
     async fn runs_off_the_runtime_and_returns_the_value() {
         let c = Compute::new(2).unwrap();
-        let name = c.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
+        let name = c
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
         assert!(name.unwrap().starts_with("nl-compute-"));
     }
 

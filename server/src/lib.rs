@@ -7,6 +7,7 @@
 
 pub mod compute;
 pub mod config;
+pub mod handle;
 pub mod log;
 pub mod service;
 pub mod status;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 pub use config::{Config, MAX_CHUNK_BYTES};
+pub use handle::{ServerHandle, spawn};
 
 use compute::Compute;
 use service::Shared;

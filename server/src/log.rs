@@ -34,9 +34,21 @@ impl RequestLog {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
         let (method, detail) = (self.method, self.detail.as_str());
         match outcome {
-            Ok(()) => tracing::debug!(method, detail, ms = format!("{ms:.1}"), status = "OK", "request"),
+            Ok(()) => tracing::debug!(
+                method,
+                detail,
+                ms = format!("{ms:.1}"),
+                status = "OK",
+                "request"
+            ),
             Err(s) if s.code() == Code::Cancelled => {
-                tracing::debug!(method, detail, ms = format!("{ms:.1}"), status = "CANCELLED", "request")
+                tracing::debug!(
+                    method,
+                    detail,
+                    ms = format!("{ms:.1}"),
+                    status = "CANCELLED",
+                    "request"
+                )
             }
             Err(s) => tracing::warn!(
                 method,

@@ -43,7 +43,11 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter = if args.debug { "nlimage_server=debug,nl_server=debug" } else { "nlimage_server=info" };
+    let filter = if args.debug {
+        "nlimage_server=debug,nl_server=debug"
+    } else {
+        "nlimage_server=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NL_LOG").unwrap_or_else(|_| filter.into()),

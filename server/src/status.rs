@@ -13,7 +13,9 @@ pub fn from_core(e: CoreError) -> Status {
         CoreError::LimitExceeded(m) => {
             Status::resource_exhausted(format!("{m} (nl-server --max-pixels / --max-dimension)"))
         }
-        CoreError::OutOfMemory(_) => Status::resource_exhausted(format!("{e}: the server is short of memory")),
+        CoreError::OutOfMemory(_) => {
+            Status::resource_exhausted(format!("{e}: the server is short of memory"))
+        }
         CoreError::Encode(_) | CoreError::Io(_) => Status::internal(e.to_string()),
     }
 }
@@ -30,11 +32,20 @@ mod tests {
 
     #[test]
     fn categories_map_to_codes() {
-        assert_eq!(from_core(CoreError::InvalidInput("x".into())).code(), Code::InvalidArgument);
+        assert_eq!(
+            from_core(CoreError::InvalidInput("x".into())).code(),
+            Code::InvalidArgument
+        );
         let s = from_core(CoreError::LimitExceeded("too big".into()));
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert!(s.message().starts_with("too big") && s.message().contains("--max-pixels"));
-        assert_eq!(from_core(CoreError::OutOfMemory(9)).code(), Code::ResourceExhausted);
-        assert_eq!(from_core(CoreError::Encode("e".into())).code(), Code::Internal);
+        assert_eq!(
+            from_core(CoreError::OutOfMemory(9)).code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            from_core(CoreError::Encode("e".into())).code(),
+            Code::Internal
+        );
     }
 }

@@ -33,8 +33,13 @@ impl ClassicService {
                 img.width, img.height
             )));
         }
-        let format = if img.color { PixelFormat::Rgb8 } else { PixelFormat::Gray8 };
-        let info = ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
+        let format = if img.color {
+            PixelFormat::Rgb8
+        } else {
+            PixelFormat::Gray8
+        };
+        let info =
+            ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
         self.shared.limits.check(&info).map_err(from_core)?;
         if img.data.len() != info.byte_len() {
             return Err(invalid(format!(
@@ -96,7 +101,10 @@ fn logged<T>(log: RequestLog, r: Result<T, Status>) -> Result<Response<T>, Statu
 
 #[tonic::async_trait]
 impl NlImageService for ClassicService {
-    async fn rotate_image(&self, request: Request<NlImageRotateRequest>) -> Result<Response<NlImage>, Status> {
+    async fn rotate_image(
+        &self,
+        request: Request<NlImageRotateRequest>,
+    ) -> Result<Response<NlImage>, Status> {
         let mut log = RequestLog::start("NLImageService/RotateImage");
         let req = request.into_inner();
         let result = async {

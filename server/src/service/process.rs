@@ -46,7 +46,8 @@ impl ProcessService {
 
 #[tonic::async_trait]
 impl ImageService for ProcessService {
-    type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessResponse, Status>> + Send + 'static>>;
+    type ProcessStream =
+        Pin<Box<dyn Stream<Item = Result<ProcessResponse, Status>> + Send + 'static>>;
 
     async fn process(
         &self,
@@ -87,18 +88,29 @@ async fn start(
     limits: &Limits,
 ) -> Result<Pipeline, Status> {
     let header = match inbound.message().await? {
-        None => return Err(invalid("the stream ended before its header: send a header first")),
+        None => {
+            return Err(invalid(
+                "the stream ended before its header: send a header first",
+            ));
+        }
         Some(ProcessRequest {
             message: Some(process_request::Message::Header(h)),
         }) => h,
         Some(ProcessRequest {
             message: Some(process_request::Message::Chunk(_)),
-        }) => return Err(invalid("the first message is a pixel chunk: send a header first")),
+        }) => {
+            return Err(invalid(
+                "the first message is a pixel chunk: send a header first",
+            ));
+        }
         Some(ProcessRequest { message: None }) => {
             return Err(invalid("the first message is empty: send a header first"));
         }
     };
-    let image = header.image.as_ref().ok_or_else(|| invalid("the header has no image size and format"))?;
+    let image = header
+        .image
+        .as_ref()
+        .ok_or_else(|| invalid("the header has no image size and format"))?;
     let info = convert::image_info(image).map_err(from_core)?;
     let ops = convert::operations(&header.operations).map_err(from_core)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
@@ -107,7 +119,10 @@ async fn start(
 }
 
 fn describe_ops(ops: &[Operation]) -> String {
-    ops.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ops.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Feeds the chunks through the pipeline and sends the output on.
@@ -126,7 +141,11 @@ async fn drive(
                     pipeline.received()
                 )));
             }
-            None => return Err(invalid("an empty message arrived: send pixel chunks after the header")),
+            None => {
+                return Err(invalid(
+                    "an empty message arrived: send pixel chunks after the header",
+                ));
+            }
         };
         if chunk.len() > MAX_CHUNK_BYTES {
             return Err(invalid(format!(
@@ -145,7 +164,11 @@ async fn drive(
         pipeline = p;
         send_chunks(tx, out.map_err(from_core)?).await?;
     }
-    let mut rest = shared.compute.run(move || pipeline.finish()).await?.map_err(from_core)?;
+    let mut rest = shared
+        .compute
+        .run(move || pipeline.finish())
+        .await?
+        .map_err(from_core)?;
     loop {
         let (r, band) = shared
             .compute
@@ -175,5 +198,7 @@ async fn send_chunks(tx: &Outbound, out: Vec<u8>) -> Result<(), Status> {
 }
 
 fn response(message: process_response::Message) -> ProcessResponse {
-    ProcessResponse { message: Some(message) }
+    ProcessResponse {
+        message: Some(message),
+    }
 }

@@ -1,0 +1,46 @@
+//! Shared test helpers: a real server on 127.0.0.1 with an ephemeral port.
+#![allow(dead_code)]
+
+use nlimage::classic::nl_image_service_client::NlImageServiceClient;
+use nlimage::v1::image_service_client::ImageServiceClient;
+use nlimage_server::{Config, ServerHandle};
+use tonic::transport::Channel;
+
+pub async fn server(config: Config) -> ServerHandle {
+    nlimage_server::spawn("127.0.0.1:0", config)
+        .await
+        .expect("server starts")
+}
+
+pub async fn channel(server: &ServerHandle) -> Channel {
+    Channel::from_shared(format!("http://{}", server.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects")
+}
+
+pub async fn classic(server: &ServerHandle) -> NlImageServiceClient<Channel> {
+    NlImageServiceClient::new(channel(server).await)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
+}
+
+pub async fn streaming(server: &ServerHandle) -> ImageServiceClient<Channel> {
+    ImageServiceClient::new(channel(server).await)
+        .max_decoding_message_size(2 << 20)
+        .max_encoding_message_size(2 << 20)
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 11) as u8
+        })
+        .collect()
+}

@@ -1,0 +1,312 @@
+//! The streaming `Process` RPC over a real socket: correct output for valid
+//! streams, output that flows before the upload ends, and INVALID_ARGUMENT
+//! (or RESOURCE_EXHAUSTED) with a readable message for every malformed stream.
+
+mod common;
+
+use std::time::Duration;
+
+use nlimage::v1::{
+    ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, Rotate,
+    operation, process_request::Message as Req, process_response::Message as Resp,
+};
+use nlimage_core::{ImageBuf, mean3x3_naive};
+use nlimage_server::Config;
+use prost::bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status};
+
+fn header(w: u32, h: u32, format: PixelFormat, ops: Vec<Operation>) -> ProcessRequest {
+    ProcessRequest {
+        message: Some(Req::Header(ProcessHeader {
+            image: Some(ImageHeader {
+                width: w,
+                height: h,
+                format: format as i32,
+            }),
+            operations: ops,
+        })),
+    }
+}
+
+fn chunk(data: &[u8]) -> ProcessRequest {
+    ProcessRequest {
+        message: Some(Req::Chunk(Bytes::copy_from_slice(data))),
+    }
+}
+
+fn mean() -> Operation {
+    Operation {
+        op: Some(operation::Op::Mean(MeanFilter {})),
+    }
+}
+
+fn rotate(r: i32) -> Operation {
+    Operation {
+        op: Some(operation::Op::Rotate(Rotate { rotation: r })),
+    }
+}
+
+/// Sends `msgs`, returns the output header, the output bytes, or the status.
+async fn call(
+    server: &nlimage_server::ServerHandle,
+    msgs: Vec<ProcessRequest>,
+) -> Result<(ImageHeader, Vec<u8>), Status> {
+    let mut client = common::streaming(server).await;
+    let mut inbound = client.process(tokio_stream::iter(msgs)).await?.into_inner();
+    let header = match inbound.message().await?.and_then(|m| m.message) {
+        Some(Resp::Header(h)) => h,
+        other => panic!("first response is not a header: {other:?}"),
+    };
+    let mut out = Vec::new();
+    while let Some(m) = inbound.message().await? {
+        match m.message {
+            Some(Resp::Chunk(c)) => out.extend_from_slice(&c),
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+    Ok((header, out))
+}
+
+async fn expect_error(msgs: Vec<ProcessRequest>, code: Code, text: &str) {
+    let server = common::server(Config::default()).await;
+    let e = call(&server, msgs).await.expect_err("must fail");
+    assert_eq!(e.code(), code, "{e:?}");
+    assert!(
+        e.message().contains(text),
+        "message {:?} lacks {text:?}",
+        e.message()
+    );
+}
+
+#[tokio::test]
+async fn valid_stream_with_odd_chunks_gives_the_reference_output() {
+    let server = common::server(Config::default()).await;
+    let (w, h) = (37u32, 21u32);
+    let data = common::noise((w * h * 4) as usize, 5);
+    let mut msgs = vec![header(
+        w,
+        h,
+        PixelFormat::Rgba8,
+        vec![mean(), rotate(1), mean()],
+    )];
+    msgs.extend(data.chunks(333).map(chunk));
+    let (out_header, out) = call(&server, msgs).await.unwrap();
+    assert_eq!((out_header.width, out_header.height), (h, w));
+    let img = ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Rgba8, data).unwrap();
+    let want = mean3x3_naive(&nlimage_core::rotate_naive(
+        &mean3x3_naive(&img),
+        nlimage_core::Rotation::Ccw90,
+    ));
+    assert_eq!(out, want.data());
+}
+
+#[tokio::test]
+async fn output_flows_before_the_upload_ends() {
+    let server = common::server(Config::default()).await;
+    let mut client = common::streaming(&server).await;
+    let (w, h) = (64u32, 100u32);
+    let data = common::noise((w * h) as usize, 9);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(header(w, h, PixelFormat::Gray8, vec![mean()]))
+        .await
+        .unwrap();
+    let mut inbound = client
+        .process(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        inbound.message().await.unwrap().unwrap().message,
+        Some(Resp::Header(_))
+    ));
+    // Send ten rows in tiny chunks, keep the stream open, and wait for output.
+    for piece in data[..(w * 10) as usize].chunks(7) {
+        tx.send(chunk(piece)).await.unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("output arrives while the upload is still open")
+        .unwrap()
+        .unwrap();
+    let Some(Resp::Chunk(first)) = first.message else {
+        panic!("expected a chunk")
+    };
+    assert!(!first.is_empty() && first.len() <= (w * 9) as usize);
+    let want = mean3x3_naive(
+        &ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Gray8, data.clone()).unwrap(),
+    );
+    assert_eq!(&first[..], &want.data()[..first.len()]);
+    // Finish the upload; the rest of the output follows.
+    let mut out = first.to_vec();
+    for piece in data[(w * 10) as usize..].chunks(1000) {
+        tx.send(chunk(piece)).await.unwrap();
+    }
+    drop(tx);
+    while let Some(m) = inbound.message().await.unwrap() {
+        let Some(Resp::Chunk(c)) = m.message else {
+            panic!("expected a chunk")
+        };
+        out.extend_from_slice(&c);
+    }
+    assert_eq!(out, want.data());
+}
+
+#[tokio::test]
+async fn no_header_is_invalid() {
+    expect_error(
+        vec![chunk(&[1, 2, 3])],
+        Code::InvalidArgument,
+        "send a header first",
+    )
+    .await;
+    expect_error(vec![], Code::InvalidArgument, "ended before its header").await;
+}
+
+#[tokio::test]
+async fn a_second_header_is_invalid() {
+    let msgs = vec![
+        header(2, 2, PixelFormat::Gray8, vec![]),
+        chunk(&[1, 2]),
+        header(2, 2, PixelFormat::Gray8, vec![]),
+    ];
+    expect_error(
+        msgs,
+        Code::InvalidArgument,
+        "second header arrived after 2 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_bytes_are_invalid() {
+    let msgs = vec![
+        header(2, 2, PixelFormat::Gray8, vec![mean()]),
+        chunk(&[1, 2, 3]),
+        chunk(&[4, 5]),
+    ];
+    expect_error(
+        msgs,
+        Code::InvalidArgument,
+        "more pixel data than the header declares",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn too_few_bytes_then_end_are_invalid() {
+    let msgs = vec![
+        header(3, 3, PixelFormat::Rgb8, vec![rotate(2)]),
+        chunk(&[1; 20]),
+    ];
+    expect_error(
+        msgs,
+        Code::InvalidArgument,
+        "ended early: a 3x3 rgb8 image has 27 bytes, got 20",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_headers_are_invalid() {
+    expect_error(
+        vec![header(0, 5, PixelFormat::Gray8, vec![])],
+        Code::InvalidArgument,
+        "at least 1",
+    )
+    .await;
+    expect_error(
+        vec![header(5, 5, PixelFormat::Unspecified, vec![])],
+        Code::InvalidArgument,
+        "unspecified",
+    )
+    .await;
+    let mut unknown = header(5, 5, PixelFormat::Gray8, vec![]);
+    if let Some(Req::Header(h)) = &mut unknown.message {
+        h.image.as_mut().unwrap().format = 42;
+    }
+    expect_error(
+        vec![unknown],
+        Code::InvalidArgument,
+        "unknown pixel format 42",
+    )
+    .await;
+    let empty_op = Operation { op: None };
+    expect_error(
+        vec![header(5, 5, PixelFormat::Gray8, vec![mean(), empty_op])],
+        Code::InvalidArgument,
+        "operation 1",
+    )
+    .await;
+    expect_error(
+        vec![header(5, 5, PixelFormat::Gray8, vec![rotate(9)])],
+        Code::InvalidArgument,
+        "unknown rotation 9",
+    )
+    .await;
+    let no_image = ProcessRequest {
+        message: Some(Req::Header(ProcessHeader {
+            image: None,
+            operations: vec![],
+        })),
+    };
+    expect_error(vec![no_image], Code::InvalidArgument, "no image").await;
+}
+
+#[tokio::test]
+async fn huge_claims_are_refused_before_allocation() {
+    // u32::MAX x u32::MAX RGBA would be 2^66 bytes; refused by the limits,
+    // not by the allocator, even with a rotation that must buffer.
+    let msgs = vec![
+        header(u32::MAX, u32::MAX, PixelFormat::Rgba8, vec![rotate(1)]),
+        chunk(&[0; 16]),
+    ];
+    let server = common::server(Config::default()).await;
+    let e = call(&server, msgs).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::ResourceExhausted | Code::InvalidArgument),
+        "{e:?}"
+    );
+    let msgs = vec![header(
+        100_000,
+        100_000,
+        PixelFormat::Gray8,
+        vec![rotate(1)],
+    )];
+    let e = call(&server, msgs).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(
+        e.message()
+            .contains("100000x100000 (10.0 Gpx), over the limit of 1.1 Gpx"),
+        "{}",
+        e.message()
+    );
+    // ... and the server still serves.
+    let (h, out) = call(
+        &server,
+        vec![
+            header(1, 1, PixelFormat::Gray8, vec![mean()]),
+            chunk(&[200]),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!((h.width, out), (1, vec![200]));
+}
+
+#[tokio::test]
+async fn oversized_chunks_are_refused() {
+    let server = common::server(Config::default()).await;
+    let msgs = vec![
+        header(2048, 1024, PixelFormat::Gray8, vec![]),
+        chunk(&vec![0; (1 << 20) + 1]),
+    ];
+    let e = call(&server, msgs).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("over the limit of 1048576 bytes"),
+        "{}",
+        e.message()
+    );
+}
