@@ -1,0 +1,80 @@
+//! The client library against a real server: every input kind (PNG and JPEG,
+//! gray, RGB, RGBA) with every operation gives the core reference's pixels.
+
+mod common;
+
+use std::io::Cursor;
+
+use nlimage_client::{ClientError, Operation, Rotation};
+use nlimage_core::{ImageBuf, Limits, OutputFormat, PixelFormat, mean3x3_naive, rotate_naive};
+use nlimage_server::Config;
+
+fn reference(img: &ImageBuf, ops: &[Operation]) -> ImageBuf {
+    ops.iter().fold(img.clone(), |acc, op| match op {
+        Operation::Rotate(r) => rotate_naive(&acc, *r),
+        Operation::Mean3x3 => mean3x3_naive(&acc),
+    })
+}
+
+#[tokio::test]
+async fn every_input_kind_and_operation_matches_the_reference() {
+    let server = common::server(Config::default()).await;
+    let mut client = common::client(&server).await;
+    let inputs = [
+        (PixelFormat::Gray8, OutputFormat::Png),
+        (PixelFormat::Rgb8, OutputFormat::Png),
+        (PixelFormat::Rgba8, OutputFormat::Png),
+        (PixelFormat::Gray8, OutputFormat::Jpeg),
+        (PixelFormat::Rgb8, OutputFormat::Jpeg),
+    ];
+    let op_lists: Vec<Vec<Operation>> = vec![
+        vec![],
+        vec![Operation::Mean3x3],
+        vec![Operation::Rotate(Rotation::Ccw90)],
+        vec![Operation::Rotate(Rotation::Ccw180)],
+        vec![Operation::Rotate(Rotation::Ccw270)],
+        vec![Operation::Rotate(Rotation::Ccw90), Operation::Mean3x3],
+    ];
+    for (pf, codec) in inputs {
+        let file = common::encoded(&common::picture(61, 45, pf), codec);
+        // What the CLI does: decode the file, then stream its pixels.
+        let decoded = nlimage_core::decode(Cursor::new(file), &Limits::DEFAULT).unwrap();
+        assert_eq!(decoded.info().format(), pf, "{codec:?} keeps {pf}");
+        for ops in &op_lists {
+            let got = client.process(&decoded, ops).await.unwrap();
+            assert!(got == reference(&decoded, ops), "{pf} via {codec:?}, ops {ops:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_image_spanning_many_chunks_roundtrips() {
+    let server = common::server(Config::default()).await;
+    let mut client = common::client(&server).await;
+    let img = common::picture(1500, 1000, PixelFormat::Rgb8); // 4.5 MB: five chunks
+    let ops = [Operation::Mean3x3, Operation::Rotate(Rotation::Ccw270)];
+    let got = client.process(&img, &ops).await.unwrap();
+    assert!(got == reference(&img, &ops));
+}
+
+#[tokio::test]
+async fn server_errors_surface_with_code_and_message() {
+    let config = Config {
+        limits: Limits { max_pixels: 100, max_dimension: 1000 },
+        ..Config::default()
+    };
+    let server = common::server(config).await;
+    let mut client = common::client(&server).await;
+    let e = client.process(&common::picture(20, 20, PixelFormat::Gray8), &[]).await.unwrap_err();
+    assert!(matches!(&e, ClientError::Status(s) if s.code() == tonic::Code::ResourceExhausted), "{e:?}");
+    assert!(e.to_string().starts_with("server error RESOURCE_EXHAUSTED: image is 20x20"), "{e}");
+}
+
+#[tokio::test]
+async fn unreachable_server_names_the_address() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = nlimage_client::Client::connect(format!("127.0.0.1:{port}")).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("refused"), "{msg}");
+}
