@@ -11,7 +11,10 @@ use nlimage_core::{Limits, OutputFormat, PixelFormat, Rotation, mean3x3_naive, r
 use nlimage_server::{Config, ServerHandle};
 
 fn nl_client(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nl-client")).args(args).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_nl-client"))
+        .args(args)
+        .output()
+        .expect("runs")
 }
 
 fn port(server: &ServerHandle) -> String {
@@ -23,7 +26,11 @@ fn stderr(out: &Output) -> String {
 }
 
 fn read(path: &Path) -> nlimage_core::ImageBuf {
-    nlimage_core::decode(std::io::BufReader::new(std::fs::File::open(path).unwrap()), &Limits::DEFAULT).unwrap()
+    nlimage_core::decode(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        &Limits::DEFAULT,
+    )
+    .unwrap()
 }
 
 /// Files in `dir` other than `keep`: leftovers of a failed write.
@@ -45,24 +52,61 @@ async fn rotates_and_filters_into_the_named_format() {
     let p = port(&server);
 
     let out = dir.path().join("out.png");
-    let args = ["--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()];
-    let r = nl_client(&[&args[..], &["--rotate", "NINETY_DEG", "--mean", "--port", &p]].concat());
+    let args = [
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let r = nl_client(
+        &[
+            &args[..],
+            &["--rotate", "NINETY_DEG", "--mean", "--port", &p],
+        ]
+        .concat(),
+    );
     assert!(r.status.success(), "{}", stderr(&r));
     let want = mean3x3_naive(&rotate_naive(&img, Rotation::Ccw90));
-    assert!(read(&out) == want, "RGBA PNG keeps alpha and matches the reference");
+    assert!(
+        read(&out) == want,
+        "RGBA PNG keeps alpha and matches the reference"
+    );
 
     // Degrees are accepted too, and the extension picks the format.
     let tif = dir.path().join("out.tiff");
-    let r = nl_client(&["-i", input.to_str().unwrap(), "-o", tif.to_str().unwrap(), "--rotate", "180", "--port", &p]);
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        tif.to_str().unwrap(),
+        "--rotate",
+        "180",
+        "--port",
+        &p,
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
-    assert_eq!(&std::fs::read(&tif).unwrap()[..2], b"II", "a little-endian TIFF");
+    assert_eq!(
+        &std::fs::read(&tif).unwrap()[..2],
+        b"II",
+        "a little-endian TIFF"
+    );
     assert!(read(&tif) == rotate_naive(&img, Rotation::Ccw180));
 
     let jpg = dir.path().join("out.jpg");
-    let r = nl_client(&["-i", input.to_str().unwrap(), "-o", jpg.to_str().unwrap(), "--port", &p]);
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        jpg.to_str().unwrap(),
+        "--port",
+        &p,
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
     assert_eq!(&std::fs::read(&jpg).unwrap()[..2], &[0xFF, 0xD8], "a JPEG");
-    assert_eq!(strays(dir.path(), &["in.png", "out.png", "out.tiff", "out.jpg"]), Vec::<String>::new());
+    assert_eq!(
+        strays(dir.path(), &["in.png", "out.png", "out.tiff", "out.jpg"]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +117,15 @@ async fn gray_stays_gray() {
     let img = common::picture(8, 5, PixelFormat::Gray8);
     std::fs::write(&input, common::encoded(&img, OutputFormat::Png)).unwrap();
     let out = dir.path().join("o.png");
-    let r = nl_client(&["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mean", "--port", &port(&server)]);
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--mean",
+        "--port",
+        &port(&server),
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
     let got = read(&out);
     assert_eq!(got.info().format(), PixelFormat::Gray8);
@@ -82,28 +134,70 @@ async fn gray_stays_gray() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
-    let small = Config { limits: Limits { max_pixels: 100, max_dimension: 1000 }, ..Config::default() };
+    let small = Config {
+        limits: Limits {
+            max_pixels: 100,
+            max_dimension: 1000,
+        },
+        ..Config::default()
+    };
     let server = common::server(small).await;
     let p = port(&server);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let good = d.join("good.png");
-    std::fs::write(&good, common::encoded(&common::picture(20, 20, PixelFormat::Rgb8), OutputFormat::Png)).unwrap();
+    std::fs::write(
+        &good,
+        common::encoded(
+            &common::picture(20, 20, PixelFormat::Rgb8),
+            OutputFormat::Png,
+        ),
+    )
+    .unwrap();
     let junk = d.join("junk.png");
     std::fs::write(&junk, b"this is not a png").unwrap();
     let out = d.join("out.png");
-    let (g, j, o) = (good.to_str().unwrap(), junk.to_str().unwrap(), out.to_str().unwrap());
+    let (g, j, o) = (
+        good.to_str().unwrap(),
+        junk.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
     let missing = d.join("missing.png");
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
     let xyz = d.join("out.xyz");
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["-i", missing.to_str().unwrap(), "-o", o, "--port", &p], 1, "cannot read"),
+        (
+            vec!["-i", missing.to_str().unwrap(), "-o", o, "--port", &p],
+            1,
+            "cannot read",
+        ),
         (vec!["-i", j, "-o", o, "--port", &p], 1, "cannot decode"),
-        (vec!["-i", g, "-o", xyz.to_str().unwrap(), "--port", &p], 2, "extension"),
-        (vec!["-i", g, "-o", o, "--port", &free_port], 1, "cannot connect to the server at 127.0.0.1:"),
-        (vec!["-i", g, "-o", o, "--port", &p], 1, "server error RESOURCE_EXHAUSTED"),
-        (vec!["-i", g, "-o", o, "--rotate", "45", "--port", &p], 2, "NINETY_DEG"),
+        (
+            vec!["-i", g, "-o", xyz.to_str().unwrap(), "--port", &p],
+            2,
+            "extension",
+        ),
+        (
+            vec!["-i", g, "-o", o, "--port", &free_port],
+            1,
+            "cannot connect to the server at 127.0.0.1:",
+        ),
+        (
+            vec!["-i", g, "-o", o, "--port", &p],
+            1,
+            "server error RESOURCE_EXHAUSTED",
+        ),
+        (
+            vec!["-i", g, "-o", o, "--rotate", "45", "--port", &p],
+            2,
+            "NINETY_DEG",
+        ),
         (vec!["-o", o], 2, "--input"),
     ];
     for (args, code, text) in cases {
@@ -116,20 +210,44 @@ async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
             assert!(err.starts_with("nl-client: "), "{err}");
         }
         assert!(!out.exists(), "{args:?} left an output file");
-        assert_eq!(strays(d, &["good.png", "junk.png"]), Vec::<String>::new(), "{args:?} left a file");
+        assert_eq!(
+            strays(d, &["good.png", "junk.png"]),
+            Vec::<String>::new(),
+            "{args:?} left a file"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_leaves_an_existing_output_untouched() {
-    let small = Config { limits: Limits { max_pixels: 10, max_dimension: 1000 }, ..Config::default() };
+    let small = Config {
+        limits: Limits {
+            max_pixels: 10,
+            max_dimension: 1000,
+        },
+        ..Config::default()
+    };
     let server = common::server(small).await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.png");
-    std::fs::write(&input, common::encoded(&common::picture(9, 9, PixelFormat::Gray8), OutputFormat::Png)).unwrap();
+    std::fs::write(
+        &input,
+        common::encoded(
+            &common::picture(9, 9, PixelFormat::Gray8),
+            OutputFormat::Png,
+        ),
+    )
+    .unwrap();
     let out = dir.path().join("out.png");
     std::fs::write(&out, b"previous result").unwrap();
-    let r = nl_client(&["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--port", &port(&server)]);
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--port",
+        &port(&server),
+    ]);
     assert_eq!(r.status.code(), Some(1));
     assert_eq!(std::fs::read(&out).unwrap(), b"previous result");
 }

@@ -42,7 +42,10 @@ async fn every_input_kind_and_operation_matches_the_reference() {
         assert_eq!(decoded.info().format(), pf, "{codec:?} keeps {pf}");
         for ops in &op_lists {
             let got = client.process(&decoded, ops).await.unwrap();
-            assert!(got == reference(&decoded, ops), "{pf} via {codec:?}, ops {ops:?}");
+            assert!(
+                got == reference(&decoded, ops),
+                "{pf} via {codec:?}, ops {ops:?}"
+            );
         }
     }
 }
@@ -60,21 +63,43 @@ async fn large_image_spanning_many_chunks_roundtrips() {
 #[tokio::test]
 async fn server_errors_surface_with_code_and_message() {
     let config = Config {
-        limits: Limits { max_pixels: 100, max_dimension: 1000 },
+        limits: Limits {
+            max_pixels: 100,
+            max_dimension: 1000,
+        },
         ..Config::default()
     };
     let server = common::server(config).await;
     let mut client = common::client(&server).await;
-    let e = client.process(&common::picture(20, 20, PixelFormat::Gray8), &[]).await.unwrap_err();
-    assert!(matches!(&e, ClientError::Status(s) if s.code() == tonic::Code::ResourceExhausted), "{e:?}");
-    assert!(e.to_string().starts_with("server error RESOURCE_EXHAUSTED: image is 20x20"), "{e}");
+    let e = client
+        .process(&common::picture(20, 20, PixelFormat::Gray8), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Status(s) if s.code() == tonic::Code::ResourceExhausted),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("server error RESOURCE_EXHAUSTED: image is 20x20"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_server_names_the_address() {
     // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let e = nlimage_client::Client::connect(format!("127.0.0.1:{port}")).await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = nlimage_client::Client::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("refused"), "{msg}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("refused"),
+        "{msg}"
+    );
 }

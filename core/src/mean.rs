@@ -118,7 +118,7 @@ const RECIP: [u32; 10] = {
     let mut t = [0u32; 10];
     let mut d = 1;
     while d < 10 {
-        t[d] = (65536 + d as u32 - 1) / d as u32;
+        t[d] = 65536_u32.div_ceil(d as u32);
         d += 1;
     }
     t
@@ -144,7 +144,7 @@ pub fn mean3x3_row(
     let n = row.len();
     let c = channels;
     assert!(
-        out.len() == n && n % c == 0 && n > 0,
+        out.len() == n && n.is_multiple_of(c) && n > 0,
         "row lengths disagree"
     );
     // Vertical sums of the (up to) three rows.

@@ -131,7 +131,7 @@ pub fn rotate_rows_into(
 ) -> Result<()> {
     check_len("source", src.len(), info.byte_len())?;
     let out = rotation.output_info(info);
-    if dst.len() % out.row_bytes() != 0
+    if !dst.len().is_multiple_of(out.row_bytes())
         || first_row + dst.len() / out.row_bytes() > out.height() as usize
     {
         return Err(CoreError::InvalidInput(format!(

@@ -9,11 +9,15 @@ use nlimage_core::{ImageBuf, ImageInfo, OutputFormat, PixelFormat};
 use nlimage_server::{Config, ServerHandle};
 
 pub async fn server(config: Config) -> ServerHandle {
-    nlimage_server::spawn("127.0.0.1:0", config).await.expect("server starts")
+    nlimage_server::spawn("127.0.0.1:0", config)
+        .await
+        .expect("server starts")
 }
 
 pub async fn client(server: &ServerHandle) -> Client {
-    Client::connect(server.addr().to_string()).await.expect("connects")
+    Client::connect(server.addr().to_string())
+        .await
+        .expect("connects")
 }
 
 /// A smooth gradient with a few sharp features, so lossy codecs keep it

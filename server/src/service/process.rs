@@ -115,7 +115,7 @@ async fn start(
     let ops = convert::operations(&header.operations).map_err(from_core)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
     limits.check(&info).map_err(from_core)?;
-    Ok(Pipeline::new(info, &ops).map_err(from_core)?)
+    Pipeline::new(info, &ops).map_err(from_core)
 }
 
 fn describe_ops(ops: &[Operation]) -> String {
