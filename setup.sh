@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build nlimage.
+#   ./setup.sh [host]    a C linker and, only if cargo is missing, a Rust toolchain
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MODE=${1:-host}
+MSRV=1.88
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run '$*' (no sudo): run this script as root"
+  fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install $* with your package manager"
+  say "installing $* (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+setup_host() {
+  local need=()
+  command -v cc >/dev/null 2>&1 || need+=(build-essential)
+  command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+  command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+  if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else say "C toolchain present"; fi
+
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo is missing: installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  local have
+  have=$(rustc --version | awk '{print $2}')
+  version_ge "$have" "$MSRV" || die "rustc $have is older than the required $MSRV: run 'rustup update'"
+  say "rustc $have (>= $MSRV), cargo $(cargo --version | awk '{print $2}')"
+  if command -v rustup >/dev/null 2>&1; then
+    for c in rustfmt clippy; do
+      rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 \
+        || say "could not add $c (only needed for CI checks)"
+    done
+  fi
+  say "host set-up done"
+}
+
+case "$MODE" in
+  host) setup_host ;;
+  *) die "unknown mode '$MODE': use host" ;;
+esac
