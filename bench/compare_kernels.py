@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Times OpenCV and nlimage's kernels on the same generated images, in one
+run, and prints a Markdown table with the ratios (nlimage speed / OpenCV speed).
+
+    bench/setup_venv.sh                      # once: OpenCV + numpy in bench/.venv
+    bench/.venv/bin/python bench/compare_kernels.py [--reps 15]
+
+Images: 4096x3072 RGB and 8192x8192 gray, random pixels from a fixed seed,
+written as raw files under bench/out/ that the Rust side
+(`core/examples/kernel_timing.rs`, release build) reads. Both sides write
+into preallocated outputs; figures are medians; 1 and 2 threads.
+The OpenCV blur uses its default border (reflect-101), which does the same
+work as our shrinking window: only the semantics at the border differ.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+IMAGES = [("4096x3072 RGB", 4096, 3072, 3), ("8192x8192 gray", 8192, 8192, 1)]
+CV = {
+    "mean3x3": lambda s, d: cv2.blur(s, (3, 3), dst=d),
+    "rotate90": lambda s, d: cv2.rotate(s, cv2.ROTATE_90_COUNTERCLOCKWISE, dst=d),
+    "rotate180": lambda s, d: cv2.rotate(s, cv2.ROTATE_180, dst=d),
+    "rotate270": lambda s, d: cv2.rotate(s, cv2.ROTATE_90_CLOCKWISE, dst=d),
+}
+
+
+def median_ms(reps, f):
+    f()
+    t = []
+    for _ in range(reps):
+        s = time.perf_counter()
+        f()
+        t.append((time.perf_counter() - s) * 1e3)
+    return sorted(t)[len(t) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=15)
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "nlimage-core", "--example", "kernel_timing"],
+                   cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "examples", "kernel_timing")
+    rng = np.random.default_rng(2026)
+    rows = []
+    for label, w, h, c in IMAGES:
+        shape = (h, w, c) if c > 1 else (h, w)
+        src = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        raw = os.path.join(OUT, f"{w}x{h}x{c}.raw")
+        src.tofile(raw)
+        mpix = w * h / 1e6
+        for threads in (1, 2):
+            cv2.setNumThreads(threads)
+            ours = {}
+            out = subprocess.run([exe, raw, str(w), str(h), str(c), str(threads), str(args.reps)],
+                                 check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                j = json.loads(line)
+                ours[j["kernel"]] = j["ms"]
+            copy_gbs = 2 * src.nbytes / (ours["memcpy"] / 1e3) / 1e9
+            for kernel, f in CV.items():
+                rot = kernel in ("rotate90", "rotate270")
+                dst = np.empty((w, h, c) if rot else shape, np.uint8).squeeze() if c == 1 else \
+                    np.empty((w, h, c) if rot else shape, np.uint8)
+                cv_ms = median_ms(args.reps, lambda: f(src, dst))
+                rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (ours[kernel] / 1e3),
+                             cv_ms, ours[kernel], copy_gbs, mpix / (ours["memcpy"] / 1e3)))
+            print(f"  {label}, {threads} thread(s) done", file=sys.stderr)
+    print(f"cv2 {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, medians of {args.reps}\n")
+    print("| kernel | image | threads | OpenCV Mpix/s | nlimage Mpix/s | ratio | OpenCV ms | nlimage ms | memcpy in+out GB/s | memcpy Mpix/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for k, label, t, cvs, ns, cvm, nm, gbs, cps in rows:
+        print(f"| {k} | {label} | {t} | {cvs:.0f} | {ns:.0f} | **{ns / cvs:.2f}x** | {cvm:.2f} | {nm:.2f} | {gbs:.1f} | {cps:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
