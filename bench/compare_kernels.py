@@ -8,7 +8,10 @@ run, and prints a Markdown table with the ratios (nlimage speed / OpenCV speed).
 Images: 4096x3072 RGB and 8192x8192 gray, random pixels from a fixed seed,
 written as raw files under bench/out/ that the Rust side
 (`core/examples/kernel_timing.rs`, release build) reads. Both sides write
-into preallocated outputs; figures are medians; 1 and 2 threads.
+into preallocated outputs. The machine is noisy, so the two are interleaved:
+each repetition runs OpenCV once, then nlimage once (through a pipe to the
+long-running Rust process), and the figures are the medians of those paired
+runs; 1 and 2 threads.
 The OpenCV blur uses its default border (reflect-101), which does the same
 work as our shrinking window: only the semantics at the border differ.
 """
@@ -33,14 +36,14 @@ CV = {
 }
 
 
-def median_ms(reps, f):
+def time_ms(f):
+    s = time.perf_counter()
     f()
-    t = []
-    for _ in range(reps):
-        s = time.perf_counter()
-        f()
-        t.append((time.perf_counter() - s) * 1e3)
-    return sorted(t)[len(t) // 2]
+    return (time.perf_counter() - s) * 1e3
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
 
 
 def main():
@@ -59,23 +62,33 @@ def main():
         raw = os.path.join(OUT, f"{w}x{h}x{c}.raw")
         src.tofile(raw)
         mpix = w * h / 1e6
+        ours = subprocess.Popen([exe, raw, str(w), str(h), str(c)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, bufsize=1)
+
+        def run_ours(kernel, threads):
+            ours.stdin.write(f"{kernel} {threads}\n")
+            ours.stdin.flush()
+            return float(ours.stdout.readline())
+
         for threads in (1, 2):
             cv2.setNumThreads(threads)
-            ours = {}
-            out = subprocess.run([exe, raw, str(w), str(h), str(c), str(threads), str(args.reps)],
-                                 check=True, capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                j = json.loads(line)
-                ours[j["kernel"]] = j["ms"]
-            copy_gbs = 2 * src.nbytes / (ours["memcpy"] / 1e3) / 1e9
+            copy = median([run_ours("memcpy", threads) for _ in range(args.reps)])
+            copy_gbs = 2 * src.nbytes / (copy / 1e3) / 1e9
             for kernel, f in CV.items():
                 rot = kernel in ("rotate90", "rotate270")
-                dst = np.empty((w, h, c) if rot else shape, np.uint8).squeeze() if c == 1 else \
-                    np.empty((w, h, c) if rot else shape, np.uint8)
-                cv_ms = median_ms(args.reps, lambda: f(src, dst))
-                rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (ours[kernel] / 1e3),
-                             cv_ms, ours[kernel], copy_gbs, mpix / (ours["memcpy"] / 1e3)))
+                dst = np.empty(((w, h, c) if rot else shape) if c > 1 else ((w, h) if rot else shape), np.uint8)
+                f(src, dst)
+                run_ours(kernel, threads)  # warm-up both
+                cv_t, our_t = [], []
+                for _ in range(args.reps):
+                    cv_t.append(time_ms(lambda: f(src, dst)))
+                    our_t.append(run_ours(kernel, threads))
+                cv_ms, our_ms = median(cv_t), median(our_t)
+                rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (our_ms / 1e3),
+                             cv_ms, our_ms, copy_gbs, mpix / (copy / 1e3)))
             print(f"  {label}, {threads} thread(s) done", file=sys.stderr)
+        ours.stdin.close()
+        ours.wait()
     print(f"cv2 {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, medians of {args.reps}\n")
     print("| kernel | image | threads | OpenCV Mpix/s | nlimage Mpix/s | ratio | OpenCV ms | nlimage ms | memcpy in+out GB/s | memcpy Mpix/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")

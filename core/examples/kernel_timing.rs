@@ -1,33 +1,24 @@
 //! Times nlimage's kernels on a raw image file, for `bench/compare_kernels.py`
-//! (which times OpenCV on the same file in the same run).
+//! (which times OpenCV on the same file in the same run, interleaved).
 //!
-//! `kernel_timing RAW WIDTH HEIGHT CHANNELS THREADS REPS` prints one JSON
-//! line per kernel with the median milliseconds of REPS runs, each writing
-//! into a reused output buffer, plus a parallel memcpy of the same bytes (the
-//! memory-bandwidth floor).
+//! `kernel_timing RAW WIDTH HEIGHT CHANNELS` loads the image, then reads
+//! commands from stdin, one per line: `KERNEL THREADS` runs KERNEL once
+//! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) on a pool of
+//! THREADS threads, writing into a reused output buffer, and prints the
+//! milliseconds it took. `memcpy` is a parallel copy of the same bytes: the
+//! memory-bandwidth floor. `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a
+//! code path.
 
+use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use nlimage_core::{ImageInfo, PixelFormat, Rotation, mean3x3_into, rotate_into};
+use nlimage_core::{Cpu, ImageInfo, PixelFormat, Rotation, mean3x3_into_with, rotate_into_with};
 use rayon::prelude::*;
-
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up: page in the output, settle the clocks
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    if a.len() != 6 {
-        eprintln!("usage: kernel_timing RAW WIDTH HEIGHT CHANNELS THREADS REPS");
+    if a.len() != 4 {
+        eprintln!("usage: kernel_timing RAW WIDTH HEIGHT CHANNELS < commands");
         std::process::exit(2);
     }
     let src = std::fs::read(&a[0]).expect("raw file");
@@ -38,27 +29,45 @@ fn main() {
         "4" => PixelFormat::Rgba8,
         c => panic!("channels {c}"),
     };
-    let threads: usize = a[4].parse().unwrap();
-    let reps: usize = a[5].parse().unwrap();
     let info = ImageInfo::new(w, h, format).unwrap();
     assert_eq!(src.len(), info.byte_len(), "raw file size");
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let cpu = std::env::var("NLIMAGE_CPU")
+        .ok()
+        .map(|n| Cpu::from_name(&n).expect("NLIMAGE_CPU: portable, ssse3, avx2 or avx512"))
+        .unwrap_or_else(Cpu::detect);
+    let pools: Vec<rayon::ThreadPool> = (1..=2)
+        .map(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .collect();
     let mut dst = vec![0u8; src.len()];
-    pool.install(|| {
-        let mut report = |kernel: &str, ms: f64| {
-            println!(r#"{{"kernel":"{kernel}","threads":{threads},"ms":{ms:.3}}}"#);
+    dst.fill(1); // fault the pages in before any timing
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        let mut parts = line.split_whitespace();
+        let (Some(kernel), Some(threads)) = (parts.next(), parts.next()) else {
+            continue;
         };
-        report(
-            "memcpy",
-            median_ms(reps, || {
-                dst.par_chunks_mut(1 << 20)
-                    .zip(src.par_chunks(1 << 20))
-                    .for_each(|(d, s)| d.copy_from_slice(s))
-            }),
-        );
-        report("mean3x3", median_ms(reps, || mean3x3_into(&src, info, &mut dst).unwrap()));
-        for (name, r) in [("rotate90", Rotation::Ccw90), ("rotate180", Rotation::Ccw180), ("rotate270", Rotation::Ccw270)] {
-            report(name, median_ms(reps, || rotate_into(&src, info, r, &mut dst).unwrap()));
-        }
-    });
+        let pool = &pools[threads.parse::<usize>().unwrap().clamp(1, 2) - 1];
+        let start = Instant::now();
+        pool.install(|| match kernel {
+            "memcpy" => dst
+                .par_chunks_mut(1 << 20)
+                .zip(src.par_chunks(1 << 20))
+                .for_each(|(d, s)| d.copy_from_slice(s)),
+            "mean3x3" => mean3x3_into_with(cpu, &src, info, &mut dst).unwrap(),
+            "rotate90" => rotate_into_with(cpu, &src, info, Rotation::Ccw90, &mut dst).unwrap(),
+            "rotate180" => rotate_into_with(cpu, &src, info, Rotation::Ccw180, &mut dst).unwrap(),
+            "rotate270" => rotate_into_with(cpu, &src, info, Rotation::Ccw270, &mut dst).unwrap(),
+            k => panic!("unknown kernel {k}"),
+        });
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut out = stdout.lock();
+        writeln!(out, "{ms:.4}").unwrap();
+        out.flush().unwrap();
+    }
 }

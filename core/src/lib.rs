@@ -9,7 +9,10 @@
 //! - [`rotate`] and [`mean`]: the kernels, whole-image and by row band.
 //! - [`stream`] and [`pipeline`]: the same kernels fed by chunks.
 //! - [`codec`]: decoding files into pixels and encoding them back.
-#![forbid(unsafe_code)]
+//! - [`simd`]: CPU feature levels; every kernel has a portable path and
+//!   vector paths picked at run time.
+// `unsafe` is allowed only in `simd`, where each use names its safety argument.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod codec;
@@ -19,13 +22,15 @@ pub mod mean;
 pub mod pipeline;
 pub mod pixel;
 pub mod rotate;
+pub mod simd;
 pub mod stream;
 
 pub use codec::{OutputFormat, decode, encode};
 pub use error::{CoreError, Result};
 pub use limits::Limits;
-pub use mean::{mean3x3, mean3x3_into, mean3x3_naive, mean3x3_row};
+pub use mean::{mean3x3, mean3x3_into, mean3x3_into_with, mean3x3_naive, mean3x3_row};
 pub use pipeline::{Operation, Pipeline, Remainder};
 pub use pixel::{ImageBuf, ImageInfo, PixelFormat};
-pub use rotate::{Rotation, rotate, rotate_into, rotate_naive, rotate_rows_into};
+pub use rotate::{Rotation, rotate, rotate_into, rotate_into_with, rotate_naive, rotate_rows_into};
+pub use simd::Cpu;
 pub use stream::StreamingMean;

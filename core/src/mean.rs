@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::pixel::{ImageBuf, ImageInfo};
+use crate::simd::{self, Cpu};
 
 /// The obviously-correct reference, straight from the definition.
 pub fn mean3x3_naive(src: &ImageBuf) -> ImageBuf {
@@ -49,8 +50,13 @@ pub fn mean3x3(src: &ImageBuf) -> Result<ImageBuf> {
 }
 
 /// Filters `src` (of geometry `info`) into `dst` of the same length, in
-/// parallel bands of rows.
+/// parallel bands of rows, on the best code path this CPU has.
 pub fn mean3x3_into(src: &[u8], info: ImageInfo, dst: &mut [u8]) -> Result<()> {
+    mean3x3_into_with(Cpu::detect(), src, info, dst)
+}
+
+/// [`mean3x3_into`] on a chosen code path (clamped to what the CPU runs).
+pub fn mean3x3_into_with(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8]) -> Result<()> {
     let want = info.byte_len();
     if src.len() != want || dst.len() != want {
         return Err(CoreError::InvalidInput(format!(
@@ -70,7 +76,7 @@ pub fn mean3x3_into(src: &[u8], info: ImageInfo, dst: &mut [u8]) -> Result<()> {
                 height: info.height() as usize,
                 row_bytes: rb,
             };
-            rows.filter_into(band * band_rows, out, info.channels(), scratch);
+            rows.filter_into(cpu, band * band_rows, out, info.channels(), scratch);
         });
     Ok(())
 }
@@ -95,6 +101,7 @@ impl Window<'_> {
     /// must hold each of those rows and its neighbours inside the image.
     pub fn filter_into(
         &self,
+        cpu: Cpu,
         first: usize,
         out: &mut [u8],
         channels: usize,
@@ -104,25 +111,12 @@ impl Window<'_> {
             let y = first + i;
             let above = (y > 0).then(|| self.row(y - 1));
             let below = (y + 1 < self.height).then(|| self.row(y + 1));
-            mean3x3_row(above, self.row(y), below, channels, scratch, o);
+            simd::mean::row_with(cpu, above, self.row(y), below, channels, scratch, o);
         }
     }
 }
 
 const BAND_BYTES: usize = 256 * 1024;
-
-/// `RECIP[d]` is `ceil(2^16 / d)`: for every `s <= 255 * d`,
-/// `(s * RECIP[d]) >> 16 == s / d` (checked exhaustively in the tests), which
-/// turns the division into a multiply the compiler vectorises.
-const RECIP: [u32; 10] = {
-    let mut t = [0u32; 10];
-    let mut d = 1;
-    while d < 10 {
-        t[d] = 65536_u32.div_ceil(d as u32);
-        d += 1;
-    }
-    t
-};
 
 /// Computes one output row of the filter from the row itself and its
 /// neighbours above and below (`None` at the image's top or bottom edge).
@@ -141,43 +135,7 @@ pub fn mean3x3_row(
     scratch: &mut Vec<u16>,
     out: &mut [u8],
 ) {
-    let n = row.len();
-    let c = channels;
-    assert!(
-        out.len() == n && n.is_multiple_of(c) && n > 0,
-        "row lengths disagree"
-    );
-    // Vertical sums of the (up to) three rows.
-    scratch.clear();
-    scratch.extend(row.iter().map(|&v| v as u16));
-    let mut vcount = 1;
-    for r in [above, below].into_iter().flatten() {
-        assert_eq!(r.len(), n, "neighbour row length");
-        vcount += 1;
-        for (s, &v) in scratch.iter_mut().zip(r) {
-            *s += v as u16;
-        }
-    }
-    let vs = &scratch[..];
-    if n == c {
-        // One pixel wide: the window is the column only.
-        for (o, &s) in out.iter_mut().zip(vs) {
-            *o = (s as u32 / vcount) as u8;
-        }
-        return;
-    }
-    // Left and right edge pixels: two columns each.
-    let edge = 2 * vcount;
-    for ch in 0..c {
-        out[ch] = ((vs[ch] + vs[c + ch]) as u32 / edge) as u8;
-        out[n - c + ch] = ((vs[n - 2 * c + ch] + vs[n - c + ch]) as u32 / edge) as u8;
-    }
-    // Interior: three columns; shaped as zipped slices so it vectorises.
-    let m = RECIP[(3 * vcount) as usize];
-    let (l, mid, r) = (&vs[..n - 2 * c], &vs[c..n - c], &vs[2 * c..]);
-    for (((o, &a), &b), &d) in out[c..n - c].iter_mut().zip(l).zip(mid).zip(r) {
-        *o = (((a + b + d) as u32 * m) >> 16) as u8;
-    }
+    simd::mean::row_with(Cpu::detect(), above, row, below, channels, scratch, out)
 }
 
 #[cfg(test)]
@@ -187,6 +145,7 @@ mod tests {
 
     #[test]
     fn reciprocal_division_is_exact_for_every_reachable_sum() {
+        use crate::simd::mean::RECIP;
         for d in 1..10u32 {
             for s in 0..=255 * d {
                 assert_eq!((s * RECIP[d as usize]) >> 16, s / d, "s={s} d={d}");
@@ -223,10 +182,12 @@ mod tests {
                         .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
                         .collect();
                     let img = ImageBuf::new(info, data).unwrap();
-                    assert!(
-                        mean3x3(&img).unwrap() == mean3x3_naive(&img),
-                        "mean on {w}x{h} {f}"
-                    );
+                    let want = mean3x3_naive(&img);
+                    for cpu in Cpu::available() {
+                        let mut out = vec![0; info.byte_len()];
+                        mean3x3_into_with(cpu, img.data(), info, &mut out).unwrap();
+                        assert!(out == want.data(), "mean, {} path, {w}x{h} {f}", cpu.name());
+                    }
                 }
             }
         }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::pixel::{ImageBuf, ImageInfo};
+use crate::simd::{self, Cpu};
 
 /// A counter-clockwise rotation by a multiple of 90 degrees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -106,16 +107,29 @@ pub fn rotate(src: &ImageBuf, rotation: Rotation) -> Result<ImageBuf> {
 }
 
 /// Rotates `src` (of geometry `info`) into `dst`, which must hold exactly the
-/// output's bytes. Output rows are computed in parallel bands.
+/// output's bytes. Output rows are computed in parallel bands, on the best
+/// code path this CPU has.
 pub fn rotate_into(src: &[u8], info: ImageInfo, rotation: Rotation, dst: &mut [u8]) -> Result<()> {
+    rotate_into_with(Cpu::detect(), src, info, rotation, dst)
+}
+
+/// [`rotate_into`] on a chosen code path (clamped to what the CPU runs).
+pub fn rotate_into_with(
+    cpu: Cpu,
+    src: &[u8],
+    info: ImageInfo,
+    rotation: Rotation,
+    dst: &mut [u8],
+) -> Result<()> {
     check_len("source", src.len(), info.byte_len())?;
     check_len("destination", dst.len(), info.byte_len())?;
     let out_row = rotation.output_info(info).row_bytes();
-    // Bands of ~64 KiB of output keep each task's reads within the cache.
-    let band_rows = (BAND_BYTES / out_row).clamp(1, 64);
+    let band_rows = simd::rotate::band_rows(info, rotation);
     dst.par_chunks_mut(out_row * band_rows)
         .enumerate()
-        .for_each(|(i, band)| rotate_rows_unchecked(src, info, rotation, i * band_rows, band));
+        .for_each(|(i, band)| {
+            simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band)
+        });
     Ok(())
 }
 
@@ -143,11 +157,6 @@ pub fn rotate_rows_into(
     Ok(())
 }
 
-const BAND_BYTES: usize = 64 * 1024;
-/// Side of the square tiles the quarter turns walk, in pixels: a tile's
-/// source rows stay in L1 while its output rows are written.
-const TILE: usize = 32;
-
 fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
@@ -165,66 +174,7 @@ fn rotate_rows_unchecked(
     first_row: usize,
     dst: &mut [u8],
 ) {
-    match info.channels() {
-        1 => rotate_rows_px::<1>(src, info, rotation, first_row, dst),
-        3 => rotate_rows_px::<3>(src, info, rotation, first_row, dst),
-        4 => rotate_rows_px::<4>(src, info, rotation, first_row, dst),
-        c => unreachable!("no pixel format has {c} channels"),
-    }
-}
-
-/// Monomorphised per pixel size so every pixel copy is a fixed-size move.
-fn rotate_rows_px<const C: usize>(
-    src: &[u8],
-    info: ImageInfo,
-    rotation: Rotation,
-    first_row: usize,
-    dst: &mut [u8],
-) {
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let src_row = w * C;
-    match rotation {
-        Rotation::None => {
-            let start = first_row * src_row;
-            dst.copy_from_slice(&src[start..start + dst.len()]);
-        }
-        Rotation::Ccw180 => {
-            for (i, out) in dst.chunks_exact_mut(src_row).enumerate() {
-                let sr = h - 1 - (first_row + i);
-                let input = &src[sr * src_row..(sr + 1) * src_row];
-                for (o, s) in out.chunks_exact_mut(C).zip(input.chunks_exact(C).rev()) {
-                    o.copy_from_slice(s);
-                }
-            }
-        }
-        Rotation::Ccw90 | Rotation::Ccw270 => {
-            // Output is h pixels wide; output row r holds source column
-            // w-1-r (90) or r (270), read top-down (90) or bottom-up (270).
-            let out_row = h * C;
-            let rows = dst.len() / out_row;
-            for tile_c in (0..h).step_by(TILE) {
-                let tile_end = (tile_c + TILE).min(h);
-                for i in 0..rows {
-                    let r = first_row + i;
-                    let out = &mut dst[i * out_row..(i + 1) * out_row];
-                    let sc = if rotation == Rotation::Ccw90 {
-                        w - 1 - r
-                    } else {
-                        r
-                    };
-                    for col in tile_c..tile_end {
-                        let sr = if rotation == Rotation::Ccw90 {
-                            col
-                        } else {
-                            h - 1 - col
-                        };
-                        let s = sr * src_row + sc * C;
-                        out[col * C..col * C + C].copy_from_slice(&src[s..s + C]);
-                    }
-                }
-            }
-        }
-    }
+    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst)
 }
 
 #[cfg(test)]
@@ -255,10 +205,12 @@ mod tests {
 
     #[test]
     fn fast_path_matches_naive_on_odd_shapes() {
-        let sizes = [1u32, 2, 3, 7, 9, 15, 17, 31, 33, 63, 65, 100];
+        let sizes = [
+            1u32, 2, 3, 7, 9, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 100, 130,
+        ];
         for f in [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Rgba8] {
             for &w in &sizes {
-                for &h in &[1u32, 2, 3, 33, 65] {
+                for &h in &[1u32, 2, 3, 16, 17, 33, 65, 80, 129] {
                     let img = numbered(w, h, f);
                     for rot in [
                         Rotation::None,

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::error::{CoreError, Result};
 use crate::mean::Window;
 use crate::pixel::ImageInfo;
+use crate::simd::Cpu;
 
 /// Rows a parallel task filters at once when a chunk completes many rows.
 const BAND_BYTES: usize = 128 * 1024;
@@ -99,11 +100,12 @@ impl StreamingMean {
         };
         let band_rows = (BAND_BYTES / rb).max(1);
         let channels = self.info.channels();
+        let cpu = Cpu::detect();
         out[start..]
             .par_chunks_mut(band_rows * rb)
             .enumerate()
             .for_each_init(Vec::new, |scratch, (i, band)| {
-                window.filter_into(first + i * band_rows, band, channels, scratch);
+                window.filter_into(cpu, first + i * band_rows, band, channels, scratch);
             });
         self.rows_out = ready;
         // Keep the last emitted row: it is the row above the next one.

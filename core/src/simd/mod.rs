@@ -1,0 +1,82 @@
+//! CPU feature levels and the one place they are probed.
+//!
+//! Every kernel has a portable path (plain Rust for the baseline target) and
+//! faster paths compiled for wider vector units; [`Cpu::detect`] picks the
+//! best this machine runs, once. Every path can be forced (the `*_with`
+//! functions) so tests and benches exercise each one, not just the one the
+//! test machine picks.
+#![allow(unsafe_code)]
+
+use std::sync::OnceLock;
+
+pub(crate) mod mean;
+pub(crate) mod rotate;
+
+/// A code path, from the most portable to the widest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cpu {
+    /// Plain Rust compiled for the baseline target; runs everywhere.
+    Portable,
+    /// x86-64 with SSSE3 (byte shuffles; 128-bit vectors).
+    Ssse3,
+    /// x86-64 with AVX2 (256-bit vectors).
+    Avx2,
+    /// x86-64 with AVX-512 F and BW (512-bit vectors).
+    Avx512,
+}
+
+impl Cpu {
+    /// The widest path this machine supports, probed once.
+    pub fn detect() -> Cpu {
+        static BEST: OnceLock<Cpu> = OnceLock::new();
+        *BEST.get_or_init(|| Self::available().into_iter().max().unwrap_or(Cpu::Portable))
+    }
+
+    /// Every path this machine can run, portable first.
+    pub fn available() -> Vec<Cpu> {
+        let mut v = vec![Cpu::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("ssse3") {
+                v.push(Cpu::Ssse3);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Cpu::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                v.push(Cpu::Avx512);
+            }
+        }
+        v
+    }
+
+    /// Whether this machine can run the path.
+    pub fn is_available(self) -> bool {
+        Self::available().contains(&self)
+    }
+
+    /// Lower-case name, for benches and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cpu::Portable => "portable",
+            Cpu::Ssse3 => "ssse3",
+            Cpu::Avx2 => "avx2",
+            Cpu::Avx512 => "avx512",
+        }
+    }
+
+    /// The path named `name` (as [`Cpu::name`] gives it).
+    pub fn from_name(name: &str) -> Option<Cpu> {
+        [Cpu::Portable, Cpu::Ssse3, Cpu::Avx2, Cpu::Avx512]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
+    /// `self` if this machine runs it, else the best path it does run that
+    /// is not wider: forcing a path can never execute unsupported code.
+    pub(crate) fn clamp(self) -> Cpu {
+        self.min(Cpu::detect())
+    }
+}
