@@ -73,6 +73,7 @@ def main():
         for threads in (1, 2):
             cv2.setNumThreads(threads)
             copy = median([run_ours("memcpy", threads) for _ in range(args.reps)])
+            time.sleep(0.03)
             copy_gbs = 2 * src.nbytes / (copy / 1e3) / 1e9
             for kernel, f in CV.items():
                 rot = kernel in ("rotate90", "rotate270")
@@ -81,7 +82,12 @@ def main():
                 run_ours(kernel, threads)  # warm-up both
                 cv_t, our_t = [], []
                 for _ in range(args.reps):
+                    # The pauses let each side's idle workers stop spinning
+                    # (OpenCV's pool busy-waits after a parallel region),
+                    # so neither steals the other's second core.
+                    time.sleep(0.03)
                     cv_t.append(time_ms(lambda: f(src, dst)))
+                    time.sleep(0.03)
                     our_t.append(run_ours(kernel, threads))
                 cv_ms, our_ms = median(cv_t), median(our_t)
                 rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (our_ms / 1e3),
