@@ -7,7 +7,8 @@
 //!
 //! - [`pixel`]: formats, checked geometry, the owned [`ImageBuf`].
 //! - [`rotate`] and [`mean`]: the kernels, whole-image and by row band.
-//! - [`stream`] and [`pipeline`]: the same kernels fed by chunks.
+//! - [`stream`] and [`pipeline`]: the same kernels fed by chunks; [`hold`]:
+//!   where a rotation keeps the image (memory, or strips in a file).
 //! - [`codec`]: decoding files into pixels and encoding them back.
 //! - [`simd`]: CPU feature levels; every kernel has a portable path and
 //!   vector paths picked at run time.
@@ -17,6 +18,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod hold;
 pub mod limits;
 pub mod mean;
 pub mod pipeline;

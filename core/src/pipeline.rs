@@ -6,11 +6,10 @@
 //! flows while input arrives; with one, the (filtered) image is buffered and
 //! the rotated image is produced band by band after the input ends.
 
-use rayon::prelude::*;
-
 use crate::error::{CoreError, Result};
+use crate::hold::{Hold, MemoryHold, Produce};
 use crate::pixel::ImageInfo;
-use crate::rotate::{Rotation, rotate_rows_into};
+use crate::rotate::Rotation;
 use crate::stream::StreamingMean;
 
 /// One step of a pipeline.
@@ -38,15 +37,28 @@ pub struct Pipeline {
     received: usize,
     means: Vec<StreamingMean>,
     rotation: Rotation,
-    /// The filtered image, collected when a rotation needs all of it.
-    held: Vec<u8>,
+    /// Collects the filtered image when a rotation needs all of it.
+    hold: Option<Box<dyn Hold>>,
 }
 
 impl Pipeline {
-    /// Plans `ops` over an image of geometry `input`. A rotating pipeline
-    /// reserves its buffer here, so a lack of memory fails before any pixel
-    /// is read.
+    /// Plans `ops` over an image of geometry `input`, holding the image in
+    /// memory if a rotation needs it whole. The buffer is reserved here, so a
+    /// lack of memory fails before any pixel is read.
     pub fn new(input: ImageInfo, ops: &[Operation]) -> Result<Self> {
+        Self::with_hold(input, ops, |info, rotation| {
+            Ok(Box::new(MemoryHold::new(info, rotation)?))
+        })
+    }
+
+    /// Like [`Pipeline::new`], but a rotating pipeline keeps the image where
+    /// `make_hold(image, net_rotation)` says (a file-backed
+    /// [`crate::hold::StripHold`], say); it is not called without rotation.
+    pub fn with_hold(
+        input: ImageInfo,
+        ops: &[Operation],
+        make_hold: impl FnOnce(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+    ) -> Result<Self> {
         let rotation = ops.iter().fold(Rotation::None, |acc, op| match op {
             Operation::Rotate(r) => acc.then(*r),
             Operation::Mean3x3 => acc,
@@ -56,17 +68,17 @@ impl Pipeline {
             .filter(|op| **op == Operation::Mean3x3)
             .map(|_| StreamingMean::new(input))
             .collect();
-        let mut held = Vec::new();
-        if rotation != Rotation::None {
-            held.try_reserve_exact(input.byte_len())
-                .map_err(|_| CoreError::OutOfMemory(input.byte_len()))?;
-        }
+        let hold = if rotation == Rotation::None {
+            None
+        } else {
+            Some(make_hold(input, rotation)?)
+        };
         Ok(Self {
             input,
             received: 0,
             means,
             rotation,
-            held,
+            hold,
         })
     }
 
@@ -102,12 +114,14 @@ impl Pipeline {
             )));
         }
         self.received += data.len();
-        let sink = if self.is_streaming() {
-            out
+        let mut filtered = Vec::new();
+        let sink = if self.hold.is_some() {
+            &mut filtered
         } else {
-            &mut self.held
+            out
         };
         match self.means.as_mut_slice() {
+            [] if self.hold.is_some() => {} // written to the hold below, uncopied
             [] => sink.extend_from_slice(data),
             [only] => only.push(data, sink)?,
             [first, rest @ ..] => {
@@ -121,6 +135,13 @@ impl Pipeline {
                 }
                 last.push(&cur, sink)?;
             }
+        }
+        if let Some(hold) = &mut self.hold {
+            hold.write(if self.means.is_empty() {
+                data
+            } else {
+                &filtered
+            })?;
         }
         Ok(())
     }
@@ -139,10 +160,7 @@ impl Pipeline {
             stage.finish()?;
         }
         Ok(Remainder {
-            src: self.held,
-            input: self.input,
-            rotation: self.rotation,
-            next_row: 0,
+            produce: self.hold.map(|h| h.finish()).transpose()?,
         })
     }
 }
@@ -151,38 +169,17 @@ impl Pipeline {
 /// band by band so no second full-size buffer is needed.
 #[derive(Debug)]
 pub struct Remainder {
-    src: Vec<u8>,
-    input: ImageInfo,
-    rotation: Rotation,
-    next_row: usize,
+    produce: Option<Box<dyn Produce>>,
 }
 
 impl Remainder {
     /// The next band of whole output rows, about `target_bytes` long (at least
     /// one row), or `None` when everything has been produced.
-    pub fn next_band(&mut self, target_bytes: usize) -> Option<Vec<u8>> {
-        if self.rotation == Rotation::None {
-            return None;
+    pub fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+        match &mut self.produce {
+            Some(p) => p.next_band(target_bytes),
+            None => Ok(None),
         }
-        let out = self.rotation.output_info(self.input);
-        let (rb, height) = (out.row_bytes(), out.height() as usize);
-        if self.next_row >= height {
-            self.src = Vec::new();
-            return None;
-        }
-        let rows = (target_bytes / rb).clamp(1, height - self.next_row);
-        let mut band = vec![0u8; rows * rb];
-        // Split the band across the pool: a few rows per task.
-        let per_task = (rows / (4 * rayon::current_num_threads())).max(1);
-        let (src, input, rotation, first) = (&self.src, self.input, self.rotation, self.next_row);
-        band.par_chunks_mut(per_task * rb)
-            .enumerate()
-            .for_each(|(i, part)| {
-                rotate_rows_into(src, input, rotation, first + i * per_task, part)
-                    .expect("band lies inside the output");
-            });
-        self.next_row += rows;
-        Some(band)
     }
 }
 
@@ -200,7 +197,7 @@ mod tests {
         }
         let info = p.output_info();
         let mut rest = p.finish().unwrap();
-        while let Some(b) = rest.next_band(100) {
+        while let Some(b) = rest.next_band(100).unwrap() {
             out.extend(b);
         }
         (info, out)

@@ -108,7 +108,7 @@ proptest! {
             p.push(c, &mut out).unwrap();
         }
         let mut rest = p.finish().unwrap();
-        while let Some(band) = rest.next_band(chunk) {
+        while let Some(band) = rest.next_band(chunk).unwrap() {
             out.extend(band);
         }
         prop_assert_eq!(out, want.into_data());

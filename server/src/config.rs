@@ -1,6 +1,7 @@
 //! Server configuration: limits, worker count, logging and shutdown, with the
 //! defaults `nl-server` uses.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nlimage_core::Limits;
@@ -20,6 +21,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Rotations of images larger than this many bytes spill to a file.
+    pub spill_above: usize,
+    /// Where spill files go.
+    pub spill_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -30,6 +35,8 @@ impl Default for Config {
             // A 12-megapixel RGB image is 36 MiB; leave room for larger ones.
             max_message_bytes: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
+            spill_above: 1 << 30,
+            spill_dir: std::env::temp_dir(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod handle;
 pub mod log;
 pub mod service;
+pub mod spill;
 pub mod status;
 
 use std::future::Future;
@@ -56,6 +57,8 @@ pub async fn run(
     let shared = Shared {
         compute: Compute::new(config.workers)?,
         limits: config.limits,
+        spill_above: config.spill_above,
+        spill_dir: config.spill_dir.clone().into(),
     };
     let classic = NlImageServiceServer::new(ClassicService::new(shared.clone()))
         .max_decoding_message_size(config.max_message_bytes)

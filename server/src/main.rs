@@ -38,6 +38,13 @@ struct Args {
     /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// Rotations of images larger than this many MiB are kept in a
+    /// temporary file instead of memory.
+    #[arg(long, default_value_t = 1024)]
+    spill_above_mib: usize,
+    /// Directory for spill files [default: the system temporary directory].
+    #[arg(long)]
+    spill_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -71,6 +78,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         workers: args.workers.unwrap_or(defaults.workers).max(1),
         max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        spill_above: args.spill_above_mib.saturating_mul(1 << 20),
+        spill_dir: args.spill_dir.unwrap_or(defaults.spill_dir),
     };
     let addr = format!("{}:{}", args.host, args.port);
     let listener = TcpListener::bind(&addr)

@@ -310,3 +310,36 @@ async fn oversized_chunks_are_refused() {
         e.message()
     );
 }
+
+#[tokio::test]
+async fn rotations_spilled_to_disk_match_the_reference_and_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        spill_above: 0,
+        spill_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let server = common::server(config).await;
+    let (w, h) = (301u32, 77u32);
+    let data = common::noise((w * h * 3) as usize, 11);
+    let img = ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Rgb8, data.clone()).unwrap();
+    for (wire, rot) in [
+        (1, nlimage_core::Rotation::Ccw90),
+        (2, nlimage_core::Rotation::Ccw180),
+        (3, nlimage_core::Rotation::Ccw270),
+    ] {
+        let mut msgs = vec![header(w, h, PixelFormat::Rgb8, vec![mean(), rotate(wire)])];
+        msgs.extend(data.chunks(4099).map(chunk));
+        let (_, out) = call(&server, msgs).await.unwrap();
+        assert_eq!(
+            out,
+            nlimage_core::rotate_naive(&mean3x3_naive(&img), rot).data(),
+            "{rot:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "spill files are gone"
+    );
+}

@@ -15,4 +15,8 @@ pub struct Shared {
     pub compute: Compute,
     /// Largest image accepted.
     pub limits: Limits,
+    /// Rotations of images over this many bytes spill to a file.
+    pub spill_above: usize,
+    /// Where spill files go.
+    pub spill_dir: std::sync::Arc<std::path::Path>,
 }

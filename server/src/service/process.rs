@@ -13,7 +13,7 @@ use std::pin::Pin;
 use nlimage::convert;
 use nlimage::v1::image_service_server::ImageService;
 use nlimage::v1::{ProcessRequest, ProcessResponse, process_request, process_response};
-use nlimage_core::{Limits, Operation, Pipeline};
+use nlimage_core::{Operation, Pipeline};
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -55,7 +55,7 @@ impl ImageService for ProcessService {
     ) -> Result<Response<Self::ProcessStream>, Status> {
         let mut log = RequestLog::start("nlimage.v1.ImageService/Process");
         let mut inbound = request.into_inner();
-        let started = start(&mut inbound, &mut log, &self.shared.limits).await;
+        let started = start(&mut inbound, &mut log, &self.shared).await;
         let pipeline = match started {
             Ok(p) => p,
             Err(e) => {
@@ -85,7 +85,7 @@ impl ImageService for ProcessService {
 async fn start(
     inbound: &mut Streaming<ProcessRequest>,
     log: &mut RequestLog,
-    limits: &Limits,
+    shared: &Shared,
 ) -> Result<Pipeline, Status> {
     let header = match inbound.message().await? {
         None => {
@@ -114,8 +114,11 @@ async fn start(
     let info = convert::image_info(image).map_err(from_core)?;
     let ops = convert::operations(&header.operations).map_err(from_core)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
-    limits.check(&info).map_err(from_core)?;
-    Pipeline::new(info, &ops).map_err(from_core)
+    shared.limits.check(&info).map_err(from_core)?;
+    Pipeline::with_hold(info, &ops, |info, rotation| {
+        crate::spill::hold_for(info, rotation, shared.spill_above, &shared.spill_dir)
+    })
+    .map_err(from_core)
 }
 
 fn describe_ops(ops: &[Operation]) -> String {
@@ -178,7 +181,7 @@ async fn drive(
             })
             .await?;
         rest = r;
-        match band {
+        match band.map_err(from_core)? {
             Some(b) => send_chunks(tx, b).await?,
             None => return Ok(()),
         }

@@ -1,0 +1,56 @@
+//! Spilling rotations to disk: a rotation needs its whole image, so images
+//! larger than `--spill-above-mib` are kept in an unlinked temporary file
+//! (laid out in strips by [`nlimage_core::hold::StripHold`]) instead of
+//! memory. The file vanishes when the request ends, however it ends.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use nlimage_core::hold::{Hold, MemoryHold, Positional, StripHold};
+use nlimage_core::{CoreError, ImageInfo, Rotation};
+
+/// Bytes a spilled rotation reads back at a time (its memory, besides one
+/// output band).
+pub const STRIP_BYTES: usize = 16 << 20;
+
+/// An unlinked temporary file addressed by offset.
+#[derive(Debug)]
+pub struct FileStore(File);
+
+impl FileStore {
+    /// Creates an anonymous temporary file in `dir`.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        tempfile::tempfile_in(dir).map(FileStore)
+    }
+}
+
+impl Positional for FileStore {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+}
+
+/// Memory for images up to `spill_above` bytes, a strip file in `dir` above.
+pub fn hold_for(
+    info: ImageInfo,
+    rotation: Rotation,
+    spill_above: usize,
+    dir: &Path,
+) -> Result<Box<dyn Hold>, CoreError> {
+    if info.byte_len() <= spill_above {
+        return Ok(Box::new(MemoryHold::new(info, rotation)?));
+    }
+    let store = FileStore::create(dir).map_err(|e| {
+        CoreError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create a spill file in '{}': {e}", dir.display()),
+        ))
+    })?;
+    tracing::debug!(image = %info, "rotation spills to a temporary file");
+    Ok(Box::new(StripHold::new(store, info, rotation, STRIP_BYTES)))
+}
