@@ -72,6 +72,53 @@ impl OutputFormat {
     }
 }
 
+/// How hard PNG output is compressed (the `png` crate's levels; all use
+/// adaptive filtering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PngCompression {
+    /// Stored, not compressed: the fastest and the largest.
+    None,
+    /// `png`'s fast mode (a DEFLATE specialised for PNG): fast, decent size.
+    #[default]
+    Fast,
+    /// zlib-like balanced compression.
+    Balanced,
+    /// The smallest files, slowly.
+    Best,
+}
+
+impl PngCompression {
+    /// Names for flags: none, fast, balanced, best.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "none" => Self::None,
+            "fast" => Self::Fast,
+            "balanced" | "default" => Self::Balanced,
+            "best" => Self::Best,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn to_png(self) -> png::Compression {
+        match self {
+            Self::None => png::Compression::NoCompression,
+            Self::Fast => png::Compression::Fast,
+            Self::Balanced => png::Compression::Balanced,
+            Self::Best => png::Compression::High,
+        }
+    }
+
+    fn to_image(self) -> image::codecs::png::CompressionType {
+        use image::codecs::png::CompressionType as C;
+        match self {
+            Self::None => C::Uncompressed,
+            Self::Fast => C::Fast,
+            Self::Balanced => C::Default,
+            Self::Best => C::Best,
+        }
+    }
+}
+
 /// Decodes an image, guessing the format from its first bytes, refusing it
 /// if its header declares more than `limits` allow (before decoding pixels).
 pub fn decode<R: BufRead + Seek>(reader: R, limits: &Limits) -> Result<ImageBuf> {
@@ -108,8 +155,13 @@ fn format_for(img: &DynamicImage) -> PixelFormat {
     }
 }
 
-/// Encodes `img` as `format` into `out`.
+/// Encodes `img` as `format` into `out` (PNG with [`PngCompression::Fast`]).
 pub fn encode<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, out: W) -> Result<()> {
+    encode_with(img, format, PngCompression::default(), out)
+}
+
+/// Encodes `img` as `format` into `out`, PNG at the given compression.
+pub fn encode_with<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, png: PngCompression, out: W) -> Result<()> {
     let info = img.info();
     let (w, h) = (info.width(), info.height());
     let color = match info.format() {
@@ -120,7 +172,9 @@ pub fn encode<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, out: W) -> 
     let data = img.data();
     let result = match format {
         OutputFormat::Png => {
-            image::codecs::png::PngEncoder::new(out).write_image(data, w, h, color)
+            let filter = image::codecs::png::FilterType::Adaptive;
+            image::codecs::png::PngEncoder::new_with_quality(out, png.to_image(), filter)
+                .write_image(data, w, h, color)
         }
         OutputFormat::Jpeg => {
             let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(out, JPEG_QUALITY);

@@ -9,7 +9,8 @@
 //! - [`rotate`] and [`mean`]: the kernels, whole-image and by row band.
 //! - [`stream`] and [`pipeline`]: the same kernels fed by chunks; [`hold`]:
 //!   where a rotation keeps the image (memory, or strips in a file).
-//! - [`codec`]: decoding files into pixels and encoding them back.
+//! - [`codec`]: decoding files into pixels and encoding them back;
+//!   [`rows`]: the same a row at a time (PNG streams both ways).
 //! - [`simd`]: CPU feature levels; every kernel has a portable path and
 //!   vector paths picked at run time.
 // `unsafe` is allowed only in `simd`, where each use names its safety argument.
@@ -24,10 +25,11 @@ pub mod mean;
 pub mod pipeline;
 pub mod pixel;
 pub mod rotate;
+pub mod rows;
 pub mod simd;
 pub mod stream;
 
-pub use codec::{OutputFormat, decode, encode};
+pub use codec::{OutputFormat, PngCompression, decode, encode, encode_with};
 pub use error::{CoreError, Result};
 pub use limits::Limits;
 pub use mean::{mean3x3, mean3x3_into, mean3x3_into_with, mean3x3_naive, mean3x3_row};
