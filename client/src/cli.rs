@@ -3,13 +3,13 @@
 //! names.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use nlimage_client::{Client, Operation, Rotation};
-use nlimage_core::{Limits, OutputFormat};
+use nlimage_client::{Client, ClientError, Operation, Rotation};
+use nlimage_core::{Limits, OutputFormat, PngCompression, rows};
 
 /// Send an image through nl-server and write the result.
 #[derive(Parser, Debug)]
@@ -35,6 +35,13 @@ pub struct Args {
     /// Server port.
     #[arg(long, default_value_t = 50051)]
     pub port: u16,
+    /// PNG output compression: none, fast, balanced or best.
+    #[arg(long, value_parser = parse_png, default_value = "fast")]
+    pub png_compression: PngCompression,
+}
+
+fn parse_png(s: &str) -> Result<PngCompression, String> {
+    PngCompression::from_name(s).ok_or_else(|| "use none, fast, balanced or best".into())
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 the operation failed, 2 usage error.";
@@ -73,7 +80,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         code: 2,
         error: e.into(),
     })?;
-    let input = read_image(&args.input)?;
+    let source = open_image(&args.input)?;
     let mut ops = Vec::new();
     if args.rotate != Rotation::None {
         ops.push(Operation::Rotate(args.rotate));
@@ -83,42 +90,41 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     }
     let addr = format!("{}:{}", args.host, args.port);
     let mut client = Client::connect(addr).await?;
-    let output = client.process(&input, &ops).await?;
-    write_atomically(&args.output, |w| {
-        Ok(nlimage_core::encode(&output, format, w)?)
-    })?;
-    Ok(())
-}
-
-fn read_image(path: &Path) -> Result<nlimage_core::ImageBuf> {
-    let file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
-    nlimage_core::decode(BufReader::new(file), &Limits::DEFAULT)
-        .with_context(|| format!("cannot use '{}'", path.display()))
-}
-
-/// Writes through a temporary file beside `path` and renames it into place,
-/// so a failure at any point leaves no partial file behind.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
+    // The output goes to a temporary file beside the target, renamed into
+    // place only once complete: a failure leaves no partial file behind.
+    let out = &args.output;
+    let context = || format!("cannot write '{}'", out.display());
+    let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".nl-client-")
         .suffix(".part")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write '{}'", path.display()))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file_mut());
-        write(&mut w).with_context(|| format!("cannot write '{}'", path.display()))?;
-        w.flush()
-            .with_context(|| format!("cannot write '{}'", path.display()))?;
-    }
-    tmp.persist(path)
+        .with_context(context)?;
+    let file = tmp.as_file().try_clone().with_context(context)?;
+    let png = args.png_compression;
+    client
+        .process_rows(source, &ops, move |info| {
+            rows::open_writer(file, info, format, png)
+        })
+        .await
+        .map_err(|e| match e {
+            // Encoding failures are about the output file; say which.
+            ClientError::Core(c) => anyhow::Error::new(c).context(context()),
+            other => other.into(),
+        })?;
+    tmp.persist(out)
         .map_err(|e| e.error)
-        .with_context(|| format!("cannot write '{}'", path.display()))?;
+        .with_context(context)?;
     Ok(())
+}
+
+/// Opens the input for row-by-row decoding (whole-image for formats that
+/// cannot stream), checking its size before decoding pixels.
+fn open_image(path: &Path) -> Result<Box<dyn rows::RowReader>> {
+    let file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    rows::open_reader(BufReader::new(file), &Limits::DEFAULT)
+        .with_context(|| format!("cannot use '{}'", path.display()))
 }

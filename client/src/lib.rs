@@ -26,7 +26,9 @@ use nlimage::v1::image_service_client::ImageServiceClient;
 use nlimage::v1::{
     ProcessHeader, ProcessRequest, ProcessResponse, process_request, process_response,
 };
+use nlimage_core::rows::{RowReader, RowWriter};
 use prost::bytes::Bytes;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
@@ -206,6 +208,118 @@ impl Client {
             }
         };
         Ok(ProcessOutput { info, inbound })
+    }
+}
+
+impl Client {
+    /// Streams an image from `source` through `ops` into the sink that
+    /// `make_sink` opens for the output geometry, decoding, sending,
+    /// receiving and encoding at once: with a streaming reader and writer
+    /// (PNG), memory stays a few chunks whatever the image size. Decoding and
+    /// encoding run on blocking threads. A decode error is reported as such,
+    /// not as the server's complaint about the short upload it causes; the
+    /// sink is finished only when the whole output has arrived.
+    pub async fn process_rows(
+        &mut self,
+        mut source: Box<dyn RowReader>,
+        ops: &[Operation],
+        make_sink: impl FnOnce(ImageInfo) -> Result<Box<dyn RowWriter>, CoreError>,
+    ) -> Result<ImageInfo, ClientError> {
+        let info = source.info();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let decoding = tokio::task::spawn_blocking(move || -> Result<(), CoreError> {
+            let rb = info.row_bytes();
+            let per_read = (CHUNK_BYTES / rb).max(1);
+            let height = info.height() as usize;
+            let mut y = 0;
+            while y < height {
+                let n = per_read.min(height - y);
+                let mut buf = vec![0u8; n * rb];
+                source.read_rows(&mut buf)?;
+                let mut rows = Bytes::from(buf);
+                while !rows.is_empty() {
+                    let piece = rows.split_to(rows.len().min(CHUNK_BYTES));
+                    if tx.blocking_send(piece).is_err() {
+                        return Ok(()); // the call failed; its error is reported
+                    }
+                }
+                y += n;
+            }
+            Ok(())
+        });
+        let result = self
+            .receive_into(info, ops, ReceiverStream::new(rx), make_sink)
+            .await;
+        let decoded = decoding
+            .await
+            .map_err(|e| ClientError::Protocol(format!("the decoder thread failed: {e}")))?;
+        decoded?; // a decode error explains whatever the server then said
+        result
+    }
+
+    async fn receive_into(
+        &mut self,
+        info: ImageInfo,
+        ops: &[Operation],
+        chunks: ReceiverStream<Bytes>,
+        make_sink: impl FnOnce(ImageInfo) -> Result<Box<dyn RowWriter>, CoreError>,
+    ) -> Result<ImageInfo, ClientError> {
+        let mut output = self.process_stream(info, ops, chunks).await?;
+        let out_info = output.info();
+        let mut sink = make_sink(out_info)?;
+        enum Piece {
+            Data(Bytes),
+            End,
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(4);
+        let encoding = tokio::task::spawn_blocking(move || -> Result<(), CoreError> {
+            while let Some(piece) = rx.blocking_recv() {
+                match piece {
+                    Piece::Data(d) => sink.write(&d)?,
+                    Piece::End => return sink.finish(),
+                }
+            }
+            Err(CoreError::InvalidInput(
+                "the output stream was cut off".into(),
+            ))
+        });
+        let mut encoder_failed = false;
+        let received = async {
+            let mut got = 0usize;
+            while let Some(chunk) = output.next_chunk().await? {
+                got += chunk.len();
+                if got > out_info.byte_len() {
+                    return Err(ClientError::Protocol(format!(
+                        "the server sent more than the {} bytes of a {out_info} image",
+                        out_info.byte_len()
+                    )));
+                }
+                if tx.send(Piece::Data(chunk)).await.is_err() {
+                    encoder_failed = true; // its error is reported below
+                    return Ok(());
+                }
+            }
+            if got != out_info.byte_len() {
+                return Err(ClientError::Protocol(format!(
+                    "the server ended after {got} of the {} bytes of a {out_info} image",
+                    out_info.byte_len()
+                )));
+            }
+            let _ = tx.send(Piece::End).await;
+            Ok(())
+        }
+        .await;
+        if received.is_err() {
+            drop(tx); // the encoder stops without finishing the file
+        }
+        let encoded = encoding
+            .await
+            .map_err(|e| ClientError::Protocol(format!("the encoder thread failed: {e}")))?;
+        if !encoder_failed {
+            received?;
+        }
+        encoded?;
+        Ok(out_info)
     }
 }
 

@@ -103,3 +103,70 @@ async fn unreachable_server_names_the_address() {
         "{msg}"
     );
 }
+
+/// A sink writing into shared memory, so the test can read the file back.
+#[derive(Clone, Default)]
+struct Mem(std::sync::Arc<std::sync::Mutex<Cursor<Vec<u8>>>>);
+impl std::io::Write for Mem {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl std::io::Seek for Mem {
+    fn seek(&mut self, p: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0.lock().unwrap().seek(p)
+    }
+}
+
+#[tokio::test]
+async fn png_streams_row_by_row_through_the_server() {
+    use nlimage_core::rows;
+    let server = common::server(Config::default()).await;
+    let mut client = common::client(&server).await;
+    let img = common::picture(700, 1900, PixelFormat::Rgb8); // 4 MB: several chunks
+    let source = rows::open_reader(
+        Cursor::new(common::encoded(&img, OutputFormat::Png)),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert!(source.is_streaming());
+    let sink = Mem::default();
+    let writer = sink.clone();
+    let ops = [Operation::Mean3x3, Operation::Rotate(Rotation::Ccw90)];
+    let info = client
+        .process_rows(source, &ops, move |info| {
+            rows::open_writer(writer, info, OutputFormat::Png, Default::default())
+        })
+        .await
+        .unwrap();
+    assert_eq!((info.width(), info.height()), (1900, 700));
+    let bytes = sink.0.lock().unwrap().get_ref().clone();
+    let back = nlimage_core::decode(Cursor::new(bytes), &Limits::DEFAULT).unwrap();
+    assert!(back == reference(&img, &ops));
+}
+
+#[tokio::test]
+async fn a_truncated_png_is_reported_as_a_decode_error() {
+    use nlimage_core::rows;
+    let server = common::server(Config::default()).await;
+    let mut client = common::client(&server).await;
+    let mut png = common::encoded(
+        &common::picture(300, 300, PixelFormat::Rgb8),
+        OutputFormat::Png,
+    );
+    png.truncate(png.len() / 2);
+    let source = rows::open_reader(Cursor::new(png), &Limits::DEFAULT).unwrap();
+    let e = client
+        .process_rows(source, &[Operation::Mean3x3], |info| {
+            rows::open_writer(Mem::default(), info, OutputFormat::Png, Default::default())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Core(nlimage_core::CoreError::Decode(_))),
+        "{e:?}"
+    );
+}

@@ -161,7 +161,12 @@ pub fn encode<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, out: W) -> 
 }
 
 /// Encodes `img` as `format` into `out`, PNG at the given compression.
-pub fn encode_with<W: Write + Seek>(img: &ImageBuf, format: OutputFormat, png: PngCompression, out: W) -> Result<()> {
+pub fn encode_with<W: Write + Seek>(
+    img: &ImageBuf,
+    format: OutputFormat,
+    png: PngCompression,
+    out: W,
+) -> Result<()> {
     let info = img.info();
     let (w, h) = (info.width(), info.height());
     let color = match info.format() {

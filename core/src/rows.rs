@@ -37,7 +37,10 @@ pub trait RowWriter: Send {
 
 /// Opens `input` for reading rows: PNG streams, other formats are decoded
 /// whole. Sizes are checked against `limits` before pixels are decoded.
-pub fn open_reader<R: BufRead + Seek + Send + 'static>(mut input: R, limits: &Limits) -> Result<Box<dyn RowReader>> {
+pub fn open_reader<R: BufRead + Seek + Send + 'static>(
+    mut input: R,
+    limits: &Limits,
+) -> Result<Box<dyn RowReader>> {
     // Signature, then IHDR: its interlace method is byte 28 of the file.
     let mut head = [0u8; 29];
     let n = read_up_to(&mut input, &mut head)?;
@@ -86,7 +89,9 @@ fn whole<R: BufRead + Seek>(input: R, limits: &Limits) -> Result<Box<dyn RowRead
 fn png_error(e: png::DecodingError) -> CoreError {
     match e {
         png::DecodingError::IoError(io) => CoreError::Decode(io.to_string()),
-        png::DecodingError::LimitsExceeded => CoreError::LimitExceeded("image is over the decoder's limits".into()),
+        png::DecodingError::LimitsExceeded => {
+            CoreError::LimitExceeded("image is over the decoder's limits".into())
+        }
         other => CoreError::Decode(other.to_string()),
     }
 }
@@ -105,9 +110,11 @@ impl RowReader for MemoryRows {
     }
     fn read_rows(&mut self, buf: &mut [u8]) -> Result<()> {
         let end = self.pos + buf.len();
-        let src = self.img.data().get(self.pos..end).ok_or_else(|| {
-            CoreError::InvalidInput("read past the last row".into())
-        })?;
+        let src = self
+            .img
+            .data()
+            .get(self.pos..end)
+            .ok_or_else(|| CoreError::InvalidInput("read past the last row".into()))?;
         buf.copy_from_slice(src);
         self.pos = end;
         Ok(())
@@ -147,7 +154,13 @@ impl<R: BufRead + Seek + Send> RowReader for PngRows<R> {
                 png::ColorType::GrayscaleAlpha => 2,
                 _ => self.info.channels(),
             };
-            let sample = |i: usize| if self.sixteen { to8(data[2 * i], data[2 * i + 1]) } else { data[i] };
+            let sample = |i: usize| {
+                if self.sixteen {
+                    to8(data[2 * i], data[2 * i + 1])
+                } else {
+                    data[i]
+                }
+            };
             if self.color == png::ColorType::GrayscaleAlpha {
                 // Gray+alpha becomes RGBA, as in the whole-image decoder.
                 for (p, o) in out.chunks_exact_mut(4).enumerate() {
@@ -184,7 +197,10 @@ pub fn open_writer<W: Write + Seek + Send + 'static>(
         enc.set_compression(png.to_png());
         enc.set_filter(png::Filter::Adaptive);
         let writer = enc.write_header().map_err(png_encode_error)?;
-        let stream = writer.into_stream_writer().map_err(png_encode_error)?;
+        // The stream writer buffers a whole IDAT chunk: no BufWriter needed.
+        let stream = writer
+            .into_stream_writer_with_size(1 << 20)
+            .map_err(png_encode_error)?;
         return Ok(Box::new(PngSink { stream }));
     }
     let mut data = Vec::new();
@@ -237,14 +253,20 @@ impl<W: Write + Seek + Send> RowWriter for BufferedSink<W> {
     }
     fn write(&mut self, data: &[u8]) -> Result<()> {
         if data.len() > self.info.byte_len() - self.data.len() {
-            return Err(CoreError::InvalidInput(format!("more bytes than a {} image holds", self.info)));
+            return Err(CoreError::InvalidInput(format!(
+                "more bytes than a {} image holds",
+                self.info
+            )));
         }
         self.data.extend_from_slice(data);
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<()> {
         let img = ImageBuf::new(self.info, self.data)?;
-        codec::encode_with(&img, self.format, self.png, self.out)
+        let mut out = std::io::BufWriter::new(self.out);
+        codec::encode_with(&img, self.format, self.png, &mut out)?;
+        out.flush()?;
+        Ok(())
     }
 }
 
@@ -292,11 +314,20 @@ mod tests {
         let px16 = |x: u32, y: u32, k: u32| ((x * 3001 + y * 977 + k * 7919) % 65536) as u16;
         let images: Vec<image::DynamicImage> = vec![
             image::GrayImage::from_fn(w, h, |x, y| image::Luma([px(x, y, 0)])).into(),
-            image::GrayAlphaImage::from_fn(w, h, |x, y| image::LumaA([px(x, y, 0), px(x, y, 1)])).into(),
-            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([px(x, y, 0), px(x, y, 1), px(x, y, 2)])).into(),
-            image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([px(x, y, 0), px(x, y, 1), px(x, y, 2), px(x, y, 3)]))
+            image::GrayAlphaImage::from_fn(w, h, |x, y| image::LumaA([px(x, y, 0), px(x, y, 1)]))
                 .into(),
-            image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([px16(x, y, 0)])).into(),
+            image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([px(x, y, 0), px(x, y, 1), px(x, y, 2)])
+            })
+            .into(),
+            image::RgbaImage::from_fn(w, h, |x, y| {
+                image::Rgba([px(x, y, 0), px(x, y, 1), px(x, y, 2), px(x, y, 3)])
+            })
+            .into(),
+            image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
+                image::Luma([px16(x, y, 0)])
+            })
+            .into(),
             image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(w, h, |x, y| {
                 image::Rgb([px16(x, y, 0), px16(x, y, 1), px16(x, y, 2)])
             })
@@ -311,13 +342,18 @@ mod tests {
             let want = codec::decode(Cursor::new(bytes.clone()), &Limits::DEFAULT).unwrap();
             let (streaming, got) = read_all(bytes);
             assert!(streaming, "{:?} streams", img.color());
-            assert!(got == want, "{:?}: streamed rows differ from the whole decode", img.color());
+            assert!(
+                got == want,
+                "{:?}: streamed rows differ from the whole decode",
+                img.color()
+            );
         }
     }
 
     #[test]
     fn other_formats_fall_back_to_whole_decoding() {
-        let img: image::DynamicImage = image::RgbImage::from_fn(9, 4, |x, y| image::Rgb([x as u8, y as u8, 7])).into();
+        let img: image::DynamicImage =
+            image::RgbImage::from_fn(9, 4, |x, y| image::Rgb([x as u8, y as u8, 7])).into();
         let (streaming, got) = read_all(encode_image(&img, image::ImageFormat::Bmp));
         assert!(!streaming);
         assert_eq!(got.data(), img.as_bytes());
@@ -326,8 +362,16 @@ mod tests {
     #[test]
     fn png_limits_are_checked_before_decoding() {
         let img: image::DynamicImage = image::GrayImage::new(100, 100).into();
-        let tight = Limits { max_pixels: 99, max_dimension: 1000 };
-        let e = open_reader(Cursor::new(encode_image(&img, image::ImageFormat::Png)), &tight).err().unwrap();
+        let tight = Limits {
+            max_pixels: 99,
+            max_dimension: 1000,
+        };
+        let e = open_reader(
+            Cursor::new(encode_image(&img, image::ImageFormat::Png)),
+            &tight,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
     }
 
