@@ -107,7 +107,11 @@ impl Client {
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|_| ClientError::Address(addr.clone()))?
             .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Windows of several chunks keep the server's output flowing
+            // while this side encodes.
+            .initial_stream_window_size(4 * CHUNK_BYTES as u32)
+            .initial_connection_window_size(8 * CHUNK_BYTES as u32);
         let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
             addr: addr.clone(),
             reason: root_cause(&e),

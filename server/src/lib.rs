@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 pub use config::{Config, MAX_CHUNK_BYTES};
+
+/// HTTP/2 flow-control window per stream: four pixel chunks.
+const STREAM_WINDOW: u32 = 4 * MAX_CHUNK_BYTES as u32;
 pub use handle::{ServerHandle, spawn};
 
 use compute::Compute;
@@ -75,7 +78,12 @@ pub async fn run(
         })
     });
     let stop = CancellationToken::new();
+    // Flow-control windows of several chunks let the client keep sending
+    // while a chunk is being filtered (the 64 KiB HTTP/2 default would stall
+    // it on every chunk).
     let server = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(2 * STREAM_WINDOW)
         .add_service(classic)
         .add_service(streaming)
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
