@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks to build nlimage.
-#   ./setup.sh [host]    a C linker and, only if cargo is missing, a Rust toolchain
+#   ./setup.sh [host]    a C toolchain, cmake and nasm (to build the bundled
+#                        libjpeg-turbo) and, only if cargo is missing, Rust
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,6 +32,10 @@ setup_host() {
   command -v cc >/dev/null 2>&1 || need+=(build-essential)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+  # libjpeg-turbo for fast JPEG output is built from the turbojpeg crate's
+  # bundled sources with cmake; nasm gives it its SIMD code.
+  command -v cmake >/dev/null 2>&1 || need+=(cmake)
+  command -v nasm >/dev/null 2>&1 || need+=(nasm)
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else say "C toolchain present"; fi
 
   if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
