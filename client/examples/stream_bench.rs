@@ -2,11 +2,11 @@
 //! transport ceiling (a bare tonic echo of the same messages) against
 //! nl-server's `Process` with the mean filter, for `bench/big_image.sh`.
 //!
-//! `stream_bench echo WIDTH HEIGHT` serves an in-process echo of the
-//! `ImageService` messages and streams an RGB image of that size through it;
-//! `stream_bench server ADDR WIDTH HEIGHT` streams it through nl-server at
-//! ADDR with `--mean`. Both print one JSON line: seconds and MB/s of pixels
-//! (each byte goes up and comes back).
+//! `stream_bench serve-echo PORT` serves an echo of the `ImageService`
+//! messages on 127.0.0.1:PORT (a separate process, like nl-server);
+//! `stream_bench run ADDR WIDTH HEIGHT [mean]` streams an RGB image of that
+//! size through the server at ADDR (with the mean filter if asked) and prints
+//! one JSON line: seconds and MB/s of pixels (each byte goes up and back).
 
 use std::pin::Pin;
 use std::time::Instant;
@@ -72,19 +72,9 @@ async fn run(addr: String, info: ImageInfo, ops: &[Operation]) -> f64 {
 #[tokio::main]
 async fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let dims = |i: usize| -> ImageInfo {
-        ImageInfo::new(
-            a[i].parse().unwrap(),
-            a[i + 1].parse().unwrap(),
-            PixelFormat::Rgb8,
-        )
-        .unwrap()
-    };
-    let (mode, secs, info) = match a.first().map(String::as_str) {
-        Some("echo") if a.len() == 3 => {
-            let info = dims(1);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
+    match a.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["serve-echo", port] => {
+            let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.unwrap();
             let svc = ImageServiceServer::new(Echo)
                 .max_decoding_message_size(2 << 20)
                 .max_encoding_message_size(2 << 20);
@@ -94,30 +84,24 @@ async fn main() {
                 })
             });
             // The same flow-control windows as nl-server's.
-            let server = tonic::transport::Server::builder()
+            tonic::transport::Server::builder()
                 .initial_stream_window_size(4 * CHUNK_BYTES as u32)
                 .initial_connection_window_size(8 * CHUNK_BYTES as u32)
                 .add_service(svc)
-                .serve_with_incoming(incoming);
-            tokio::spawn(server);
-            ("echo", run(addr.to_string(), info, &[]).await, info)
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap();
         }
-        Some("server") if a.len() == 4 => {
-            let info = dims(2);
-            (
-                "nl-server --mean",
-                run(a[1].clone(), info, &[Operation::Mean3x3]).await,
-                info,
-            )
+        ["run", addr, w, h, rest @ ..] => {
+            let info = ImageInfo::new(w.parse().unwrap(), h.parse().unwrap(), PixelFormat::Rgb8).unwrap();
+            let ops: &[Operation] = if rest == ["mean"] { &[Operation::Mean3x3] } else { &[] };
+            let secs = run(addr.to_string(), info, ops).await;
+            let mb = info.byte_len() as f64 / 1e6;
+            println!(r#"{{"seconds":{secs:.3},"MB_per_s":{:.1}}}"#, mb / secs);
         }
         _ => {
-            eprintln!("usage: stream_bench echo W H | stream_bench server ADDR W H");
+            eprintln!("usage: stream_bench serve-echo PORT | stream_bench run ADDR W H [mean]");
             std::process::exit(2);
         }
-    };
-    let mb = info.byte_len() as f64 / 1e6;
-    println!(
-        r#"{{"mode":"{mode}","seconds":{secs:.3},"MB_per_s":{:.1}}}"#,
-        mb / secs
-    );
+    }
 }
