@@ -74,7 +74,9 @@ async fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     match a.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["serve-echo", port] => {
-            let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.unwrap();
+            let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+                .await
+                .unwrap();
             let svc = ImageServiceServer::new(Echo)
                 .max_decoding_message_size(2 << 20)
                 .max_encoding_message_size(2 << 20);
@@ -93,8 +95,13 @@ async fn main() {
                 .unwrap();
         }
         ["run", addr, w, h, rest @ ..] => {
-            let info = ImageInfo::new(w.parse().unwrap(), h.parse().unwrap(), PixelFormat::Rgb8).unwrap();
-            let ops: &[Operation] = if rest == ["mean"] { &[Operation::Mean3x3] } else { &[] };
+            let info =
+                ImageInfo::new(w.parse().unwrap(), h.parse().unwrap(), PixelFormat::Rgb8).unwrap();
+            let ops: &[Operation] = if rest == ["mean"] {
+                &[Operation::Mean3x3]
+            } else {
+                &[]
+            };
             let secs = run(addr.to_string(), info, ops).await;
             let mb = info.byte_len() as f64 / 1e6;
             println!(r#"{{"seconds":{secs:.3},"MB_per_s":{:.1}}}"#, mb / secs);
