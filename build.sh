@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds nlimage's release binaries.
-#   ./build.sh [host]    cargo build --release; links ./nl-server and ./nl-client
+# Builds nlimage's release binaries one of three ways.
+#   ./build.sh [host]      cargo build --release; links ./nl-server and ./nl-client
+#   ./build.sh nix-flake   nix build; binaries in ./result/bin/
+#   ./build.sh docker      images nlimage/nl-server and nlimage/nl-client
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,7 +28,26 @@ build_host() {
   say "binaries: ./nl-server ./nl-client"
 }
 
+build_nix() {
+  command -v nix >/dev/null 2>&1 || die "nix not found: run ./setup.sh nix-flake first"
+  say "nix build .#default (builds from Cargo.lock and runs the tests)"
+  nix --extra-experimental-features 'nix-command flakes' build .#default
+  say "binaries: ./result/bin/nl-server ./result/bin/nl-client"
+}
+
+build_docker() {
+  command -v docker >/dev/null 2>&1 || die "docker not found: run ./setup.sh docker first"
+  docker info >/dev/null 2>&1 || die "no Docker engine answers: start it (systemctl start docker)"
+  say "docker build --target server -t nlimage/nl-server"
+  docker build --target server -t nlimage/nl-server .
+  say "docker build --target client -t nlimage/nl-client"
+  docker build --target client -t nlimage/nl-client .
+  say "images: nlimage/nl-server nlimage/nl-client (docker compose up -d starts the server)"
+}
+
 case "$MODE" in
   host) build_host ;;
-  *) die "unknown mode '$MODE': use host" ;;
+  nix-flake) build_nix ;;
+  docker) build_docker ;;
+  *) die "unknown mode '$MODE': use host, nix-flake or docker" ;;
 esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian/Ubuntu machine lacks to build nlimage.
-#   ./setup.sh [host]    a C toolchain, cmake and nasm (to build the bundled
-#                        libjpeg-turbo) and, only if cargo is missing, Rust
+# Installs what a fresh Debian/Ubuntu machine lacks to build nlimage one way.
+#   ./setup.sh [host]      a C toolchain, cmake and nasm (to build the bundled
+#                          libjpeg-turbo) and, only if cargo is missing, Rust
+#   ./setup.sh nix-flake   Nix (apt nix-bin), with flakes enabled
+#   ./setup.sh docker      the Docker client and engine (apt docker.io)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -59,7 +61,38 @@ setup_host() {
   say "host set-up done"
 }
 
+setup_nix() {
+  if command -v nix >/dev/null 2>&1; then
+    say "nix present: $(nix --version)"
+  else
+    apt_install nix-bin
+  fi
+  # Flakes are still an experimental feature: switch them on for this user.
+  local conf="${XDG_CONFIG_HOME:-$HOME/.config}/nix/nix.conf"
+  if ! grep -qs 'experimental-features.*flakes' "$conf"; then
+    say "enabling flakes in $conf"
+    mkdir -p "$(dirname "$conf")"
+    echo 'experimental-features = nix-command flakes' >>"$conf"
+  fi
+  say "nix-flake set-up done: ./build.sh nix-flake"
+}
+
+setup_docker() {
+  if command -v docker >/dev/null 2>&1; then
+    say "docker client present: $(docker --version)"
+  else
+    apt_install docker.io
+  fi
+  if docker info >/dev/null 2>&1; then
+    say "docker engine running; set-up done: ./build.sh docker"
+  else
+    say "installed, but no Docker engine answers: start it (systemctl start docker) before ./build.sh docker"
+  fi
+}
+
 case "$MODE" in
   host) setup_host ;;
-  *) die "unknown mode '$MODE': use host" ;;
+  nix-flake) setup_nix ;;
+  docker) setup_docker ;;
+  *) die "unknown mode '$MODE': use host, nix-flake or docker" ;;
 esac
