@@ -30,6 +30,15 @@ impl std::fmt::Display for Operation {
     }
 }
 
+/// The one rotation equivalent to all the rotations in `ops` (rotations
+/// commute with the mean filter, so their order among filters is moot).
+pub fn net_rotation(ops: &[Operation]) -> Rotation {
+    ops.iter().fold(Rotation::None, |acc, op| match op {
+        Operation::Rotate(r) => acc.then(*r),
+        Operation::Mean3x3 => acc,
+    })
+}
+
 /// Pixel bytes in, processed pixel bytes out.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -59,10 +68,7 @@ impl Pipeline {
         ops: &[Operation],
         make_hold: impl FnOnce(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
-        let rotation = ops.iter().fold(Rotation::None, |acc, op| match op {
-            Operation::Rotate(r) => acc.then(*r),
-            Operation::Mean3x3 => acc,
-        });
+        let rotation = net_rotation(ops);
         let means = ops
             .iter()
             .filter(|op| **op == Operation::Mean3x3)

@@ -5,15 +5,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod compute;
 pub mod config;
+pub mod gate;
 pub mod handle;
 pub mod log;
+pub mod metrics;
 pub mod service;
 pub mod spill;
 pub mod status;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nlimage::classic::nl_image_service_server::NlImageServiceServer;
 use nlimage::v1::image_service_server::ImageServiceServer;
@@ -21,18 +26,23 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
 
-pub use config::{Config, MAX_CHUNK_BYTES};
-
-/// HTTP/2 flow-control window per stream: four pixel chunks.
-const STREAM_WINDOW: u32 = 4 * MAX_CHUNK_BYTES as u32;
+pub use config::{Config, MAX_CHUNK_BYTES, TlsPem};
 pub use handle::{ServerHandle, spawn};
 
+use admission::Admission;
 use compute::Compute;
+use gate::Gate;
 use service::Shared;
 use service::classic::ClassicService;
 use service::process::ProcessService;
+
+/// HTTP/2 flow-control window per stream: four pixel chunks.
+const STREAM_WINDOW: u32 = 4 * MAX_CHUNK_BYTES as u32;
 
 /// What can stop the server from starting or serving.
 #[derive(Debug, thiserror::Error)]
@@ -43,33 +53,74 @@ pub enum ServerError {
     /// The compute pool could not be started.
     #[error("cannot start the compute pool: {0}")]
     Pool(#[from] rayon::ThreadPoolBuildError),
-    /// The gRPC transport failed.
+    /// The gRPC transport failed (or the TLS identity is unusable).
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves both services on `listener` until `shutdown` resolves; then stops
-/// accepting connections, lets in-flight requests finish for up to
-/// `config.shutdown_grace`, and returns `Ok`.
+/// Both compression encodings, accepted and offered.
+macro_rules! compressed {
+    ($svc:expr) => {
+        $svc.accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
+    };
+}
+
+/// Serves the classic `NLImageService`, the streaming `nlimage.v1` service,
+/// `grpc.health.v1` and server reflection on `listener` until `shutdown`
+/// resolves. Then health turns NOT_SERVING, new requests get UNAVAILABLE,
+/// new connections are refused, in-flight requests finish for up to
+/// `config.shutdown_grace`, and it returns `Ok`.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
+    let admission = Admission::new(
+        config.workers,
+        config.memory_budget,
+        config.queue_depth,
+        config.queue_timeout,
+    );
     let shared = Shared {
         compute: Compute::new(config.workers)?,
         limits: config.limits,
+        admission,
         spill_above: config.spill_above,
         spill_dir: config.spill_dir.clone().into(),
     };
-    let classic = NlImageServiceServer::new(ClassicService::new(shared.clone()))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+    let draining = Arc::new(AtomicBool::new(false));
+    let gate = Gate::new(config.auth_token.clone(), Arc::clone(&draining));
+    let classic = compressed!(NlImageServiceServer::new(ClassicService::new(
+        shared.clone()
+    )))
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
     // A Process message holds at most one chunk plus a few bytes of framing.
-    let streaming = ImageServiceServer::new(ProcessService::new(shared))
+    let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared)))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<NlImageServiceServer<ClassicService>>()
+        .await;
+    health
+        .set_serving::<ImageServiceServer<ProcessService>>()
+        .await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(nlimage::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
+    let reflection_v1alpha =
+        reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
 
     // Small messages (headers, errors) must not wait for Nagle's algorithm.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -77,30 +128,60 @@ pub async fn run(
             let _ = s.set_nodelay(true);
         })
     });
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)))?;
+    }
     let stop = CancellationToken::new();
     // Flow-control windows of several chunks let the client keep sending
     // while a chunk is being filtered (the 64 KiB HTTP/2 default would stall
     // it on every chunk).
-    let server = Server::builder()
+    let server = builder
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(2 * STREAM_WINDOW)
-        .add_service(classic)
-        .add_service(streaming)
+        .add_service(InterceptedService::new(classic, gate.clone()))
+        .add_service(InterceptedService::new(streaming, gate))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
     tokio::pin!(server);
     tracing::info!(
-        "nl-server listening on {addr} (workers: {}, max image: {} px)",
+        "nl-server listening on {addr}{} (workers: {}, queue: {}, memory budget: {} MiB, max image: {} px{})",
+        if config.tls.is_some() {
+            " with TLS"
+        } else {
+            ""
+        },
         config.workers,
-        config.limits.max_pixels
+        config.queue_depth,
+        config.memory_budget >> 20,
+        config.limits.max_pixels,
+        if config.auth_token.is_some() {
+            ", bearer token required"
+        } else {
+            ""
+        },
     );
     tokio::select! {
         r = &mut server => return Ok(r?),
         () = shutdown => {}
     }
     tracing::info!(
-        "shutting down: no new connections; in-flight requests have {:?} to finish",
+        "shutting down: health NOT_SERVING, new requests refused; in-flight requests have {:?} to finish",
         config.shutdown_grace
     );
+    draining.store(true, Ordering::SeqCst);
+    health
+        .set_not_serving::<NlImageServiceServer<ClassicService>>()
+        .await;
+    health
+        .set_not_serving::<ImageServiceServer<ProcessService>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     stop.cancel();
     match tokio::time::timeout(config.shutdown_grace, server).await {
         Ok(r) => r?,

@@ -1,6 +1,7 @@
-//! Per-request logging: one event per finished request with its method,
-//! size, operations, duration and status. Successful requests log at DEBUG
-//! (shown with `--debug`); failed ones at WARN, shown always.
+//! Per-request logging and metrics: one event per finished request with its
+//! id, method, size, operations, bytes, duration and status. Successful
+//! requests log at DEBUG (shown with `--debug`); failed ones at WARN, shown
+//! always. Every finished request is also counted in the metrics.
 
 use std::time::Instant;
 
@@ -9,18 +10,24 @@ use tonic::{Code, Status};
 /// Collects what a request did and logs it once, when it ends.
 #[derive(Debug)]
 pub struct RequestLog {
+    id: String,
     method: &'static str,
     detail: String,
     started: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 impl RequestLog {
-    /// Starts timing a request of `method`.
-    pub fn start(method: &'static str) -> Self {
+    /// Starts timing a request of `method` with id `id`.
+    pub fn start(method: &'static str, id: String) -> Self {
         Self {
+            id,
             method,
             detail: String::new(),
             started: Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 
@@ -29,31 +36,52 @@ impl RequestLog {
         self.detail = detail.into();
     }
 
-    /// Logs the outcome.
+    /// Counts pixel bytes received.
+    pub fn add_in(&mut self, n: usize) {
+        self.bytes_in += n as u64;
+    }
+
+    /// Counts pixel bytes sent.
+    pub fn add_out(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
+    /// Logs the outcome and records it in the metrics.
     pub fn finish(self, outcome: Result<(), &Status>) {
-        let ms = self.started.elapsed().as_secs_f64() * 1e3;
-        let (method, detail) = (self.method, self.detail.as_str());
+        let secs = self.started.elapsed().as_secs_f64();
+        let code = outcome.map_or_else(|s| s.code(), |()| Code::Ok);
+        crate::metrics::request(self.method, code, secs, self.bytes_in, self.bytes_out);
+        let ms = format!("{:.1}", secs * 1e3);
+        let (id, method, detail) = (self.id.as_str(), self.method, self.detail.as_str());
+        let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out);
         match outcome {
             Ok(()) => tracing::debug!(
+                request_id = id,
                 method,
                 detail,
-                ms = format!("{ms:.1}"),
+                bytes_in,
+                bytes_out,
+                ms,
                 status = "OK",
                 "request"
             ),
             Err(s) if s.code() == Code::Cancelled => {
                 tracing::debug!(
+                    request_id = id,
                     method,
                     detail,
-                    ms = format!("{ms:.1}"),
+                    ms,
                     status = "CANCELLED",
                     "request"
                 )
             }
             Err(s) => tracing::warn!(
+                request_id = id,
                 method,
                 detail,
-                ms = format!("{ms:.1}"),
+                bytes_in,
+                bytes_out,
+                ms,
                 status = ?s.code(),
                 message = s.message(),
                 "request failed"

@@ -1,16 +1,20 @@
-//! `nl-server`: parses flags, sets up logging and calls [`nlimage_server::run`].
+//! `nl-server`: parses flags, sets up logging and metrics, and calls
+//! [`nlimage_server::run`].
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Parser;
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
-use nlimage_server::Config;
+use nlimage_server::{Config, TlsPem};
 use tokio::net::TcpListener;
 
 /// The nlimage gRPC image service: the classic NLImageService and the
-/// streaming nlimage.v1.ImageService on one port.
+/// streaming nlimage.v1.ImageService on one port, with grpc.health.v1 and
+/// server reflection.
 #[derive(Parser, Debug)]
 #[command(name = "nl-server", version)]
 struct Args {
@@ -20,18 +24,30 @@ struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 50051)]
     port: u16,
-    /// Log every request (method, size, operations, duration, status).
+    /// Log every request (id, method, size, operations, bytes, duration, status).
     #[arg(long)]
     debug: bool,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Largest image accepted, in pixels (width x height).
     #[arg(long, default_value_t = Limits::DEFAULT.max_pixels)]
     max_pixels: u64,
     /// Largest width or height accepted, in pixels.
     #[arg(long, default_value_t = Limits::DEFAULT.max_dimension)]
     max_dimension: u32,
-    /// Threads that run the kernels [default: number of cores].
+    /// Images processed at once, and threads that run the kernels [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
+    /// Requests that may wait for a worker or memory; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 256)]
+    queue_depth: usize,
+    /// Seconds a request may wait in the queue before RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 30)]
+    queue_timeout: u64,
+    /// MiB all requests in flight may hold together [default: half the RAM].
+    #[arg(long)]
+    memory_budget_mib: Option<u64>,
     /// Largest classic-contract message, in MiB, each way.
     #[arg(long, default_value_t = 64)]
     max_message_mib: usize,
@@ -44,7 +60,25 @@ struct Args {
     spill_above_mib: usize,
     /// Directory for spill files [default: the system temporary directory].
     #[arg(long)]
-    spill_dir: Option<std::path::PathBuf>,
+    spill_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// File holding the bearer token clients must send (`authorization: Bearer TOKEN`).
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[tokio::main]
@@ -55,32 +89,69 @@ async fn main() {
     } else {
         "nlimage_server=info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NL_LOG").unwrap_or_else(|_| filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("NL_LOG").unwrap_or_else(|_| filter.into());
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().init(),
+    }
     if let Err(e) = serve(args).await {
         eprintln!("nl-server: {e:#}");
         std::process::exit(1);
     }
 }
 
+fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} '{}'", path.display()))
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
     let defaults = Config::default();
+    let auth_token = match &args.auth_token_file {
+        Some(p) => {
+            let token = String::from_utf8(read(p, "token file")?)
+                .with_context(|| format!("the token file '{}' is not UTF-8", p.display()))?;
+            let token = token.trim().to_owned();
+            if token.is_empty() {
+                bail!("the token file '{}' is empty", p.display());
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(TlsPem {
+            cert: read(c, "TLS certificate")?,
+            key: read(k, "TLS key")?,
+        }),
+        _ => None,
+    };
     let config = Config {
         limits: Limits {
             max_pixels: args.max_pixels,
             max_dimension: args.max_dimension,
         },
         workers: args.workers.unwrap_or(defaults.workers).max(1),
+        queue_depth: args.queue_depth,
+        queue_timeout: Duration::from_secs(args.queue_timeout),
+        memory_budget: args
+            .memory_budget_mib
+            .map_or(defaults.memory_budget, |m| m.saturating_mul(1 << 20)),
         max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         spill_above: args.spill_above_mib.saturating_mul(1 << 20),
         spill_dir: args.spill_dir.unwrap_or(defaults.spill_dir),
+        auth_token,
+        tls,
     };
+    if let Some(addr) = args.metrics_addr {
+        nlimage_server::metrics::serve(addr)
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = TcpListener::bind(&addr)
         .await

@@ -9,6 +9,7 @@ use nlimage_core::{ImageInfo, PixelFormat, Rotation, mean3x3_into, rotate_into};
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use crate::gate;
 use crate::log::RequestLog;
 use crate::status::{from_core, invalid};
 
@@ -62,8 +63,15 @@ impl ClassicService {
         img: NlImage,
         info: ImageInfo,
         out_info: ImageInfo,
+        deadline: Option<tokio::time::Instant>,
         kernel: impl FnOnce(&[u8], ImageInfo, &mut [u8]) -> nlimage_core::Result<()> + Send + 'static,
     ) -> Result<NlImage, Status> {
+        // The request's pixels are in memory already; the answer will be too.
+        let _permit = self
+            .shared
+            .admission
+            .admit((info.byte_len() + out_info.byte_len()) as u64, deadline)
+            .await?;
         let data = img.data;
         let out = self
             .shared
@@ -94,7 +102,10 @@ fn describe(img: &NlImage, op: &str) -> String {
     )
 }
 
-fn logged<T>(log: RequestLog, r: Result<T, Status>) -> Result<Response<T>, Status> {
+fn logged(mut log: RequestLog, r: Result<NlImage, Status>) -> Result<Response<NlImage>, Status> {
+    if let Ok(img) = &r {
+        log.add_out(img.data.len());
+    }
     log.finish(r.as_ref().map(|_| ()));
     r.map(Response::new)
 }
@@ -105,7 +116,11 @@ impl NlImageService for ClassicService {
         &self,
         request: Request<NlImageRotateRequest>,
     ) -> Result<Response<NlImage>, Status> {
-        let mut log = RequestLog::start("NLImageService/RotateImage");
+        let deadline = gate::deadline(request.metadata());
+        let mut log = RequestLog::start(
+            "NLImageService/RotateImage",
+            gate::request_id(request.metadata()),
+        );
         let req = request.into_inner();
         let result = async {
             let rotation = match WireRotation::try_from(req.rotation) {
@@ -122,22 +137,30 @@ impl NlImageService for ClassicService {
             };
             let img = req.image.ok_or_else(|| invalid("the request has no image"))?;
             log.describe(describe(&img, &format!("rotate{}", rotation.degrees())));
+            log.add_in(img.data.len());
             let info = self.validate(&img)?;
             let out_info = rotation.output_info(info);
-            self.apply(img, info, out_info, move |src, info, dst| rotate_into(src, info, rotation, dst))
-                .await
+            self.apply(img, info, out_info, deadline, move |src, info, dst| {
+                rotate_into(src, info, rotation, dst)
+            })
+            .await
         }
         .await;
         logged(log, result)
     }
 
     async fn mean_filter(&self, request: Request<NlImage>) -> Result<Response<NlImage>, Status> {
-        let mut log = RequestLog::start("NLImageService/MeanFilter");
+        let deadline = gate::deadline(request.metadata());
+        let mut log = RequestLog::start(
+            "NLImageService/MeanFilter",
+            gate::request_id(request.metadata()),
+        );
         let img = request.into_inner();
         log.describe(describe(&img, "mean3x3"));
+        log.add_in(img.data.len());
         let result = async {
             let info = self.validate(&img)?;
-            self.apply(img, info, info, mean3x3_into).await
+            self.apply(img, info, info, deadline, mean3x3_into).await
         }
         .await;
         logged(log, result)

@@ -4,8 +4,11 @@
 pub mod classic;
 pub mod process;
 
+use std::sync::Arc;
+
 use nlimage_core::Limits;
 
+use crate::admission::Admission;
 use crate::compute::Compute;
 
 /// What every handler shares: the compute pool and the limits.
@@ -15,6 +18,8 @@ pub struct Shared {
     pub compute: Compute,
     /// Largest image accepted.
     pub limits: Limits,
+    /// Worker slots, the queue and the memory budget.
+    pub admission: Arc<Admission>,
     /// Rotations of images over this many bytes spill to a file.
     pub spill_above: usize,
     /// Where spill files go.

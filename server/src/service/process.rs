@@ -13,7 +13,7 @@ use std::pin::Pin;
 use nlimage::convert;
 use nlimage::v1::image_service_server::ImageService;
 use nlimage::v1::{ProcessRequest, ProcessResponse, process_request, process_response};
-use nlimage_core::{Operation, Pipeline};
+use nlimage_core::{ImageInfo, Operation, Pipeline, Rotation};
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
 use crate::config::MAX_CHUNK_BYTES;
+use crate::gate;
 use crate::log::RequestLog;
 use crate::status::{from_core, invalid};
 
@@ -53,10 +54,23 @@ impl ImageService for ProcessService {
         &self,
         request: Request<Streaming<ProcessRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
-        let mut log = RequestLog::start("nlimage.v1.ImageService/Process");
+        let id = gate::request_id(request.metadata());
+        let deadline = gate::deadline(request.metadata());
+        let mut log = RequestLog::start("nlimage.v1.ImageService/Process", id);
         let mut inbound = request.into_inner();
-        let started = start(&mut inbound, &mut log, &self.shared).await;
-        let pipeline = match started {
+        // Validate, then wait for a worker slot and the memory this request
+        // will hold; nothing is allocated before both.
+        let started = async {
+            let plan = start(&mut inbound, &mut log, &self.shared).await?;
+            let permit = self.shared.admission.admit(plan.memory, deadline).await?;
+            let pipeline = Pipeline::with_hold(plan.info, &plan.ops, |info, rotation| {
+                crate::spill::hold_for(info, rotation, plan.spill, &self.shared.spill_dir)
+            })
+            .map_err(from_core)?;
+            Ok::<_, Status>((pipeline, permit))
+        }
+        .await;
+        let (pipeline, permit) = match started {
             Ok(p) => p,
             Err(e) => {
                 log.finish(Err(&e));
@@ -70,7 +84,18 @@ impl ImageService for ProcessService {
             .map_err(|_| Status::cancelled("client left"))?;
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let outcome = drive(pipeline, inbound, &tx, &shared).await;
+            // The permit lives as long as the work: dropped at the end of
+            // this task, however it ends.
+            let _permit = permit;
+            let work = drive(pipeline, inbound, &tx, &shared, &mut log);
+            let outcome = match deadline {
+                Some(d) => tokio::time::timeout_at(d, work).await.unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(
+                        "the request's deadline passed; its work was stopped",
+                    ))
+                }),
+                None => work.await,
+            };
             if let Err(status) = &outcome {
                 // Tell the client, unless it is the one who left.
                 let _ = tx.send(Err(status.clone())).await;
@@ -81,12 +106,22 @@ impl ImageService for ProcessService {
     }
 }
 
-/// Reads and validates the header; builds the pipeline.
+/// A validated request: what to run and what it may hold.
+struct Plan {
+    info: ImageInfo,
+    ops: Vec<Operation>,
+    /// Bytes to reserve from the memory budget.
+    memory: u64,
+    /// Spill threshold for this request's rotation (0: always spill).
+    spill: usize,
+}
+
+/// Reads and validates the header; plans the memory the request will hold.
 async fn start(
     inbound: &mut Streaming<ProcessRequest>,
     log: &mut RequestLog,
     shared: &Shared,
-) -> Result<Pipeline, Status> {
+) -> Result<Plan, Status> {
     let header = match inbound.message().await? {
         None => {
             return Err(invalid(
@@ -115,10 +150,32 @@ async fn start(
     let ops = convert::operations(&header.operations).map_err(from_core)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
     shared.limits.check(&info).map_err(from_core)?;
-    Pipeline::with_hold(info, &ops, |info, rotation| {
-        crate::spill::hold_for(info, rotation, shared.spill_above, &shared.spill_dir)
+    // Streaming stages hold about two rows and a chunk each, plus the
+    // chunks in flight on either side.
+    let stages = ops.iter().filter(|o| **o == Operation::Mean3x3).count() as u64 + 1;
+    let streaming = stages * (2 * info.row_bytes() as u64 + MAX_CHUNK_BYTES as u64)
+        + (2 + OUTPUT_QUEUE as u64) * MAX_CHUNK_BYTES as u64;
+    let rotates = nlimage_core::pipeline::net_rotation(&ops) != Rotation::None;
+    let whole = info.byte_len() as u64;
+    // A rotation holds the image in memory when it is under the spill
+    // threshold and the budget could hold it; otherwise it spills, and holds
+    // one strip.
+    let in_memory = rotates
+        && info.byte_len() <= shared.spill_above
+        && shared.admission.fits(whole + streaming);
+    let (memory, spill) = if !rotates {
+        (streaming, shared.spill_above)
+    } else if in_memory {
+        (whole + streaming, shared.spill_above)
+    } else {
+        (streaming + crate::spill::STRIP_BYTES as u64, 0)
+    };
+    Ok(Plan {
+        info,
+        ops,
+        memory,
+        spill,
     })
-    .map_err(from_core)
 }
 
 fn describe_ops(ops: &[Operation]) -> String {
@@ -134,6 +191,7 @@ async fn drive(
     mut inbound: Streaming<ProcessRequest>,
     tx: &Outbound,
     shared: &Shared,
+    log: &mut RequestLog,
 ) -> Result<(), Status> {
     while let Some(msg) = inbound.message().await? {
         let chunk = match msg.message {
@@ -156,6 +214,7 @@ async fn drive(
                 chunk.len()
             )));
         }
+        log.add_in(chunk.len());
         let (p, out) = shared
             .compute
             .run(move || {
@@ -165,7 +224,9 @@ async fn drive(
             })
             .await?;
         pipeline = p;
-        send_chunks(tx, out.map_err(from_core)?).await?;
+        let out = out.map_err(from_core)?;
+        log.add_out(out.len());
+        send_chunks(tx, out).await?;
     }
     let mut rest = shared
         .compute
@@ -182,7 +243,10 @@ async fn drive(
             .await?;
         rest = r;
         match band.map_err(from_core)? {
-            Some(b) => send_chunks(tx, b).await?,
+            Some(b) => {
+                log.add_out(b.len());
+                send_chunks(tx, b).await?
+            }
             None => return Ok(()),
         }
     }
