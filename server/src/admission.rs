@@ -123,12 +123,12 @@ impl Admission {
             admission: Arc::clone(self),
         };
         // Fast path: nobody waits and both are free.
-        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
-            if let Ok(memory) = Arc::clone(&self.memory).try_acquire_many_owned(units) {
-                let p = permit(slot, memory);
-                self.report();
-                return Ok(p);
-            }
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+            && let Ok(memory) = Arc::clone(&self.memory).try_acquire_many_owned(units)
+        {
+            let p = permit(slot, memory);
+            self.report();
+            return Ok(p);
         }
         // Queue, if there is room.
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_depth {

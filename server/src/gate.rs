@@ -87,10 +87,12 @@ fn parse_timeout(v: &str) -> Option<Duration> {
 /// The client's `x-request-id` if it sent a reasonable one, else a new id.
 pub fn request_id(metadata: &MetadataMap) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    if let Some(id) = metadata.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id.to_owned();
-        }
+    if let Some(id) = metadata.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_owned();
     }
     format!(
         "{:x}-{}",
