@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use nlimage_client::{Client, ClientError, Operation, Rotation};
+use nlimage_client::{ClientError, Operation, Rotation};
+
+use crate::connect::ConnectArgs;
 use nlimage_core::{Limits, OutputFormat, PngCompression, rows};
 
 /// Send an image through nl-server and write the result.
@@ -29,12 +31,9 @@ pub struct Args {
     /// Apply the 3x3 mean filter.
     #[arg(long)]
     pub mean: bool,
-    /// Server host.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Server port.
-    #[arg(long, default_value_t = 50051)]
-    pub port: u16,
+    /// Where the server is and how to talk to it.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// PNG output compression: none, fast, balanced or best.
     #[arg(long, value_parser = parse_png, default_value = "fast")]
     pub png_compression: PngCompression,
@@ -88,8 +87,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     if args.mean {
         ops.push(Operation::Mean3x3);
     }
-    let addr = format!("{}:{}", args.host, args.port);
-    let mut client = Client::connect(addr).await?;
+    let mut client = args.connect.connect().await?;
     // The output goes to a temporary file beside the target, renamed into
     // place only once complete: a failure leaves no partial file behind.
     let out = &args.output;

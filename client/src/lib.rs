@@ -31,7 +31,10 @@ use prost::bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+pub use tonic::codec::CompressionEncoding;
 
 pub use nlimage_core::{CoreError, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
 
@@ -57,7 +60,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The server answered with an error status.
-    #[error("server error {}: {}", code_name(.0.code()), .0.message())]
+    #[error("server error {}: {}", status_name(.0.code()), .0.message())]
     Status(#[from] tonic::Status),
     /// The server's answer broke the protocol (a bug on its side).
     #[error("protocol error: {0}")]
@@ -76,8 +79,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn code_name(code: tonic::Code) -> String {
-    // Status codes as gRPC documents them: INVALID_ARGUMENT, not InvalidArgument.
+/// A status code as gRPC documents it: `INVALID_ARGUMENT`, not `InvalidArgument`.
+pub fn status_name(code: tonic::Code) -> String {
     let mut out = String::new();
     for (i, ch) in format!("{code:?}").chars().enumerate() {
         if ch.is_uppercase() && i > 0 {
@@ -88,23 +91,76 @@ fn code_name(code: tonic::Code) -> String {
     out
 }
 
+/// How to reach and talk to the server.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Connect with TLS: `Some(None)` trusts the public web roots,
+    /// `Some(Some(pem))` trusts this CA certificate.
+    pub tls: Option<Option<Vec<u8>>>,
+    /// Name to check the server certificate against [default: the host].
+    pub tls_domain: Option<String>,
+    /// Bearer token sent with every request.
+    pub token: Option<String>,
+    /// Compress requests with this encoding (and accept it in responses).
+    pub compression: Option<CompressionEncoding>,
+    /// Deadline of each call (sent as `grpc-timeout`).
+    pub timeout: Option<Duration>,
+}
+
+/// Adds the bearer token to every request of a stub.
+#[derive(Clone, Debug)]
+pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The channel every stub of a [`Client`] goes through.
+pub type Stub = InterceptedService<Channel, Auth>;
+
 /// A connection to an nl-server.
 #[derive(Clone, Debug)]
 pub struct Client {
     channel: Channel,
     addr: String,
+    auth: Auth,
+    options: Options,
 }
 
 impl Client {
     /// Connects to `addr` (`HOST:PORT`, or a full `http://` URI).
     pub async fn connect(addr: impl Into<String>) -> Result<Self, ClientError> {
+        Self::connect_with(addr, Options::default()).await
+    }
+
+    /// Connects to `addr` with TLS, a token, compression or a deadline.
+    pub async fn connect_with(
+        addr: impl Into<String>,
+        options: Options,
+    ) -> Result<Self, ClientError> {
         let addr = addr.into();
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let uri = if addr.contains("://") {
             addr.clone()
         } else {
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
         };
-        let endpoint = Endpoint::from_shared(uri)
+        let auth = match &options.token {
+            Some(t) => Auth(Some(format!("Bearer {t}").parse().map_err(|_| {
+                ClientError::Address("the token holds characters a header cannot".into())
+            })?)),
+            None => Auth(None),
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|_| ClientError::Address(addr.clone()))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
@@ -112,11 +168,43 @@ impl Client {
             // while this side encodes.
             .initial_stream_window_size(4 * CHUNK_BYTES as u32)
             .initial_connection_window_size(8 * CHUNK_BYTES as u32);
+        if let Some(ca) = &options.tls {
+            let mut tls = ClientTlsConfig::new();
+            tls = match ca {
+                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls.with_webpki_roots(),
+            };
+            if let Some(d) = &options.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| ClientError::Connect {
+                addr: addr.clone(),
+                reason: root_cause(&e),
+            })?;
+        }
         let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
             addr: addr.clone(),
             reason: root_cause(&e),
         })?;
-        Ok(Self { channel, addr })
+        Ok(Self {
+            channel,
+            addr,
+            auth,
+            options,
+        })
+    }
+
+    fn stub(&self) -> Stub {
+        InterceptedService::new(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Applies the deadline to a request.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(t) = self.options.timeout {
+            req.set_timeout(t);
+        }
+        req
     }
 
     /// The address this client talks to.
@@ -126,10 +214,19 @@ impl Client {
 
     /// A stub for the classic unary contract on the same connection, with
     /// message limits raised for whole images.
-    pub fn classic(&self) -> NlImageServiceClient<Channel> {
-        NlImageServiceClient::new(self.channel.clone())
+    pub fn classic(&self) -> NlImageServiceClient<Stub> {
+        let mut stub = NlImageServiceClient::new(self.stub())
             .max_decoding_message_size(MAX_CLASSIC_MESSAGE)
-            .max_encoding_message_size(MAX_CLASSIC_MESSAGE)
+            .max_encoding_message_size(MAX_CLASSIC_MESSAGE);
+        if let Some(c) = self.options.compression {
+            stub = stub.send_compressed(c).accept_compressed(c);
+        }
+        stub
+    }
+
+    /// A health-check stub (`grpc.health.v1`) on the same connection.
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Stub> {
+        tonic_health::pb::health_client::HealthClient::new(self.stub())
     }
 
     /// Sends `image` through `ops` (applied in order) and returns the result.
@@ -190,10 +287,13 @@ impl Client {
         let requests = tokio_stream::once(first).chain(chunks.map(|c| ProcessRequest {
             message: Some(process_request::Message::Chunk(c)),
         }));
-        let mut stub = ImageServiceClient::new(self.channel.clone())
+        let mut stub = ImageServiceClient::new(self.stub())
             .max_decoding_message_size(CHUNK_BYTES + 4096)
             .max_encoding_message_size(CHUNK_BYTES + 4096);
-        let mut inbound = stub.process(requests).await?.into_inner();
+        if let Some(c) = self.options.compression {
+            stub = stub.send_compressed(c).accept_compressed(c);
+        }
+        let mut inbound = stub.process(self.request(requests)).await?.into_inner();
         let info = match inbound.message().await? {
             Some(ProcessResponse {
                 message: Some(process_response::Message::Header(h)),
@@ -360,10 +460,13 @@ mod tests {
 
     #[test]
     fn codes_are_named_as_grpc_names_them() {
-        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
         assert_eq!(
-            code_name(tonic::Code::ResourceExhausted),
+            status_name(tonic::Code::InvalidArgument),
+            "INVALID_ARGUMENT"
+        );
+        assert_eq!(status_name(tonic::Code::Ok), "OK");
+        assert_eq!(
+            status_name(tonic::Code::ResourceExhausted),
             "RESOURCE_EXHAUSTED"
         );
     }

@@ -1,6 +1,7 @@
 //! `nl-client`: a thin command line over the `nlimage-client` library.
 
 mod cli;
+mod connect;
 
 use std::process::ExitCode;
 

@@ -34,14 +34,17 @@ pub struct Admission {
 /// A running request's slot and memory reservation.
 #[derive(Debug)]
 pub struct Permit {
-    _slot: OwnedSemaphorePermit,
-    _memory: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
+    memory: Option<OwnedSemaphorePermit>,
     bytes: u64,
     admission: Arc<Admission>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        // Give both back first, so the gauges show the state after.
+        self.slot.take();
+        self.memory.take();
         self.admission.report();
     }
 }
@@ -117,8 +120,8 @@ impl Admission {
         }
         let units = bytes.div_ceil(UNIT).max(1) as u32;
         let permit = |slot, memory| Permit {
-            _slot: slot,
-            _memory: memory,
+            slot: Some(slot),
+            memory: Some(memory),
             bytes,
             admission: Arc::clone(self),
         };
