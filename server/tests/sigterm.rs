@@ -1,0 +1,141 @@
+//! The built `nl-server` binary under SIGTERM: a request in flight finishes,
+//! new work is refused, and the process exits 0.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nlimage::v1::image_service_client::ImageServiceClient;
+use nlimage::v1::{
+    ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, operation,
+    process_request::Message as Req, process_response::Message as Resp,
+};
+use prost::bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+async fn connect(port: u16) -> Option<ImageServiceClient<tonic::transport::Channel>> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .ok()?;
+    Some(ImageServiceClient::new(ch))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_nl-server"))
+        .args(["--port", &port.to_string(), "--shutdown-grace", "20"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let started = Instant::now();
+    let mut client = loop {
+        if let Some(c) = connect(port).await {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nl-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // A request in flight: header and half the pixels sent.
+    let (tx, rx) = mpsc::channel(4);
+    let header = ProcessHeader {
+        image: Some(ImageHeader {
+            width: 100,
+            height: 100,
+            format: PixelFormat::Gray8 as i32,
+        }),
+        operations: vec![Operation {
+            op: Some(operation::Op::Mean(MeanFilter {})),
+        }],
+    };
+    tx.send(ProcessRequest {
+        message: Some(Req::Header(header)),
+    })
+    .await
+    .unwrap();
+    tx.send(ProcessRequest {
+        message: Some(Req::Chunk(Bytes::from(vec![5u8; 5000]))),
+    })
+    .await
+    .unwrap();
+    let mut inbound = client
+        .process(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        inbound.message().await.unwrap().unwrap().message,
+        Some(Resp::Header(_))
+    ));
+
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New work is refused: no new connection is accepted.
+    assert!(
+        connect(port).await.is_none(),
+        "a new connection after SIGTERM must fail"
+    );
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "still running while a request is in flight"
+    );
+
+    // The request in flight completes.
+    tx.send(ProcessRequest {
+        message: Some(Req::Chunk(Bytes::from(vec![5u8; 5000]))),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let mut got = 0;
+    while let Some(m) = inbound.message().await.unwrap() {
+        let Some(Resp::Chunk(c)) = m.message else {
+            panic!("expected a chunk")
+        };
+        assert!(c.iter().all(|&v| v == 5));
+        got += c.len();
+    }
+    assert_eq!(got, 10_000);
+    drop(inbound);
+    drop(client);
+    let waited = Instant::now();
+    let status = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "nl-server did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}
