@@ -6,47 +6,16 @@ mod common;
 
 use std::time::Duration;
 
+use common::msg::{chunk, header, mean, rotate};
 use nlimage::v1::{
-    ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, Rotate,
-    operation, process_request::Message as Req, process_response::Message as Resp,
+    ImageHeader, Operation, PixelFormat, ProcessHeader, ProcessRequest,
+    process_request::Message as Req, process_response::Message as Resp,
 };
 use nlimage_core::{ImageBuf, mean3x3_naive};
 use nlimage_server::Config;
-use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
-
-fn header(w: u32, h: u32, format: PixelFormat, ops: Vec<Operation>) -> ProcessRequest {
-    ProcessRequest {
-        message: Some(Req::Header(ProcessHeader {
-            image: Some(ImageHeader {
-                width: w,
-                height: h,
-                format: format as i32,
-            }),
-            operations: ops,
-        })),
-    }
-}
-
-fn chunk(data: &[u8]) -> ProcessRequest {
-    ProcessRequest {
-        message: Some(Req::Chunk(Bytes::copy_from_slice(data))),
-    }
-}
-
-fn mean() -> Operation {
-    Operation {
-        op: Some(operation::Op::Mean(MeanFilter {})),
-    }
-}
-
-fn rotate(r: i32) -> Operation {
-    Operation {
-        op: Some(operation::Op::Rotate(Rotate { rotation: r })),
-    }
-}
 
 /// Sends `msgs`, returns the output header, the output bytes, or the status.
 async fn call(

@@ -3,11 +3,12 @@
 
 mod common;
 
+use common::msg;
+
 use std::time::Duration;
 
 use nlimage::v1::{
-    ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, operation,
-    process_request::Message as Req, process_response::Message as Resp,
+    PixelFormat, ProcessRequest, process_request::Message as Req, process_response::Message as Resp,
 };
 use nlimage_server::Config;
 use prost::bytes::Bytes;
@@ -20,21 +21,9 @@ async fn in_flight_request_finishes_after_the_signal() {
     let addr = server.addr();
     let mut client = common::streaming(&server).await;
     let (tx, rx) = mpsc::channel(4);
-    let header = ProcessHeader {
-        image: Some(ImageHeader {
-            width: 10,
-            height: 10,
-            format: PixelFormat::Gray8 as i32,
-        }),
-        operations: vec![Operation {
-            op: Some(operation::Op::Mean(MeanFilter {})),
-        }],
-    };
-    tx.send(ProcessRequest {
-        message: Some(Req::Header(header)),
-    })
-    .await
-    .unwrap();
+    tx.send(msg::header(10, 10, PixelFormat::Gray8, vec![msg::mean()]))
+        .await
+        .unwrap();
     let mut inbound = client
         .process(ReceiverStream::new(rx))
         .await
@@ -87,19 +76,9 @@ async fn grace_limit_bounds_a_stuck_request() {
     let server = common::server(config).await;
     let mut client = common::streaming(&server).await;
     let (tx, rx) = mpsc::channel::<ProcessRequest>(1);
-    let header = ProcessHeader {
-        image: Some(ImageHeader {
-            width: 10,
-            height: 10,
-            format: PixelFormat::Gray8 as i32,
-        }),
-        operations: vec![],
-    };
-    tx.send(ProcessRequest {
-        message: Some(Req::Header(header)),
-    })
-    .await
-    .unwrap();
+    tx.send(msg::header(10, 10, PixelFormat::Gray8, vec![]))
+        .await
+        .unwrap();
     let _inbound = client.process(ReceiverStream::new(rx)).await.unwrap();
     // The client never finishes its upload; shutdown still ends.
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())

@@ -3,13 +3,14 @@
 
 mod common;
 
+use common::msg;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nlimage::v1::image_service_client::ImageServiceClient;
 use nlimage::v1::{
-    ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, operation,
-    process_request::Message as Req, process_response::Message as Resp,
+    PixelFormat, ProcessRequest, process_request::Message as Req, process_response::Message as Resp,
 };
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
@@ -59,21 +60,9 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
     };
     // A request in flight: header and half the pixels sent.
     let (tx, rx) = mpsc::channel(4);
-    let header = ProcessHeader {
-        image: Some(ImageHeader {
-            width: 100,
-            height: 100,
-            format: PixelFormat::Gray8 as i32,
-        }),
-        operations: vec![Operation {
-            op: Some(operation::Op::Mean(MeanFilter {})),
-        }],
-    };
-    tx.send(ProcessRequest {
-        message: Some(Req::Header(header)),
-    })
-    .await
-    .unwrap();
+    tx.send(msg::header(100, 100, PixelFormat::Gray8, vec![msg::mean()]))
+        .await
+        .unwrap();
     tx.send(ProcessRequest {
         message: Some(Req::Chunk(Bytes::from(vec![5u8; 5000]))),
     })

@@ -44,3 +44,44 @@ pub fn noise(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Messages of a `Process` stream, built tersely.
+pub mod msg {
+    use nlimage::v1::{
+        ImageHeader, MeanFilter, Operation, PixelFormat, ProcessHeader, ProcessRequest, Rotate,
+        operation, process_request::Message as Req,
+    };
+    use prost::bytes::Bytes;
+
+    pub fn header(w: u32, h: u32, format: PixelFormat, ops: Vec<Operation>) -> ProcessRequest {
+        let image = Some(ImageHeader {
+            width: w,
+            height: h,
+            format: format as i32,
+        });
+        ProcessRequest {
+            message: Some(Req::Header(ProcessHeader {
+                image,
+                operations: ops,
+            })),
+        }
+    }
+
+    pub fn chunk(data: &[u8]) -> ProcessRequest {
+        ProcessRequest {
+            message: Some(Req::Chunk(Bytes::copy_from_slice(data))),
+        }
+    }
+
+    pub fn mean() -> Operation {
+        Operation {
+            op: Some(operation::Op::Mean(MeanFilter {})),
+        }
+    }
+
+    pub fn rotate(r: i32) -> Operation {
+        Operation {
+            op: Some(operation::Op::Rotate(Rotate { rotation: r })),
+        }
+    }
+}
