@@ -45,9 +45,8 @@ FROM runtime AS server
 COPY --from=build /src/target/release/nl-server /usr/local/bin/nl-server
 USER nlimage
 EXPOSE 50051
-# Readiness: the port accepts connections. (Switch to the gRPC health
-# service once the server has one.)
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/50051"]
+# grpc.health.v1 through the server binary's own probe mode.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["nl-server", "--check-health", "--host", "127.0.0.1", "--port", "50051"]
 ENTRYPOINT ["nl-server", "--host", "0.0.0.0"]
 CMD ["--port", "50051", "--spill-dir", "/var/lib/nlimage"]

@@ -73,6 +73,11 @@ struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Do not serve: ask the server at --host/--port (plaintext) whether it is
+    /// SERVING (grpc.health.v1) and exit 0 if so, 1 if not. For container
+    /// health checks.
+    #[arg(long)]
+    check_health: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,6 +89,9 @@ enum LogFormat {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.check_health {
+        std::process::exit(check_health(&args.host, args.port).await);
+    }
     let filter = if args.debug {
         "nlimage_server=debug,nl_server=debug"
     } else {
@@ -158,6 +166,41 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     nlimage_server::run(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// One grpc.health.v1 Check of the whole server: 0 if SERVING, else 1.
+async fn check_health(host: &str, port: u16) -> i32 {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))?
+            .connect()
+            .await?;
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?
+            .into_inner()
+            .status();
+        Ok::<_, Box<dyn std::error::Error>>(status)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(ServingStatus::Serving)) => 0,
+        Ok(Ok(other)) => {
+            eprintln!("nl-server: {host}:{port} is {}", other.as_str_name());
+            1
+        }
+        Ok(Err(e)) => {
+            eprintln!("nl-server: health check of {host}:{port} failed: {e}");
+            1
+        }
+        Err(_) => {
+            eprintln!("nl-server: health check of {host}:{port} timed out");
+            1
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -58,6 +58,13 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The container health probe sees it serving.
+    let probe = Command::new(env!("CARGO_BIN_EXE_nl-server"))
+        .args(["--check-health", "--port", &port.to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(probe.code(), Some(0), "--check-health of a serving server");
+
     // A request in flight: header and half the pixels sent.
     let (tx, rx) = mpsc::channel(4);
     tx.send(msg::header(100, 100, PixelFormat::Gray8, vec![msg::mean()]))
@@ -127,4 +134,10 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0));
+    let probe = Command::new(env!("CARGO_BIN_EXE_nl-server"))
+        .args(["--check-health", "--port", &port.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(probe.code(), Some(1), "--check-health of a stopped server");
 }
