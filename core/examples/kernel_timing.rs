@@ -2,11 +2,12 @@
 //! (which times OpenCV on the same file in the same run, interleaved).
 //!
 //! `kernel_timing RAW WIDTH HEIGHT CHANNELS` loads the image, then reads
-//! commands from stdin, one per line: `KERNEL THREADS` runs KERNEL once
+//! commands from stdin, one per line: `KERNEL THREADS` runs KERNEL twice,
+//! timing the second run,
 //! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) on a pool of
 //! THREADS threads, writing into a reused output buffer, and prints the
 //! milliseconds it took. `memcpy` is a parallel copy of the same bytes: the
-//! memory-bandwidth floor. `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a
+//! memory-bandwidth floor; `flush 1` evicts the caches (prints a byte). `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a
 //! code path.
 
 use std::io::{BufRead, Write};
@@ -44,6 +45,8 @@ fn main() {
         })
         .collect();
     let mut dst = vec![0u8; src.len()];
+    // `flush` evicts both images from the caches, as another program's work would.
+    let mut evict = vec![0u8; 128 << 20];
     dst.fill(1); // fault the pages in before any timing
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
@@ -52,19 +55,35 @@ fn main() {
         let (Some(kernel), Some(threads)) = (parts.next(), parts.next()) else {
             continue;
         };
+        if kernel == "flush" {
+            evict.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+            writeln!(stdout.lock(), "{}", evict[12345]).unwrap();
+            continue;
+        }
         let pool = &pools[threads.parse::<usize>().unwrap().clamp(1, 2) - 1];
+        // Run twice and time the second: the first wakes the pool's threads
+        // and the idle cores (on this VM a core idle for >20 ms takes
+        // milliseconds to come back), so the figure is steady-state speed.
+        let mut run = || {
+            pool.install(|| match kernel {
+                "memcpy" => dst
+                    .par_chunks_mut(1 << 20)
+                    .zip(src.par_chunks(1 << 20))
+                    .for_each(|(d, s)| d.copy_from_slice(s)),
+                "mean3x3" => mean3x3_into_with(cpu, &src, info, &mut dst).unwrap(),
+                "rotate90" => rotate_into_with(cpu, &src, info, Rotation::Ccw90, &mut dst).unwrap(),
+                "rotate180" => {
+                    rotate_into_with(cpu, &src, info, Rotation::Ccw180, &mut dst).unwrap()
+                }
+                "rotate270" => {
+                    rotate_into_with(cpu, &src, info, Rotation::Ccw270, &mut dst).unwrap()
+                }
+                k => panic!("unknown kernel {k}"),
+            })
+        };
+        run();
         let start = Instant::now();
-        pool.install(|| match kernel {
-            "memcpy" => dst
-                .par_chunks_mut(1 << 20)
-                .zip(src.par_chunks(1 << 20))
-                .for_each(|(d, s)| d.copy_from_slice(s)),
-            "mean3x3" => mean3x3_into_with(cpu, &src, info, &mut dst).unwrap(),
-            "rotate90" => rotate_into_with(cpu, &src, info, Rotation::Ccw90, &mut dst).unwrap(),
-            "rotate180" => rotate_into_with(cpu, &src, info, Rotation::Ccw180, &mut dst).unwrap(),
-            "rotate270" => rotate_into_with(cpu, &src, info, Rotation::Ccw270, &mut dst).unwrap(),
-            k => panic!("unknown kernel {k}"),
-        });
+        run();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mut out = stdout.lock();
         writeln!(out, "{ms:.4}").unwrap();

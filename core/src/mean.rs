@@ -65,21 +65,48 @@ pub fn mean3x3_into_with(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8]) 
             dst.len()
         )));
     }
-    let rb = info.row_bytes();
-    let band_rows = (BAND_BYTES / rb).clamp(1, 256);
-    dst.par_chunks_mut(rb * band_rows)
-        .enumerate()
-        .for_each_init(Vec::new, |scratch, (band, out)| {
-            let rows = Window {
-                rows: src,
-                first_row: 0,
-                height: info.height() as usize,
-                row_bytes: rb,
-            };
-            rows.filter_into(cpu, band * band_rows, out, info.channels(), scratch);
-        });
+    let streaming_stores = want >= STREAM_STORES_ABOVE && cpu.clamp() >= Cpu::Ssse3;
+    filter_image(cpu, src, info, dst, streaming_stores);
     Ok(())
 }
+
+/// [`mean3x3_into_with`] after its checks; `streaming_stores` picks how the
+/// output is written.
+fn filter_image(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8], streaming_stores: bool) {
+    let rb = info.row_bytes();
+    let band_rows = (BAND_BYTES / rb).clamp(1, 256);
+    let rows = Window {
+        rows: src,
+        first_row: 0,
+        height: info.height() as usize,
+        row_bytes: rb,
+    };
+    // Images larger than the last-level cache: each output row is made in a
+    // small buffer and written with non-temporal stores, sparing the memory
+    // read that a normal store of a line not in cache costs (a third of the
+    // traffic; see bench/README.md). Smaller images stay in cache instead.
+    dst.par_chunks_mut(rb * band_rows)
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(scratch, row), (band, out)| {
+                let first = band * band_rows;
+                if !streaming_stores {
+                    return rows.filter_into(cpu, first, out, info.channels(), scratch);
+                }
+                row.resize(rb, 0);
+                for (i, o) in out.chunks_exact_mut(rb).enumerate() {
+                    rows.filter_into(cpu, first + i, row, info.channels(), scratch);
+                    simd::store::copy_nontemporal(o, row);
+                }
+                simd::store::fence();
+            },
+        );
+}
+
+/// Output size from which whole-image filtering writes with non-temporal
+/// stores: about the last-level cache of the machines we measure on.
+const STREAM_STORES_ABOVE: usize = 16 << 20;
 
 /// A run of consecutive rows of an image of `height` rows: `rows` holds rows
 /// `first_row..` of `row_bytes` bytes each.
@@ -184,9 +211,15 @@ mod tests {
                     let img = ImageBuf::new(info, data).unwrap();
                     let want = mean3x3_naive(&img);
                     for cpu in Cpu::available() {
-                        let mut out = vec![0; info.byte_len()];
-                        mean3x3_into_with(cpu, img.data(), info, &mut out).unwrap();
-                        assert!(out == want.data(), "mean, {} path, {w}x{h} {f}", cpu.name());
+                        for nt in [false, true] {
+                            let mut out = vec![0; info.byte_len()];
+                            filter_image(cpu, img.data(), info, &mut out, nt);
+                            assert!(
+                                out == want.data(),
+                                "mean, {} path, nt {nt}, {w}x{h} {f}",
+                                cpu.name()
+                            );
+                        }
                     }
                 }
             }

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 pub(crate) mod mean;
 pub(crate) mod rotate;
+pub(crate) mod store;
 
 /// A code path, from the most portable to the widest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
