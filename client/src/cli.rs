@@ -96,11 +96,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".nl-client-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .with_context(context)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nl-client-").suffix(".part");
+    // Temporary files are private (0600); the output is an ordinary file:
+    // 0666 less the umask, as `File::create` would make it.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = builder.tempfile_in(dir).with_context(context)?;
     let file = tmp.as_file().try_clone().with_context(context)?;
     let png = args.png_compression;
     client
