@@ -34,6 +34,12 @@ pub(crate) fn row_with(
 ) {
     match cpu.clamp() {
         #[cfg(target_arch = "x86_64")]
+        Cpu::Avx512 if above.is_some() && below.is_some() => {
+            let (a, b) = (above.expect("checked"), below.expect("checked"));
+            // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
+            unsafe { x86::row3_avx512(a, cur, b, c, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 => {
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
             unsafe { row_avx512(above, cur, below, c, scratch, out) }
@@ -150,5 +156,88 @@ fn row(
 fn interior<const M: u32>(out: &mut [u8], l: &[u16], mid: &[u16], r: &[u16]) {
     for (((o, &a), &b), &d) in out.iter_mut().zip(l).zip(mid).zip(r) {
         *o = (((a + b + d) as u32 * M) >> 16) as u8;
+    }
+}
+
+/// Output bytes `from..to` of a row with both neighbour rows (vertical count
+/// 3), one at a time, borders included: the edges and tails of the vector
+/// kernels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn row3_scalar(a: &[u8], b: &[u8], d: &[u8], c: usize, out: &mut [u8], from: usize, to: usize) {
+    let n = b.len();
+    let v = |i: usize| a[i] as u32 + b[i] as u32 + d[i] as u32;
+    for i in from..to {
+        let (left, right) = (i >= c, i + c < n);
+        let sum = v(i) + if left { v(i - c) } else { 0 } + if right { v(i + c) } else { 0 };
+        out[i] = (sum / (3 * (1 + left as u32 + right as u32))) as u8;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{RECIP, row3_scalar};
+
+    /// A row with both neighbours, AVX-512, in one pass: each 32-byte block's
+    /// vertical sums (32 u16 lanes) are computed once, and the sums one pixel
+    /// left and right come from the previous, current and next blocks by a
+    /// two-source word permute, so nothing goes through a scratch row. The
+    /// first `c` bytes (left edge) and the tail after the last whole block
+    /// are done by [`row3_scalar`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn row3_avx512(a: &[u8], b: &[u8], d: &[u8], c: usize, out: &mut [u8]) {
+        let n = b.len();
+        let (a, d) = (&a[..n], &d[..n]);
+        assert!(
+            out.len() == n && (1..=4).contains(&c),
+            "row lengths disagree"
+        );
+        // Blocks k whose next block is whole: 32 * (k + 2) <= n.
+        let blocks = (n / 32).saturating_sub(1);
+        let vsum = |off: usize| {
+            let (x, y, z) = (&a[off..off + 32], &b[off..off + 32], &d[off..off + 32]);
+            // SAFETY: each slice is 32 bytes.
+            unsafe {
+                let lx = _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().cast()));
+                let ly = _mm512_cvtepu8_epi16(_mm256_loadu_si256(y.as_ptr().cast()));
+                let lz = _mm512_cvtepu8_epi16(_mm256_loadu_si256(z.as_ptr().cast()));
+                _mm512_add_epi16(_mm512_add_epi16(lx, ly), lz)
+            }
+        };
+        if blocks > 0 {
+            // Lane i of "left" is the sum at i - c: lane 32 + i - c of
+            // (previous, current); of "right", at i + c: lane i + c of
+            // (current, next).
+            let left_idx: [i16; 32] = std::array::from_fn(|i| (32 + i - c) as i16);
+            let right_idx: [i16; 32] = std::array::from_fn(|i| (i + c) as i16);
+            // SAFETY: each index array is 32 lanes of i16.
+            let (il, ir) = unsafe {
+                (
+                    _mm512_loadu_epi16(left_idx.as_ptr()),
+                    _mm512_loadu_epi16(right_idx.as_ptr()),
+                )
+            };
+            let m = _mm512_set1_epi16(RECIP[9] as i16);
+            let mut prev = _mm512_setzero_si512();
+            let mut cur = vsum(0);
+            for k in 0..blocks {
+                let next = vsum(32 * (k + 1));
+                let left = _mm512_permutex2var_epi16(prev, il, cur);
+                let right = _mm512_permutex2var_epi16(cur, ir, next);
+                let sum = _mm512_add_epi16(_mm512_add_epi16(left, cur), right);
+                let q = _mm512_cvtepi16_epi8(_mm512_mulhi_epu16(sum, m));
+                let o = &mut out[32 * k..32 * k + 32];
+                // SAFETY: `o` is 32 bytes.
+                unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), q) };
+                prev = cur;
+                cur = next;
+            }
+        }
+        row3_scalar(a, b, d, c, out, 0, c.min(n));
+        row3_scalar(a, b, d, c, out, (32 * blocks).max(c.min(n)), n);
     }
 }
