@@ -166,10 +166,10 @@ fn interior<const M: u32>(out: &mut [u8], l: &[u16], mid: &[u16], r: &[u16]) {
 fn row3_scalar(a: &[u8], b: &[u8], d: &[u8], c: usize, out: &mut [u8], from: usize, to: usize) {
     let n = b.len();
     let v = |i: usize| a[i] as u32 + b[i] as u32 + d[i] as u32;
-    for i in from..to {
+    for (i, o) in out.iter_mut().enumerate().take(to).skip(from) {
         let (left, right) = (i >= c, i + c < n);
         let sum = v(i) + if left { v(i - c) } else { 0 } + if right { v(i + c) } else { 0 };
-        out[i] = (sum / (3 * (1 + left as u32 + right as u32))) as u8;
+        *o = (sum / (3 * (1 + left as u32 + right as u32))) as u8;
     }
 }
 
