@@ -312,3 +312,44 @@ async fn rotations_spilled_to_disk_match_the_reference_and_leave_no_file() {
         "spill files are gone"
     );
 }
+
+#[tokio::test]
+async fn a_rotation_over_the_memory_budget_spills_instead_of_failing() {
+    // 20 MB of pixels cannot be held in a 24 MiB budget next to the stream's
+    // own buffers, so the rotation goes to a file (one 16 MiB strip at a time).
+    let config = Config {
+        memory_budget: 24 << 20,
+        ..Config::default()
+    };
+    let server = common::server(config).await;
+    let (w, h) = (4000u32, 5000u32);
+    let data = common::noise((w * h) as usize, 3);
+    let mut msgs = vec![header(w, h, PixelFormat::Gray8, vec![rotate(1)])];
+    msgs.extend(data.chunks(1 << 20).map(chunk));
+    let (out_header, out) = call(&server, msgs).await.unwrap();
+    assert_eq!((out_header.width, out_header.height), (h, w));
+    // Spot checks of out[r][c] = in[c][w-1-r] on a grid.
+    for r in (0..w as usize).step_by(397) {
+        for c in (0..h as usize).step_by(331) {
+            assert_eq!(
+                out[r * h as usize + c],
+                data[c * w as usize + (w as usize - 1 - r)],
+                "({r}, {c})"
+            );
+        }
+    }
+    // A budget too small even for a spilled rotation's strip is refused.
+    let tiny = common::server(Config {
+        memory_budget: 12 << 20,
+        ..Config::default()
+    })
+    .await;
+    let e = call(
+        &tiny,
+        vec![header(w, h, PixelFormat::Gray8, vec![rotate(1)])],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("--memory-budget"), "{}", e.message());
+}
