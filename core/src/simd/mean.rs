@@ -179,6 +179,31 @@ mod x86 {
 
     use super::{RECIP, row3_scalar};
 
+    /// Sum of three 32-byte rows as 32 u16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn vsum32(x: &[u8], y: &[u8], z: &[u8]) -> __m512i {
+        let (x, y, z): (&[u8; 32], &[u8; 32], &[u8; 32]) = (
+            x.try_into().expect("32"),
+            y.try_into().expect("32"),
+            z.try_into().expect("32"),
+        );
+        // SAFETY: each array is 32 bytes.
+        let (lx, ly, lz) = unsafe {
+            (
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(y.as_ptr().cast()),
+                _mm256_loadu_si256(z.as_ptr().cast()),
+            )
+        };
+        let (lx, ly, lz) = (
+            _mm512_cvtepu8_epi16(lx),
+            _mm512_cvtepu8_epi16(ly),
+            _mm512_cvtepu8_epi16(lz),
+        );
+        _mm512_add_epi16(_mm512_add_epi16(lx, ly), lz)
+    }
+
     /// A row with both neighbours, AVX-512, in one pass: each 32-byte block's
     /// vertical sums (32 u16 lanes) are computed once, and the sums one pixel
     /// left and right come from the previous, current and next blocks by a
@@ -198,16 +223,7 @@ mod x86 {
         );
         // Blocks k whose next block is whole: 32 * (k + 2) <= n.
         let blocks = (n / 32).saturating_sub(1);
-        let vsum = |off: usize| {
-            let (x, y, z) = (&a[off..off + 32], &b[off..off + 32], &d[off..off + 32]);
-            // SAFETY: each slice is 32 bytes.
-            unsafe {
-                let lx = _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().cast()));
-                let ly = _mm512_cvtepu8_epi16(_mm256_loadu_si256(y.as_ptr().cast()));
-                let lz = _mm512_cvtepu8_epi16(_mm256_loadu_si256(z.as_ptr().cast()));
-                _mm512_add_epi16(_mm512_add_epi16(lx, ly), lz)
-            }
-        };
+        let vsum = |off: usize| vsum32(&a[off..off + 32], &b[off..off + 32], &d[off..off + 32]);
         if blocks > 0 {
             // Lane i of "left" is the sum at i - c: lane 32 + i - c of
             // (previous, current); of "right", at i + c: lane i + c of
