@@ -13,8 +13,6 @@ use nlimage::v1::{
 };
 use nlimage_core::{ImageBuf, mean3x3_naive};
 use nlimage_server::Config;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
 /// Sends `msgs`, returns the output header, the output bytes, or the status.
@@ -77,19 +75,8 @@ async fn output_flows_before_the_upload_ends() {
     let mut client = common::streaming(&server).await;
     let (w, h) = (64u32, 100u32);
     let data = common::noise((w * h) as usize, 9);
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(header(w, h, PixelFormat::Gray8, vec![mean()]))
-        .await
-        .unwrap();
-    let mut inbound = client
-        .process(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(matches!(
-        inbound.message().await.unwrap().unwrap().message,
-        Some(Resp::Header(_))
-    ));
+    let (tx, mut inbound) =
+        common::open_process(&mut client, header(w, h, PixelFormat::Gray8, vec![mean()])).await;
     // Send ten rows in tiny chunks, keep the stream open, and wait for output.
     for piece in data[..(w * 10) as usize].chunks(7) {
         tx.send(chunk(piece)).await.unwrap();

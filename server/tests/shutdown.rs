@@ -7,9 +7,7 @@ use common::msg;
 
 use std::time::Duration;
 
-use nlimage::v1::{
-    PixelFormat, ProcessRequest, process_request::Message as Req, process_response::Message as Resp,
-};
+use nlimage::v1::{PixelFormat, ProcessRequest, process_request::Message as Req};
 use nlimage_server::Config;
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
@@ -20,19 +18,11 @@ async fn in_flight_request_finishes_after_the_signal() {
     let server = common::server(Config::default()).await;
     let addr = server.addr();
     let mut client = common::streaming(&server).await;
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(msg::header(10, 10, PixelFormat::Gray8, vec![msg::mean()]))
-        .await
-        .unwrap();
-    let mut inbound = client
-        .process(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(matches!(
-        inbound.message().await.unwrap().unwrap().message,
-        Some(Resp::Header(_))
-    ));
+    let (tx, mut inbound) = common::open_process(
+        &mut client,
+        msg::header(10, 10, PixelFormat::Gray8, vec![msg::mean()]),
+    )
+    .await;
 
     let stopping = tokio::spawn(server.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -51,15 +41,9 @@ async fn in_flight_request_finishes_after_the_signal() {
     .await
     .unwrap();
     drop(tx);
-    let mut got = 0;
-    while let Some(m) = inbound.message().await.unwrap() {
-        let Some(Resp::Chunk(c)) = m.message else {
-            panic!("expected a chunk")
-        };
-        assert!(c.iter().all(|&v| v == 9));
-        got += c.len();
-    }
-    assert_eq!(got, 100);
+    let out = common::read_chunks(&mut inbound).await;
+    assert_eq!(out.len(), 100);
+    assert!(out.iter().all(|&v| v == 9));
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await
         .expect("shutdown completes")

@@ -111,15 +111,9 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
     .await
     .unwrap();
     drop(tx);
-    let mut got = 0;
-    while let Some(m) = inbound.message().await.unwrap() {
-        let Some(Resp::Chunk(c)) = m.message else {
-            panic!("expected a chunk")
-        };
-        assert!(c.iter().all(|&v| v == 5));
-        got += c.len();
-    }
-    assert_eq!(got, 10_000);
+    let out = common::read_chunks(&mut inbound).await;
+    assert_eq!(out.len(), 10_000);
+    assert!(out.iter().all(|&v| v == 5));
     drop(inbound);
     drop(client);
     let waited = Instant::now();

@@ -85,3 +85,41 @@ pub mod msg {
         }
     }
 }
+
+/// Opens a `Process` call whose requests come from the returned sender,
+/// sends `header`, and checks that the answer starts with an output header.
+pub async fn open_process(
+    client: &mut ImageServiceClient<Channel>,
+    header: nlimage::v1::ProcessRequest,
+) -> (
+    tokio::sync::mpsc::Sender<nlimage::v1::ProcessRequest>,
+    tonic::Streaming<nlimage::v1::ProcessResponse>,
+) {
+    use nlimage::v1::process_response::Message as Resp;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header).await.unwrap();
+    let mut inbound = client
+        .process(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = inbound.message().await.unwrap().unwrap().message;
+    assert!(
+        matches!(first, Some(Resp::Header(_))),
+        "first answer is a header"
+    );
+    (tx, inbound)
+}
+
+/// Reads the rest of a `Process` answer: every message must be a chunk.
+pub async fn read_chunks(inbound: &mut tonic::Streaming<nlimage::v1::ProcessResponse>) -> Vec<u8> {
+    use nlimage::v1::process_response::Message as Resp;
+    let mut out = Vec::new();
+    while let Some(m) = inbound.message().await.unwrap() {
+        let Some(Resp::Chunk(c)) = m.message else {
+            panic!("expected a chunk")
+        };
+        out.extend_from_slice(&c);
+    }
+    out
+}
