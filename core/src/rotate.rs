@@ -153,7 +153,7 @@ pub fn rotate_rows_into(
             dst.len()
         )));
     }
-    rotate_rows_unchecked(src, info, rotation, first_row, dst);
+    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst);
     Ok(())
 }
 
@@ -165,16 +165,6 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
             "{what} holds {got} bytes, the image needs {want}"
         )))
     }
-}
-
-fn rotate_rows_unchecked(
-    src: &[u8],
-    info: ImageInfo,
-    rotation: Rotation,
-    first_row: usize,
-    dst: &mut [u8],
-) {
-    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst)
 }
 
 #[cfg(test)]
