@@ -51,7 +51,11 @@ def median(xs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=15, help="paired repetitions (the median is reported)")
+    ap.add_argument("--warm", type=int, default=5, help="untimed back-to-back runs per side and repetition")
+    ap.add_argument("--timed", type=int, default=5, help="timed runs after the warm-up (their median counts)")
+    ap.add_argument("--kernels", default=",".join(CV), help="comma-separated subset of " + ", ".join(CV))
+    ap.add_argument("--images", default="rgb,gray", help="rgb, gray or both")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "nlimage-core", "--example", "kernel_timing"],
@@ -59,7 +63,9 @@ def main():
     exe = os.path.join(ROOT, "target", "release", "examples", "kernel_timing")
     rng = np.random.default_rng(2026)
     rows = []
-    for label, w, h, c in IMAGES:
+    kernels = {k: CV[k] for k in args.kernels.split(",")}
+    images = [i for i in IMAGES if ("rgb" if i[3] == 3 else "gray") in args.images.split(",")]
+    for label, w, h, c in images:
         shape = (h, w, c) if c > 1 else (h, w)
         src = rng.integers(0, 256, size=shape, dtype=np.uint8)
         raw = os.path.join(OUT, f"{w}x{h}x{c}.raw")
@@ -68,40 +74,44 @@ def main():
         ours = subprocess.Popen([exe, raw, str(w), str(h), str(c)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True, bufsize=1)
 
-        def run_ours(kernel, threads):
-            ours.stdin.write(f"{kernel} {threads}\n")
+        def run_ours(kernel, threads, runs):
+            ours.stdin.write(f"{kernel} {threads} {runs}\n")
             ours.stdin.flush()
-            return float(ours.stdout.readline())
+            return [float(t) for t in ours.stdout.readline().split()]
+
+        def run_cv(f, runs):
+            return [time_ms(lambda: f(src, dst)) for _ in range(runs)]
+
+        runs = args.warm + args.timed
 
         for threads in (1, 2):
             cv2.setNumThreads(threads)
-            copy = median([run_ours("memcpy", threads) for _ in range(args.reps)])
+            copy = median([median(run_ours("memcpy", threads, runs)[args.warm:]) for _ in range(args.reps)])
             time.sleep(0.03)
             copy_gbs = 2 * src.nbytes / (copy / 1e3) / 1e9
-            for kernel, f in CV.items():
+            for kernel, f in kernels.items():
                 rot = kernel in ("rotate90", "rotate270")
                 dst = np.empty(((w, h, c) if rot else shape) if c > 1 else ((w, h) if rot else shape), np.uint8)
-                f(src, dst)
-                run_ours(kernel, threads)  # warm-up both
                 cv_t, our_t = [], []
                 for _ in range(args.reps):
                     # The pauses let each side's idle workers stop spinning
-                    # (OpenCV's pool busy-waits after a parallel region),
-                    # so neither steals the other's second core.
-                    # Both sides run twice and time the second run (steady
-                    # state: on this VM an idle core takes milliseconds to wake).
+                    # (OpenCV's pool busy-waits after a parallel region), so
+                    # neither steals the other's second core. Each side then
+                    # runs back to back, and only the runs after the warm-up
+                    # count: on this VM an idle core takes several
+                    # milliseconds to come back to full speed.
                     time.sleep(0.03)
-                    f(src, dst)
-                    cv_t.append(time_ms(lambda: f(src, dst)))
+                    cv_t.append(median(run_cv(f, runs)[args.warm:]))
                     time.sleep(0.03)
-                    our_t.append(run_ours(kernel, threads))
+                    our_t.append(median(run_ours(kernel, threads, runs)[args.warm:]))
                 cv_ms, our_ms = median(cv_t), median(our_t)
                 rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (our_ms / 1e3),
                              cv_ms, our_ms, copy_gbs, mpix / (copy / 1e3)))
             print(f"  {label}, {threads} thread(s) done", file=sys.stderr)
         ours.stdin.close()
         ours.wait()
-    print(f"cv2 {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, medians of {args.reps}\n")
+    print(f"cv2 {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+          f"medians of {args.reps} paired repetitions of {args.warm} warm-up + {args.timed} timed runs\n")
     print("| kernel | image | threads | OpenCV Mpix/s | nlimage Mpix/s | ratio | OpenCV ms | nlimage ms | memcpy in+out GB/s | memcpy Mpix/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for k, label, t, cvs, ns, cvm, nm, gbs, cps in rows:

@@ -2,13 +2,13 @@
 //! (which times OpenCV on the same file in the same run, interleaved).
 //!
 //! `kernel_timing RAW WIDTH HEIGHT CHANNELS` loads the image, then reads
-//! commands from stdin, one per line: `KERNEL THREADS` runs KERNEL twice,
-//! timing the second run,
-//! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) on a pool of
-//! THREADS threads, writing into a reused output buffer, and prints the
-//! milliseconds it took. `memcpy` is a parallel copy of the same bytes: the
-//! memory-bandwidth floor; `flush 1` evicts the caches (prints a byte). `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a
-//! code path.
+//! commands from stdin, one per line: `KERNEL THREADS [RUNS]` runs KERNEL
+//! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) RUNS times
+//! back to back (default 2) on a pool of THREADS threads, writing into a
+//! reused output buffer, and prints the milliseconds of each run on one line.
+//! `memcpy` is a parallel copy of the same bytes: the memory-bandwidth floor;
+//! `flush 1` evicts the caches (prints a byte).
+//! `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a code path.
 
 use std::io::{BufRead, Write};
 use std::time::Instant;
@@ -61,9 +61,7 @@ fn main() {
             continue;
         }
         let pool = &pools[threads.parse::<usize>().unwrap().clamp(1, 2) - 1];
-        // Run twice and time the second: the first wakes the pool's threads
-        // and the idle cores (on this VM a core idle for >20 ms takes
-        // milliseconds to come back), so the figure is steady-state speed.
+        let runs: usize = parts.next().map_or(2, |r| r.parse().unwrap()).max(1);
         let mut run = || {
             pool.install(|| match kernel {
                 "memcpy" => dst
@@ -81,12 +79,15 @@ fn main() {
                 k => panic!("unknown kernel {k}"),
             })
         };
-        run();
-        let start = Instant::now();
-        run();
-        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let times: Vec<String> = (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                format!("{:.4}", start.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect();
         let mut out = stdout.lock();
-        writeln!(out, "{ms:.4}").unwrap();
+        writeln!(out, "{}", times.join(" ")).unwrap();
         out.flush().unwrap();
     }
 }

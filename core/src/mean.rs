@@ -81,25 +81,32 @@ fn filter_image(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8], streaming
         height: info.height() as usize,
         row_bytes: rb,
     };
-    // Images larger than the last-level cache: each output row is made in a
-    // small buffer and written with non-temporal stores, sparing the memory
-    // read that a normal store of a line not in cache costs (a third of the
-    // traffic; see bench/README.md). Smaller images stay in cache instead.
+    // An image larger than the last-level cache is bound by memory traffic,
+    // not arithmetic (bench/README.md): each row fetches the row after its
+    // window ahead, so those misses overlap the work, and the output goes
+    // out with non-temporal stores, sparing the read of each output line
+    // that a normal store costs. Where the row kernel cannot store that way
+    // itself, each row is made in a small buffer and copied out. Smaller
+    // images stay in cache instead.
+    let kernel_streams = streaming_stores && simd::mean::stores_nontemporal(cpu);
     dst.par_chunks_mut(rb * band_rows)
         .enumerate()
         .for_each_init(
             || (Vec::new(), Vec::new()),
             |(scratch, row), (band, out)| {
                 let first = band * band_rows;
-                if !streaming_stores {
-                    return rows.filter_into(cpu, first, out, info.channels(), scratch);
+                if !streaming_stores || kernel_streams {
+                    rows.filter_into(cpu, first, out, info.channels(), scratch, kernel_streams);
+                } else {
+                    row.resize(rb, 0);
+                    for (i, o) in out.chunks_exact_mut(rb).enumerate() {
+                        rows.filter_into(cpu, first + i, row, info.channels(), scratch, false);
+                        simd::store::copy_nontemporal(o, row);
+                    }
                 }
-                row.resize(rb, 0);
-                for (i, o) in out.chunks_exact_mut(rb).enumerate() {
-                    rows.filter_into(cpu, first + i, row, info.channels(), scratch);
-                    simd::store::copy_nontemporal(o, row);
+                if streaming_stores {
+                    simd::store::fence();
                 }
-                simd::store::fence();
             },
         );
 }
@@ -126,6 +133,9 @@ impl Window<'_> {
 
     /// Filters output rows `first..first + out.len() / row_bytes`; the window
     /// must hold each of those rows and its neighbours inside the image.
+    /// `nontemporal` writes them with non-temporal stores (see
+    /// [`simd::mean::Ahead`]); whole-image filtering also fetches the row
+    /// after each window ahead when the window holds it.
     pub fn filter_into(
         &self,
         cpu: Cpu,
@@ -133,12 +143,18 @@ impl Window<'_> {
         out: &mut [u8],
         channels: usize,
         scratch: &mut Vec<u16>,
+        nontemporal: bool,
     ) {
+        let last = self.first_row + self.rows.len() / self.row_bytes;
         for (i, o) in out.chunks_exact_mut(self.row_bytes).enumerate() {
             let y = first + i;
             let above = (y > 0).then(|| self.row(y - 1));
             let below = (y + 1 < self.height).then(|| self.row(y + 1));
-            simd::mean::row_with(cpu, above, self.row(y), below, channels, scratch, o);
+            let ahead = simd::mean::Ahead {
+                prefetch: (y + 2 < last).then(|| self.row(y + 2)),
+                nontemporal,
+            };
+            simd::mean::row_ahead(cpu, above, self.row(y), below, channels, scratch, o, ahead);
         }
     }
 }

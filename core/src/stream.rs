@@ -105,7 +105,7 @@ impl StreamingMean {
             .par_chunks_mut(band_rows * rb)
             .enumerate()
             .for_each_init(Vec::new, |scratch, (i, band)| {
-                window.filter_into(cpu, first + i * band_rows, band, channels, scratch);
+                window.filter_into(cpu, first + i * band_rows, band, channels, scratch, false);
             });
         self.rows_out = ready;
         // Keep the last emitted row: it is the row above the next one.

@@ -3,9 +3,10 @@
 //! One plain-Rust body ([`row`]) is written so that LLVM vectorises it (zipped
 //! slices, u16 lanes, division as a multiply-high); the wrappers compile that
 //! body with AVX2 or AVX-512 enabled, which the release build's baseline
-//! target would not use. Hand-written intrinsics were not needed: the
-//! compiler's vector code for this shape is what a person would write
-//! (checked with `bench/compare_kernels.py`).
+//! target would not use. On AVX-512 a hand-written single-pass kernel
+//! (`x86::row_avx512`) replaces it: it also fetches a later row ahead and can
+//! write with non-temporal stores, which is what whole images larger than the
+//! cache are bound by (see [`Ahead`]).
 
 use super::Cpu;
 
@@ -22,6 +23,25 @@ pub(crate) const RECIP: [u32; 10] = {
     t
 };
 
+/// How a whole-image filter wants one row written: the memory traffic that
+/// bounds an image larger than the cache, not the arithmetic.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Ahead<'a> {
+    /// A row the caller reads soon (the one after `below`): fetched into the
+    /// cache while this row is computed, so its misses overlap the work.
+    pub prefetch: Option<&'a [u8]>,
+    /// Write the output with non-temporal stores (no read of each output
+    /// line before it is written; the caller issues a fence before another
+    /// thread reads it).
+    pub nontemporal: bool,
+}
+
+/// Whether [`row_ahead`] on `cpu` writes non-temporally itself (otherwise
+/// the caller copies a finished row with [`super::store::copy_nontemporal`]).
+pub(crate) fn stores_nontemporal(cpu: Cpu) -> bool {
+    cpu.clamp() == Cpu::Avx512
+}
+
 /// One output row of the filter; see [`crate::mean3x3_row`].
 pub(crate) fn row_with(
     cpu: Cpu,
@@ -32,15 +52,31 @@ pub(crate) fn row_with(
     scratch: &mut Vec<u16>,
     out: &mut [u8],
 ) {
+    row_ahead(cpu, above, cur, below, c, scratch, out, Ahead::default())
+}
+
+/// [`row_with`] with the whole-image hints of `ahead`. `ahead.nontemporal`
+/// is honoured only where [`stores_nontemporal`] says so.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_ahead(
+    cpu: Cpu,
+    above: Option<&[u8]>,
+    cur: &[u8],
+    below: Option<&[u8]>,
+    c: usize,
+    scratch: &mut Vec<u16>,
+    out: &mut [u8],
+    ahead: Ahead,
+) {
     match cpu.clamp() {
         #[cfg(target_arch = "x86_64")]
-        Cpu::Avx512 if above.is_some() && below.is_some() => {
-            let (a, b) = (above.expect("checked"), below.expect("checked"));
+        Cpu::Avx512 if cur.len() > c => {
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
-            unsafe { x86::row3_avx512(a, cur, b, c, out) }
+            unsafe { x86::row_avx512(above, cur, below, c, out, ahead) }
         }
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 => {
+            // One pixel wide: nothing to vectorise across.
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
             unsafe { row_avx512(above, cur, below, c, scratch, out) }
         }
@@ -159,101 +195,298 @@ fn interior<const M: u32>(out: &mut [u8], l: &[u16], mid: &[u16], r: &[u16]) {
     }
 }
 
-/// Output bytes `from..to` of a row with both neighbour rows (vertical count
-/// 3), one at a time, borders included: the edges and tails of the vector
-/// kernels.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn row3_scalar(a: &[u8], b: &[u8], d: &[u8], c: usize, out: &mut [u8], from: usize, to: usize) {
-    let n = b.len();
-    let v = |i: usize| a[i] as u32 + b[i] as u32 + d[i] as u32;
-    for (i, o) in out.iter_mut().enumerate().take(to).skip(from) {
-        let (left, right) = (i >= c, i + c < n);
-        let sum = v(i) + if left { v(i - c) } else { 0 } + if right { v(i + c) } else { 0 };
-        *o = (sum / (3 * (1 + left as u32 + right as u32))) as u8;
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{RECIP, row3_scalar};
+    use super::{Ahead, RECIP};
 
-    /// Sum of three 32-byte rows as 32 u16 lanes.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn vsum32(x: &[u8], y: &[u8], z: &[u8]) -> __m512i {
-        let (x, y, z): (&[u8; 32], &[u8; 32], &[u8; 32]) = (
-            x.try_into().expect("32"),
-            y.try_into().expect("32"),
-            z.try_into().expect("32"),
-        );
-        // SAFETY: each array is 32 bytes.
-        let (lx, ly, lz) = unsafe {
-            (
-                _mm256_loadu_si256(x.as_ptr().cast()),
-                _mm256_loadu_si256(y.as_ptr().cast()),
-                _mm256_loadu_si256(z.as_ptr().cast()),
-            )
-        };
-        let (lx, ly, lz) = (
-            _mm512_cvtepu8_epi16(lx),
-            _mm512_cvtepu8_epi16(ly),
-            _mm512_cvtepu8_epi16(lz),
-        );
-        _mm512_add_epi16(_mm512_add_epi16(lx, ly), lz)
+    /// Bytes per block: one 256-bit load of each row, widened to 32 u16 lanes.
+    const B: usize = 32;
+
+    /// The rows of a window that lie inside the image (1 to 3 of them).
+    struct Rows<'a, const R: usize>([&'a [u8]; R]);
+
+    impl<const R: usize> Rows<'_, R> {
+        /// Vertical sums of bytes `p..p + 32`, all inside the row, as 32 u16
+        /// lanes.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn inside(&self, p: usize) -> __m512i {
+            let mut s = _mm512_setzero_si512();
+            for row in &self.0 {
+                let bytes: &[u8; B] = row[p..p + B].try_into().expect("32 bytes");
+                // SAFETY: `bytes` is 32 readable bytes.
+                let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                s = _mm512_add_epi16(s, _mm512_cvtepu8_epi16(v));
+            }
+            s
+        }
+
+        /// [`Self::inside`] for any `p`: bytes outside the row (`p` may be
+        /// negative or run past the end) count as 0.
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn anywhere(&self, p: isize) -> __m512i {
+            let n = self.0[0].len() as isize;
+            if p >= 0 && p + B as isize <= n {
+                return self.inside(p as usize);
+            }
+            let mut s = _mm512_setzero_si512();
+            if p < n && p + (B as isize) > 0 {
+                // A block straddling an end of the row: through a zeroed copy.
+                let (from, to) = (p.max(0) as usize, (p + B as isize).min(n) as usize);
+                let at = (from as isize - p) as usize;
+                for row in &self.0 {
+                    let mut bytes = [0u8; B];
+                    bytes[at..at + to - from].copy_from_slice(&row[from..to]);
+                    // SAFETY: `bytes` is 32 readable bytes.
+                    let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                    s = _mm512_add_epi16(s, _mm512_cvtepu8_epi16(v));
+                }
+            }
+            s
+        }
     }
 
-    /// A row with both neighbours, AVX-512, in one pass: each 32-byte block's
-    /// vertical sums (32 u16 lanes) are computed once, and the sums one pixel
-    /// left and right come from the previous, current and next blocks by a
-    /// two-source word permute, so nothing goes through a scratch row. The
-    /// first `c` bytes (left edge) and the tail after the last whole block
-    /// are done by [`row3_scalar`].
+    /// The per-lane state of one row: neighbour permutes and divisors.
+    struct Lanes {
+        /// Lane i of `permutex2var(prev, left, cur)` is the sum at i - c.
+        left: __m512i,
+        /// Lane i of `permutex2var(cur, right, next)` is the sum at i + c.
+        right: __m512i,
+        /// `RECIP[9]`, `RECIP[6]` or `RECIP[3]` (rows in the window x 3).
+        inner: __m512i,
+        n: usize,
+        c: usize,
+        rows: usize,
+    }
+
+    impl Lanes {
+        /// Multipliers for the block at `p`: the inner one, except for lanes
+        /// on the left or right edge of the image (two columns in the window).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn divisors(&self, p: isize) -> __m512i {
+            let (n, c) = (self.n as isize, self.c as isize);
+            if p >= c && p + (B as isize) <= n - c {
+                return self.inner;
+            }
+            let m: [u16; B] = std::array::from_fn(|j| {
+                let i = p + j as isize;
+                let cols = 1 + usize::from(i >= c) + usize::from(i + c < n);
+                // `cols >= 2` (the row is wider than a pixel), so the divisor
+                // is at least 2 and its reciprocal fits in 16 bits.
+                RECIP[self.rows * cols.max(2)] as u16
+            });
+            // SAFETY: `m` is 32 u16 lanes.
+            unsafe { _mm512_loadu_epi16(m.as_ptr().cast()) }
+        }
+
+        /// The output block whose vertical sums are `cur`, between `prev`
+        /// and `next`, as 32 u16 lanes (each < 256).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn mean(&self, prev: __m512i, cur: __m512i, next: __m512i, m: __m512i) -> __m512i {
+            let left = _mm512_permutex2var_epi16(prev, self.left, cur);
+            let right = _mm512_permutex2var_epi16(cur, self.right, next);
+            let sum = _mm512_add_epi16(_mm512_add_epi16(left, cur), right);
+            _mm512_mulhi_epu16(sum, m)
+        }
+    }
+
+    /// One output row, AVX-512, in one pass: each 32-byte block's vertical
+    /// sums are computed once, and the sums one pixel left and right come
+    /// from the previous, current and next blocks by two-source word
+    /// permutes. Blocks sticking out of the row read zeros, and edge lanes
+    /// divide by their own window size, so the borders need no scalar code.
+    /// The inner blocks go in pairs: one 64-byte store each (non-temporal
+    /// and 64-byte aligned if `ahead.nontemporal`), with a prefetch of the
+    /// same line of `ahead.prefetch`.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F and BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn row3_avx512(a: &[u8], b: &[u8], d: &[u8], c: usize, out: &mut [u8]) {
-        let n = b.len();
-        let (a, d) = (&a[..n], &d[..n]);
+    pub(super) unsafe fn row_avx512(
+        above: Option<&[u8]>,
+        cur: &[u8],
+        below: Option<&[u8]>,
+        c: usize,
+        out: &mut [u8],
+        ahead: Ahead,
+    ) {
+        match (above, below) {
+            (Some(a), Some(b)) => row_in(Rows([a, cur, b]), c, out, ahead),
+            (Some(a), None) | (None, Some(a)) => row_in(Rows([a, cur]), c, out, ahead),
+            (None, None) => row_in(Rows([cur]), c, out, ahead),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn row_in<const R: usize>(rows: Rows<'_, R>, c: usize, out: &mut [u8], ahead: Ahead) {
+        let n = rows.0[0].len();
         assert!(
-            out.len() == n && (1..=4).contains(&c),
+            rows.0.iter().all(|r| r.len() == n)
+                && out.len() == n
+                && n > c
+                && (1..=4).contains(&c)
+                && ahead.prefetch.is_none_or(|r| r.len() >= n),
             "row lengths disagree"
         );
-        // Blocks k whose next block is whole: 32 * (k + 2) <= n.
-        let blocks = (n / 32).saturating_sub(1);
-        let vsum = |off: usize| vsum32(&a[off..off + 32], &b[off..off + 32], &d[off..off + 32]);
-        if blocks > 0 {
-            // Lane i of "left" is the sum at i - c: lane 32 + i - c of
-            // (previous, current); of "right", at i + c: lane i + c of
-            // (current, next).
-            let left_idx: [i16; 32] = std::array::from_fn(|i| (32 + i - c) as i16);
-            let right_idx: [i16; 32] = std::array::from_fn(|i| (i + c) as i16);
-            // SAFETY: each index array is 32 lanes of i16.
-            let (il, ir) = unsafe {
-                (
-                    _mm512_loadu_epi16(left_idx.as_ptr()),
-                    _mm512_loadu_epi16(right_idx.as_ptr()),
-                )
-            };
-            let m = _mm512_set1_epi16(RECIP[9] as i16);
-            let mut prev = _mm512_setzero_si512();
-            let mut cur = vsum(0);
-            for k in 0..blocks {
-                let next = vsum(32 * (k + 1));
-                let left = _mm512_permutex2var_epi16(prev, il, cur);
-                let right = _mm512_permutex2var_epi16(cur, ir, next);
-                let sum = _mm512_add_epi16(_mm512_add_epi16(left, cur), right);
-                let q = _mm512_cvtepi16_epi8(_mm512_mulhi_epu16(sum, m));
-                let o = &mut out[32 * k..32 * k + 32];
-                // SAFETY: `o` is 32 bytes.
-                unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), q) };
-                prev = cur;
-                cur = next;
+        let left: [i16; B] = std::array::from_fn(|i| (B + i - c) as i16);
+        let right: [i16; B] = std::array::from_fn(|i| (i + c) as i16);
+        // SAFETY: each index array is 32 lanes of i16.
+        let lanes = unsafe {
+            Lanes {
+                left: _mm512_loadu_epi16(left.as_ptr()),
+                right: _mm512_loadu_epi16(right.as_ptr()),
+                inner: _mm512_set1_epi16(RECIP[3 * R] as i16),
+                n,
+                c,
+                rows: R,
+            }
+        };
+        // Pairs start where the output is 64-byte aligned (only needed for
+        // non-temporal stores), at or after byte 32 (so no lane is on the
+        // left edge) and end 32 bytes before the row does (so `next` and
+        // every lane are inside).
+        let align = if ahead.nontemporal {
+            out.as_ptr().align_offset(64)
+        } else {
+            0
+        };
+        let first_pair = B + (align + 64 - B) % 64;
+        let pairs = n.saturating_sub(first_pair + B) / 64;
+        let end_pairs = first_pair + 64 * pairs;
+        // Single blocks before the pairs, from the one that ends at
+        // `first_pair` back to byte 0; the pairs; single blocks after them.
+        let head_start = first_pair as isize - (first_pair.div_ceil(B) * B) as isize;
+        let mut p = head_start;
+        let mut prev = rows.anywhere(p - B as isize);
+        let mut now = rows.anywhere(p);
+        let single = |p: isize, prev, now, next, out: &mut [u8]| {
+            let q = lanes.mean(prev, now, next, lanes.divisors(p));
+            let mut bytes = [0u8; B];
+            // SAFETY: `bytes` is 32 writable bytes.
+            unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(q)) };
+            let (from, to) = (p.max(0) as usize, (p + B as isize).min(n as isize) as usize);
+            let at = (from as isize - p) as usize;
+            out[from..to].copy_from_slice(&bytes[at..at + to - from]);
+        };
+        while p < first_pair as isize && pairs > 0 {
+            let next = rows.anywhere(p + B as isize);
+            single(p, prev, now, next, out);
+            (prev, now, p) = (now, next, p + B as isize);
+        }
+        if pairs > 0 {
+            // SAFETY: index array of 8 u64 lanes.
+            let order = unsafe { _mm512_loadu_epi64([0i64, 2, 4, 6, 1, 3, 5, 7].as_ptr()) };
+            for k in 0..pairs {
+                let at = first_pair + 64 * k;
+                if let Some(row) = ahead.prefetch {
+                    _mm_prefetch::<_MM_HINT_T0>(row[at..].as_ptr().cast());
+                }
+                let mid = rows.inside(at + B);
+                let next = rows.inside(at + 2 * B);
+                let lo = lanes.mean(prev, now, mid, lanes.inner);
+                let hi = lanes.mean(now, mid, next, lanes.inner);
+                // Packing interleaves 128-bit lanes; the permute restores order.
+                let q = _mm512_permutexvar_epi64(order, _mm512_packus_epi16(lo, hi));
+                let o: &mut [u8; 64] = (&mut out[at..at + 64]).try_into().expect("64 bytes");
+                // SAFETY: `o` is 64 writable bytes, 64-byte aligned when
+                // non-temporal (`at` follows `align`).
+                unsafe {
+                    if ahead.nontemporal {
+                        _mm512_stream_si512(o.as_mut_ptr().cast(), q)
+                    } else {
+                        _mm512_storeu_si512(o.as_mut_ptr().cast(), q)
+                    }
+                }
+                (prev, now) = (mid, next);
+            }
+            p = end_pairs as isize;
+        }
+        while p < n as isize {
+            let next = rows.anywhere(p + B as isize);
+            single(p, prev, now, next, out);
+            (prev, now, p) = (now, next, p + B as isize);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One output row straight from the definition: `rows` are the rows of
+    /// the window that lie inside the image.
+    fn reference(rows: &[&[u8]], c: usize) -> Vec<u8> {
+        let n = rows[0].len();
+        (0..n)
+            .map(|i| {
+                let cols: Vec<usize> = [i.checked_sub(c), Some(i), Some(i + c)]
+                    .into_iter()
+                    .flatten()
+                    .filter(|&j| j < n)
+                    .collect();
+                let sum: u32 = rows
+                    .iter()
+                    .flat_map(|r| cols.iter().map(|&j| r[j] as u32))
+                    .sum();
+                (sum / (rows.len() * cols.len()) as u32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_path_matches_the_definition_at_every_alignment_and_width() {
+        let widths = [
+            1, 2, 3, 5, 8, 10, 11, 16, 21, 23, 24, 31, 32, 33, 43, 48, 64, 65, 100, 129,
+        ];
+        for c in 1..=4 {
+            for &w in &widths {
+                let n = w * c;
+                let row = |k: usize| -> Vec<u8> {
+                    (0..n).map(|i| (i * 37 + k * 101 + i * i) as u8).collect()
+                };
+                let (a, b, d, ahead_row) = (row(0), row(1), row(2), row(3));
+                let (a, d) = (Some(&a[..]), Some(&d[..]));
+                let windows = [(a, d), (a, None), (None, d), (None, None)];
+                for (above, below) in windows {
+                    let inside: Vec<&[u8]> =
+                        [above, Some(&b[..]), below].into_iter().flatten().collect();
+                    let want = reference(&inside, c);
+                    for cpu in Cpu::available() {
+                        for nontemporal in [false, true] {
+                            for align in 0..64 {
+                                let mut buf = vec![0xAAu8; n + 128];
+                                let out = &mut buf[align..align + n];
+                                let ahead = Ahead {
+                                    prefetch: Some(&ahead_row),
+                                    nontemporal,
+                                };
+                                let mut scratch = Vec::new();
+                                row_ahead(cpu, above, &b, below, c, &mut scratch, out, ahead);
+                                super::super::store::fence();
+                                assert!(
+                                    out == &want[..],
+                                    "{} path, c {c}, width {w}, align {align}, nt {nontemporal}, \
+                                     rows {}",
+                                    cpu.name(),
+                                    inside.len()
+                                );
+                                assert!(
+                                    buf[..align]
+                                        .iter()
+                                        .chain(&buf[align + n..])
+                                        .all(|&x| x == 0xAA),
+                                    "wrote outside the row"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
-        row3_scalar(a, b, d, c, out, 0, c.min(n));
-        row3_scalar(a, b, d, c, out, (32 * blocks).max(c.min(n)), n);
     }
 }
