@@ -83,32 +83,26 @@ fn filter_image(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8], streaming
     };
     // An image larger than the last-level cache is bound by memory traffic,
     // not arithmetic (bench/README.md): each row fetches the row after its
-    // window ahead, so those misses overlap the work, and the output goes
-    // out with non-temporal stores, sparing the read of each output line
-    // that a normal store costs. Where the row kernel cannot store that way
-    // itself, each row is made in a small buffer and copied out. Smaller
-    // images stay in cache instead.
-    let kernel_streams = streaming_stores && simd::mean::stores_nontemporal(cpu);
+    // window ahead, so those misses overlap the work, and where the row
+    // kernel can, the output goes out with non-temporal stores, sparing the
+    // read of each output line that a normal store costs. Smaller images stay
+    // in cache instead.
+    let nontemporal = streaming_stores && simd::mean::stores_nontemporal(cpu);
     dst.par_chunks_mut(rb * band_rows)
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(scratch, row), (band, out)| {
-                let first = band * band_rows;
-                if !streaming_stores || kernel_streams {
-                    rows.filter_into(cpu, first, out, info.channels(), scratch, kernel_streams);
-                } else {
-                    row.resize(rb, 0);
-                    for (i, o) in out.chunks_exact_mut(rb).enumerate() {
-                        rows.filter_into(cpu, first + i, row, info.channels(), scratch, false);
-                        simd::store::copy_nontemporal(o, row);
-                    }
-                }
-                if streaming_stores {
-                    simd::store::fence();
-                }
-            },
-        );
+        .for_each_init(Vec::new, |scratch, (band, out)| {
+            rows.filter_into(
+                cpu,
+                band * band_rows,
+                out,
+                info.channels(),
+                scratch,
+                nontemporal,
+            );
+            if nontemporal {
+                simd::store::fence();
+            }
+        });
 }
 
 /// Output size from which whole-image filtering writes with non-temporal

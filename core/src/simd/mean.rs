@@ -36,8 +36,9 @@ pub(crate) struct Ahead<'a> {
     pub nontemporal: bool,
 }
 
-/// Whether [`row_ahead`] on `cpu` writes non-temporally itself (otherwise
-/// the caller copies a finished row with [`super::store::copy_nontemporal`]).
+/// Whether [`row_ahead`] on `cpu` can write non-temporally. The compiled
+/// two-pass body cannot; copying its finished rows out with non-temporal
+/// stores measured slower than plain stores (bench/README.md).
 pub(crate) fn stores_nontemporal(cpu: Cpu) -> bool {
     cpu.clamp() == Cpu::Avx512
 }
@@ -78,14 +79,14 @@ pub(crate) fn row_ahead(
         Cpu::Avx512 => {
             // One pixel wide: nothing to vectorise across.
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
-            unsafe { row_avx512(above, cur, below, c, scratch, out) }
+            unsafe { row_avx512(above, cur, below, c, scratch, out, None) }
         }
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx2 => {
             // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
-            unsafe { row_avx2(above, cur, below, c, scratch, out) }
+            unsafe { row_avx2(above, cur, below, c, scratch, out, ahead.prefetch) }
         }
-        _ => row(above, cur, below, c, scratch, out),
+        _ => row(above, cur, below, c, scratch, out, ahead.prefetch),
     }
 }
 
@@ -100,8 +101,9 @@ unsafe fn row_avx2(
     c: usize,
     scratch: &mut Vec<u16>,
     out: &mut [u8],
+    prefetch: Option<&[u8]>,
 ) {
-    row(above, cur, below, c, scratch, out)
+    row(above, cur, below, c, scratch, out, prefetch)
 }
 
 /// # Safety
@@ -115,10 +117,13 @@ unsafe fn row_avx512(
     c: usize,
     scratch: &mut Vec<u16>,
     out: &mut [u8],
+    prefetch: Option<&[u8]>,
 ) {
-    row(above, cur, below, c, scratch, out)
+    row(above, cur, below, c, scratch, out, prefetch)
 }
 
+/// The compiled two-pass row body; `prefetch` is a row to fetch into the
+/// cache a line at a time while the vertical sums are made.
 #[inline(always)]
 fn row(
     above: Option<&[u8]>,
@@ -127,6 +132,7 @@ fn row(
     c: usize,
     scratch: &mut Vec<u16>,
     out: &mut [u8],
+    prefetch: Option<&[u8]>,
 ) {
     let n = cur.len();
     assert!(
@@ -142,8 +148,18 @@ fn row(
     let vcount = match (above, below) {
         (Some(a), Some(b)) => {
             let (a, b) = (&a[..n], &b[..n]);
-            for (((s, &x), &y), &z) in vs.iter_mut().zip(a).zip(cur).zip(b) {
-                *s = x as u16 + y as u16 + z as u16;
+            // A cache line at a time, so a line of `prefetch` can be
+            // requested per line of work without stopping vectorisation.
+            let lines = vs
+                .chunks_mut(64)
+                .zip(a.chunks(64).zip(cur.chunks(64)).zip(b.chunks(64)));
+            for (k, (vs, ((a, cur), b))) in lines.enumerate() {
+                if let Some(p) = prefetch.and_then(|p| p.get(64 * k..)) {
+                    super::prefetch(p);
+                }
+                for (((s, &x), &y), &z) in vs.iter_mut().zip(a).zip(cur).zip(b) {
+                    *s = x as u16 + y as u16 + z as u16;
+                }
             }
             3
         }

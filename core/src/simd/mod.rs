@@ -13,6 +13,20 @@ pub(crate) mod mean;
 pub(crate) mod rotate;
 pub(crate) mod store;
 
+/// Asks for the cache line at the start of `line` to be fetched into the
+/// cache (a hint: never faults, may be dropped); nothing off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch(line: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of every x86-64 CPU; a prefetch reads nothing.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = line;
+}
+
 /// A code path, from the most portable to the widest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cpu {
