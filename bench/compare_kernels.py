@@ -3,23 +3,25 @@
 run, and prints a Markdown table with the ratios (nlimage speed / OpenCV speed).
 
     bench/setup_venv.sh                      # once: OpenCV + numpy in bench/.venv
-    bench/.venv/bin/python bench/compare_kernels.py [--reps 15]
+    bench/.venv/bin/python bench/compare_kernels.py [--reps 15] [--warm 5 --timed 5]
+        [--kernels mean3x3,rotate90,rotate180,rotate270] [--images rgb,gray]
 
 Images: 4096x3072 RGB and 8192x8192 gray, random pixels from a fixed seed,
 written as raw files under bench/out/ that the Rust side
 (`core/examples/kernel_timing.rs`, release build) reads. Both sides write
 into preallocated outputs. The machine is noisy, so the two are interleaved:
 each repetition runs OpenCV, then nlimage (through a pipe to the
-long-running Rust process), each twice back to back with the second run
-timed (steady state: on this VM a core idle for a few ms takes milliseconds
-to come back, which would otherwise penalise whichever side runs second
-threads after a pause), and the figures are the medians of those paired
-runs; 1 and 2 threads.
+long-running Rust process), each --warm + --timed times back to back; the
+repetition's figure for a side is the median of its timed runs (steady
+state: on this VM a core that has idled for a few ms takes several ms of
+work to come back to full speed, which would otherwise penalise whichever
+side uses the second core after a pause), and the table shows the medians
+over the repetitions; 1 and 2 threads. `--warm 1 --timed 1` is the older,
+harsher protocol (one warm-up run after a 30 ms pause).
 The OpenCV blur uses its default border (reflect-101), which does the same
 work as our shrinking window: only the semantics at the border differ.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
