@@ -123,14 +123,35 @@ pub fn rotate_into_with(
 ) -> Result<()> {
     check_len("source", src.len(), info.byte_len())?;
     check_len("destination", dst.len(), info.byte_len())?;
+    let streaming = dst.len() >= STREAM_STORES_ABOVE;
+    rotate_bands(cpu, src, info, rotation, dst, streaming);
+    Ok(())
+}
+
+/// Output size from which a whole-image rotation may write with
+/// non-temporal stores: about the last-level cache of the machines we
+/// measure on (as for the mean filter).
+const STREAM_STORES_ABOVE: usize = 16 << 20;
+
+/// [`rotate_into_with`] after its checks, in parallel bands.
+fn rotate_bands(
+    cpu: Cpu,
+    src: &[u8],
+    info: ImageInfo,
+    rotation: Rotation,
+    dst: &mut [u8],
+    nontemporal: bool,
+) {
     let out_row = rotation.output_info(info).row_bytes();
     let band_rows = simd::rotate::band_rows(info, rotation);
     dst.par_chunks_mut(out_row * band_rows)
         .enumerate()
         .for_each(|(i, band)| {
-            simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band)
+            simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band, nontemporal);
+            if nontemporal {
+                simd::store::fence();
+            }
         });
-    Ok(())
 }
 
 /// Computes output rows `first_row..first_row + dst.len() / out_row_bytes` of
@@ -153,7 +174,7 @@ pub fn rotate_rows_into(
             dst.len()
         )));
     }
-    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst);
+    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst, false);
     Ok(())
 }
 
@@ -210,13 +231,15 @@ mod tests {
                     ] {
                         let want = rotate_naive(&img, rot);
                         for cpu in Cpu::available() {
-                            let mut out = vec![0; want.data().len()];
-                            rotate_into_with(cpu, img.data(), img.info(), rot, &mut out).unwrap();
-                            assert!(
-                                out == want.data(),
-                                "{rot:?} on {w}x{h} {f}, {} path",
-                                cpu.name()
-                            );
+                            for nt in [false, true] {
+                                let mut out = vec![0; want.data().len()];
+                                rotate_bands(cpu, img.data(), img.info(), rot, &mut out, nt);
+                                assert!(
+                                    out == want.data(),
+                                    "{rot:?} on {w}x{h} {f}, {} path, nt {nt}",
+                                    cpu.name()
+                                );
+                            }
                         }
                     }
                 }
