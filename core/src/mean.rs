@@ -90,19 +90,13 @@ fn filter_image(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8], streaming
     let nontemporal = streaming_stores && simd::mean::stores_nontemporal(cpu);
     dst.par_chunks_mut(rb * band_rows)
         .enumerate()
-        .for_each_init(Vec::new, |scratch, (band, out)| {
-            rows.filter_into(
-                cpu,
-                band * band_rows,
-                out,
-                info.channels(),
-                scratch,
-                nontemporal,
-            );
-            if nontemporal {
-                simd::store::fence();
-            }
-        });
+        .for_each_init(
+            || (Vec::new(), simd::store::FenceOnDrop(nontemporal)),
+            |(scratch, _), (band, out)| {
+                let first = band * band_rows;
+                rows.filter_into(cpu, first, out, info.channels(), scratch, nontemporal)
+            },
+        );
 }
 
 /// Output size from which whole-image filtering writes with non-temporal

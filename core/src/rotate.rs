@@ -146,12 +146,12 @@ fn rotate_bands(
     let band_rows = simd::rotate::band_rows(info, rotation);
     dst.par_chunks_mut(out_row * band_rows)
         .enumerate()
-        .for_each(|(i, band)| {
-            simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band, nontemporal);
-            if nontemporal {
-                simd::store::fence();
-            }
-        });
+        .for_each_init(
+            || simd::store::FenceOnDrop(nontemporal),
+            |_, (i, band)| {
+                simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band, nontemporal)
+            },
+        );
 }
 
 /// Computes output rows `first_row..first_row + dst.len() / out_row_bytes` of
