@@ -6,7 +6,7 @@
 //! callers hand in slices or `Read`/`Write` values.
 //!
 //! - [`pixel`]: formats, checked geometry, the owned [`ImageBuf`].
-//! - [`rotate`] and [`mean`]: the kernels, whole-image and by row band.
+//! - [`rotate`](mod@rotate) and [`mean`]: the kernels, whole-image and by row band.
 //! - [`stream`] and [`pipeline`]: the same kernels fed by chunks; [`hold`]:
 //!   where a rotation keeps the image (memory, or strips in a file).
 //! - [`codec`]: decoding files into pixels and encoding them back;

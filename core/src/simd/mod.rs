@@ -10,6 +10,8 @@
 use std::sync::OnceLock;
 
 pub(crate) mod mean;
+#[cfg(target_arch = "x86_64")]
+mod mean_avx512;
 pub(crate) mod rotate;
 pub(crate) mod store;
 
