@@ -166,7 +166,17 @@ pub fn mean3x3_row(
     scratch: &mut Vec<u16>,
     out: &mut [u8],
 ) {
-    simd::mean::row_with(Cpu::detect(), above, row, below, channels, scratch, out)
+    let ahead = simd::mean::Ahead::default();
+    simd::mean::row_ahead(
+        Cpu::detect(),
+        above,
+        row,
+        below,
+        channels,
+        scratch,
+        out,
+        ahead,
+    )
 }
 
 #[cfg(test)]

@@ -43,21 +43,9 @@ pub(crate) fn stores_nontemporal(cpu: Cpu) -> bool {
     cpu.clamp() == Cpu::Avx512
 }
 
-/// One output row of the filter; see [`crate::mean3x3_row`].
-pub(crate) fn row_with(
-    cpu: Cpu,
-    above: Option<&[u8]>,
-    cur: &[u8],
-    below: Option<&[u8]>,
-    c: usize,
-    scratch: &mut Vec<u16>,
-    out: &mut [u8],
-) {
-    row_ahead(cpu, above, cur, below, c, scratch, out, Ahead::default())
-}
-
-/// [`row_with`] with the whole-image hints of `ahead`. `ahead.nontemporal`
-/// is honoured only where [`stores_nontemporal`] says so.
+/// One output row of the filter (see [`crate::mean3x3_row`]), with the
+/// whole-image hints of `ahead` (`Ahead::default()` for none).
+/// `ahead.nontemporal` is honoured only where [`stores_nontemporal`] says so.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn row_ahead(
     cpu: Cpu,
