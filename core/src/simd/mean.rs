@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn every_path_matches_the_definition_at_every_alignment_and_width() {
         let widths = [
-            1, 2, 3, 5, 8, 10, 11, 16, 21, 23, 24, 31, 32, 33, 43, 48, 64, 65, 100, 129,
+            1, 2, 3, 5, 8, 10, 11, 16, 21, 23, 24, 31, 32, 33, 43, 48, 64, 65, 100, 129, 200, 257,
         ];
         for c in 1..=4 {
             for &w in &widths {
