@@ -2,8 +2,8 @@
 //! naive references, on random shapes, formats and chunkings.
 
 use nlimage_core::{
-    ImageBuf, ImageInfo, Operation, Pipeline, PixelFormat, Rotation, StreamingMean, mean3x3,
-    mean3x3_naive, rotate, rotate_naive,
+    Cpu, ImageBuf, ImageInfo, Operation, Pipeline, PixelFormat, Rotation, StreamingMean, mean3x3,
+    mean3x3_into_with, mean3x3_naive, rotate, rotate_into_with, rotate_naive,
 };
 use proptest::prelude::*;
 
@@ -56,9 +56,15 @@ proptest! {
     }
 
     #[test]
-    fn fast_kernels_equal_naive(img in any_image(), r in any_rotation()) {
-        prop_assert!(rot(&img, r) == rotate_naive(&img, r));
-        prop_assert!(mean3x3(&img).unwrap() == mean3x3_naive(&img));
+    fn fast_kernels_equal_naive_on_every_code_path(img in any_image(), r in any_rotation()) {
+        let (rotated, mean) = (rotate_naive(&img, r), mean3x3_naive(&img));
+        for cpu in Cpu::available() {
+            let mut out = vec![0; img.data().len()];
+            rotate_into_with(cpu, img.data(), img.info(), r, &mut out).unwrap();
+            prop_assert!(out == rotated.data(), "rotation, {} path", cpu.name());
+            mean3x3_into_with(cpu, img.data(), img.info(), &mut out).unwrap();
+            prop_assert!(out == mean.data(), "mean, {} path", cpu.name());
+        }
     }
 
     #[test]
