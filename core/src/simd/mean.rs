@@ -1,12 +1,13 @@
-//! The 3x3 mean's row kernel, compiled once per CPU level.
+//! The 3x3 mean's row kernel, per CPU level.
 //!
-//! One plain-Rust body ([`row`]) is written so that LLVM vectorises it (zipped
-//! slices, u16 lanes, division as a multiply-high); the wrappers compile that
-//! body with AVX2 or AVX-512 enabled, which the release build's baseline
-//! target would not use. On AVX-512 a hand-written single-pass kernel
-//! (`super::mean_avx512`) replaces it: it also fetches a later row ahead and can
-//! write with non-temporal stores, which is what whole images larger than the
-//! cache are bound by (see [`Ahead`]).
+//! On AVX-512 and AVX2 a hand-written single-pass kernel (`super::mean_x86`,
+//! one body over both vector widths) fetches a later row ahead and, on
+//! AVX-512, can write with non-temporal stores: whole images larger than the
+//! cache are bound by that traffic (see [`Ahead`]). Elsewhere (SSSE3 and
+//! portable, and rows one pixel wide) one plain-Rust body ([`row`]) is
+//! written so that LLVM vectorises it (zipped slices, u16 lanes, division as
+//! a multiply-high); the wrappers compile it with wider vectors enabled than
+//! the release build's baseline target would use.
 
 use super::Cpu;
 
@@ -36,9 +37,11 @@ pub(crate) struct Ahead<'a> {
     pub nontemporal: bool,
 }
 
-/// Whether [`row_ahead`] on `cpu` can write non-temporally. The compiled
-/// two-pass body cannot; copying its finished rows out with non-temporal
-/// stores measured slower than plain stores (bench/README.md).
+/// Whether [`row_ahead`] on `cpu` writes non-temporally when asked: the
+/// AVX-512 kernel does. At AVX2 width the kernel is bound by arithmetic and
+/// streaming stores measured no faster; the compiled two-pass body cannot
+/// stream, and copying its finished rows out with non-temporal stores
+/// measured slower than plain stores (bench/README.md).
 pub(crate) fn stores_nontemporal(cpu: Cpu) -> bool {
     cpu.clamp() == Cpu::Avx512
 }
@@ -61,7 +64,7 @@ pub(crate) fn row_ahead(
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 if cur.len() > c => {
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
-            unsafe { super::mean_avx512::row_avx512(above, cur, below, c, out, ahead) }
+            unsafe { super::mean_x86::row_avx512(above, cur, below, c, out, ahead) }
         }
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 => {
@@ -70,7 +73,13 @@ pub(crate) fn row_ahead(
             unsafe { row_avx512(above, cur, below, c, scratch, out, None) }
         }
         #[cfg(target_arch = "x86_64")]
+        Cpu::Avx2 if cur.len() > c => {
+            // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
+            unsafe { super::mean_x86::row_avx2(above, cur, below, c, out, ahead) }
+        }
+        #[cfg(target_arch = "x86_64")]
         Cpu::Avx2 => {
+            // One pixel wide: nothing to vectorise across.
             // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
             unsafe { row_avx2(above, cur, below, c, scratch, out, ahead.prefetch) }
         }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 pub(crate) mod mean;
 #[cfg(target_arch = "x86_64")]
-mod mean_avx512;
+mod mean_x86;
 pub(crate) mod rotate;
 pub(crate) mod store;
 
