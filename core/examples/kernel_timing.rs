@@ -4,8 +4,11 @@
 //! `kernel_timing RAW WIDTH HEIGHT CHANNELS` loads the image, then reads
 //! commands from stdin, one per line: `KERNEL THREADS [RUNS]` runs KERNEL
 //! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) RUNS times
-//! back to back (default 2) on a pool of THREADS threads, writing into a
-//! reused output buffer, and prints the milliseconds of each run on one line.
+//! back to back (default 2) on a pool of THREADS threads that includes the
+//! thread reading the commands (one thread count per process), writing into
+//! a reused output buffer, and prints the milliseconds of each run on one
+//! line. Both images are on transparent huge pages where Linux offers them,
+//! as numpy's arrays are.
 //! `memcpy` is a parallel copy of the same bytes: the memory-bandwidth floor;
 //! `flush 1` evicts the caches (prints a byte).
 //! `NLIMAGE_CPU=portable|ssse3|avx2|avx512` forces a code path.
@@ -22,7 +25,12 @@ fn main() {
         eprintln!("usage: kernel_timing RAW WIDTH HEIGHT CHANNELS < commands");
         std::process::exit(2);
     }
-    let src = std::fs::read(&a[0]).expect("raw file");
+    let file = std::fs::read(&a[0]).expect("raw file");
+    let src: &[u8] = {
+        let b = buffer(file.len());
+        b.copy_from_slice(&file);
+        b
+    };
     let (w, h): (u32, u32) = (a[1].parse().unwrap(), a[2].parse().unwrap());
     let format = match a[3].as_str() {
         "1" => PixelFormat::Gray8,
@@ -36,15 +44,12 @@ fn main() {
         .ok()
         .map(|n| Cpu::from_name(&n).expect("NLIMAGE_CPU: portable, ssse3, avx2 or avx512"))
         .unwrap_or_else(Cpu::detect);
-    let pools: Vec<rayon::ThreadPool> = (1..=2)
-        .map(|n| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let mut dst = vec![0u8; src.len()];
+    // The pool, built at the first command for its thread count, with this
+    // thread as one of its workers: the kernels run on the thread that read
+    // the command, as OpenCV's run on their caller. A thread can be in one
+    // such pool only, so a process serves one thread count.
+    let mut pool: Option<(usize, rayon::ThreadPool)> = None;
+    let dst = buffer(src.len());
     // `flush` evicts both images from the caches, as another program's work would.
     let mut evict = vec![0u8; 128 << 20];
     dst.fill(1); // fault the pages in before any timing
@@ -60,7 +65,12 @@ fn main() {
             writeln!(stdout.lock(), "{}", evict[12345]).unwrap();
             continue;
         }
-        let pool = &pools[threads.parse::<usize>().unwrap().clamp(1, 2) - 1];
+        let threads = threads.parse::<usize>().unwrap().clamp(1, 2);
+        let (n, pool) = pool.get_or_insert_with(|| {
+            let builder = rayon::ThreadPoolBuilder::new().num_threads(threads);
+            (threads, builder.use_current_thread().build().unwrap())
+        });
+        assert_eq!(*n, threads, "one thread count per process");
         let runs: usize = parts.next().map_or(2, |r| r.parse().unwrap()).max(1);
         let mut run = || {
             pool.install(|| match kernel {
@@ -68,14 +78,10 @@ fn main() {
                     .par_chunks_mut(1 << 20)
                     .zip(src.par_chunks(1 << 20))
                     .for_each(|(d, s)| d.copy_from_slice(s)),
-                "mean3x3" => mean3x3_into_with(cpu, &src, info, &mut dst).unwrap(),
-                "rotate90" => rotate_into_with(cpu, &src, info, Rotation::Ccw90, &mut dst).unwrap(),
-                "rotate180" => {
-                    rotate_into_with(cpu, &src, info, Rotation::Ccw180, &mut dst).unwrap()
-                }
-                "rotate270" => {
-                    rotate_into_with(cpu, &src, info, Rotation::Ccw270, &mut dst).unwrap()
-                }
+                "mean3x3" => mean3x3_into_with(cpu, src, info, dst).unwrap(),
+                "rotate90" => rotate_into_with(cpu, src, info, Rotation::Ccw90, dst).unwrap(),
+                "rotate180" => rotate_into_with(cpu, src, info, Rotation::Ccw180, dst).unwrap(),
+                "rotate270" => rotate_into_with(cpu, src, info, Rotation::Ccw270, dst).unwrap(),
                 k => panic!("unknown kernel {k}"),
             })
         };
@@ -90,4 +96,33 @@ fn main() {
         writeln!(out, "{}", times.join(" ")).unwrap();
         out.flush().unwrap();
     }
+}
+
+/// A zeroed buffer for the whole run, on transparent huge pages where Linux
+/// offers them: numpy asks for them for its arrays over 4 MiB
+/// (`madvise(MADV_HUGEPAGE)`), so OpenCV's side of
+/// `bench/compare_kernels.py` has them, and both sides should work on the
+/// same kind of memory.
+fn buffer(len: usize) -> &'static mut [u8] {
+    #[cfg(target_os = "linux")]
+    if len >= 4 << 20 {
+        // SAFETY: a fresh private anonymous read-write mapping of `len`
+        // bytes (zeroed by the kernel; failure checked), never unmapped, so
+        // the slice is valid and unaliased for the rest of the process.
+        // `madvise` only advises.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert!(p != libc::MAP_FAILED, "mmap of {len} bytes failed");
+            libc::madvise(p, len, libc::MADV_HUGEPAGE);
+            return std::slice::from_raw_parts_mut(p.cast(), len);
+        }
+    }
+    vec![0u8; len].leak()
 }
