@@ -5,9 +5,8 @@
 //! AVX-512, can write with non-temporal stores: whole images larger than the
 //! cache are bound by that traffic (see [`Ahead`]). Elsewhere (SSSE3 and
 //! portable, and rows one pixel wide) one plain-Rust body ([`row`]) is
-//! written so that LLVM vectorises it (zipped slices, u16 lanes, division as
-//! a multiply-high); the wrappers compile it with wider vectors enabled than
-//! the release build's baseline target would use.
+//! written so that LLVM vectorises it for the baseline target (zipped
+//! slices, u16 lanes, division as a multiply-high).
 
 use super::Cpu;
 
@@ -60,6 +59,7 @@ pub(crate) fn row_ahead(
     out: &mut [u8],
     ahead: Ahead,
 ) {
+    // A row one pixel wide has nothing to vectorise across: the plain body.
     match cpu.clamp() {
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 if cur.len() > c => {
@@ -67,61 +67,17 @@ pub(crate) fn row_ahead(
             unsafe { super::mean_x86::row_avx512(above, cur, below, c, out, ahead) }
         }
         #[cfg(target_arch = "x86_64")]
-        Cpu::Avx512 => {
-            // One pixel wide: nothing to vectorise across.
-            // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
-            unsafe { row_avx512(above, cur, below, c, scratch, out, None) }
-        }
-        #[cfg(target_arch = "x86_64")]
         Cpu::Avx2 if cur.len() > c => {
             // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
             unsafe { super::mean_x86::row_avx2(above, cur, below, c, out, ahead) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Cpu::Avx2 => {
-            // One pixel wide: nothing to vectorise across.
-            // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
-            unsafe { row_avx2(above, cur, below, c, scratch, out, ahead.prefetch) }
         }
         _ => row(above, cur, below, c, scratch, out, ahead.prefetch),
     }
 }
 
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_avx2(
-    above: Option<&[u8]>,
-    cur: &[u8],
-    below: Option<&[u8]>,
-    c: usize,
-    scratch: &mut Vec<u16>,
-    out: &mut [u8],
-    prefetch: Option<&[u8]>,
-) {
-    row(above, cur, below, c, scratch, out, prefetch)
-}
-
-/// # Safety
-/// The CPU must support AVX-512 F and BW.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn row_avx512(
-    above: Option<&[u8]>,
-    cur: &[u8],
-    below: Option<&[u8]>,
-    c: usize,
-    scratch: &mut Vec<u16>,
-    out: &mut [u8],
-    prefetch: Option<&[u8]>,
-) {
-    row(above, cur, below, c, scratch, out, prefetch)
-}
-
-/// The compiled two-pass row body; `prefetch` is a row to fetch into the
-/// cache a line at a time while the vertical sums are made.
-#[inline(always)]
+/// The compiled two-pass row body (SSSE3 and portable paths, and rows one
+/// pixel wide); `prefetch` is a row to fetch into the cache a line at a
+/// time while the vertical sums are made.
 fn row(
     above: Option<&[u8]>,
     cur: &[u8],
