@@ -1,7 +1,7 @@
 //! Admission control: at most `--workers` requests run at once, a bounded
 //! queue (`--queue-depth`, `--queue-timeout`) holds the next ones, and the
 //! memory every admitted request may hold is reserved from one budget
-//! (`--memory-budget`), so load is shed with RESOURCE_EXHAUSTED instead of
+//! (`--memory-budget-mib`), so load is shed with RESOURCE_EXHAUSTED instead of
 //! growing the process into the OOM killer. A [`Permit`] moves with the work
 //! and gives its slot and its memory back when dropped, however the request
 //! ends (finished, failed, cancelled by a client that left).
@@ -31,7 +31,9 @@ pub struct Admission {
     queued: AtomicUsize,
 }
 
-/// A running request's slot and memory reservation.
+/// A running request's slot and memory reservation (either may be absent:
+/// a classic call's memory is reserved before its message is read, and its
+/// worker slot taken only for the computation).
 #[derive(Debug)]
 pub struct Permit {
     slot: Option<OwnedSemaphorePermit>,
@@ -111,23 +113,50 @@ impl Admission {
         bytes: u64,
         deadline: Option<Instant>,
     ) -> Result<Permit, Status> {
+        self.acquire(bytes, true, deadline).await
+    }
+
+    /// Waits for `bytes` of budget only (no worker slot), queued like
+    /// [`Admission::admit`]: for memory a request holds while it is not
+    /// computing (a classic message being received, an answer being sent).
+    pub async fn reserve(
+        self: &Arc<Self>,
+        bytes: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Permit, Status> {
+        self.acquire(bytes, false, deadline).await
+    }
+
+    async fn acquire(
+        self: &Arc<Self>,
+        bytes: u64,
+        want_slot: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Permit, Status> {
         if !self.fits(bytes) {
             return Err(Status::resource_exhausted(format!(
-                "this request needs {} of memory, over the server's whole budget of {} (--memory-budget)",
+                "this request needs {} of memory, over the server's whole budget of {} (--memory-budget-mib)",
                 mib(bytes),
                 mib(self.budget())
             )));
         }
-        let units = bytes.div_ceil(UNIT).max(1) as u32;
+        let units = bytes.div_ceil(UNIT) as u32;
         let permit = |slot, memory| Permit {
-            slot: Some(slot),
-            memory: Some(memory),
+            slot,
+            memory,
             bytes,
             admission: Arc::clone(self),
         };
-        // Fast path: nobody waits and both are free.
-        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
-            && let Ok(memory) = Arc::clone(&self.memory).try_acquire_many_owned(units)
+        let try_slot = || {
+            if want_slot {
+                Arc::clone(&self.slots).try_acquire_owned().map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        // Fast path: both are free (taken together or not at all).
+        if let Ok(slot) = try_slot()
+            && let Ok(memory) = self.try_memory(units)
         {
             let p = permit(slot, memory);
             self.report();
@@ -151,14 +180,26 @@ impl Admission {
         let _leave = Leave(self);
         self.report();
         let wait = async {
-            let slot = Arc::clone(&self.slots)
-                .acquire_owned()
-                .await
-                .expect("never closed");
-            let memory = Arc::clone(&self.memory)
-                .acquire_many_owned(units)
-                .await
-                .expect("never closed");
+            let slot = if want_slot {
+                Some(
+                    Arc::clone(&self.slots)
+                        .acquire_owned()
+                        .await
+                        .expect("never closed"),
+                )
+            } else {
+                None
+            };
+            let memory = if units == 0 {
+                None
+            } else {
+                Some(
+                    Arc::clone(&self.memory)
+                        .acquire_many_owned(units)
+                        .await
+                        .expect("never closed"),
+                )
+            };
             (slot, memory)
         };
         let queue_end = Instant::now() + self.queue_timeout;
@@ -168,11 +209,27 @@ impl Admission {
             Err(_) if deadline.is_some_and(|d| d <= queue_end) => Err(Status::deadline_exceeded(
                 "the deadline passed while the request waited in the queue",
             )),
-            Err(_) => Err(Status::resource_exhausted(format!(
+            Err(_) if want_slot => Err(Status::resource_exhausted(format!(
                 "server busy: no worker was free within {:?} (--queue-timeout)",
                 self.queue_timeout
             ))),
+            Err(_) => Err(Status::resource_exhausted(format!(
+                "server busy: {} of memory did not come free within {:?} (--memory-budget-mib, --queue-timeout)",
+                mib(bytes),
+                self.queue_timeout
+            ))),
         }
+    }
+
+    /// `units` of memory now, or an error if they are not free (none for 0).
+    fn try_memory(&self, units: u32) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        if units == 0 {
+            return Ok(None);
+        }
+        Arc::clone(&self.memory)
+            .try_acquire_many_owned(units)
+            .map(Some)
+            .map_err(|_| ())
     }
 }
 

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use nlimage_core::Limits;
 
+pub use crate::middleware::compression::ResponseCompression;
+use crate::middleware::classic_admission::{FRAMING, MessageLimit};
+
 /// Largest pixel chunk a Process message may carry (the contract's 1 MiB);
 /// output chunks are cut to the same size.
 pub const MAX_CHUNK_BYTES: usize = 1 << 20;
@@ -32,8 +35,12 @@ pub struct Config {
     pub queue_timeout: Duration,
     /// Bytes all admitted requests may hold together.
     pub memory_budget: u64,
-    /// Largest classic-contract message, in bytes, each way.
-    pub max_message_bytes: usize,
+    /// A hard ceiling on classic-contract messages, in bytes, each way, below
+    /// what the image limits allow [default: none: any image within
+    /// `limits` fits].
+    pub max_message_bytes: Option<u64>,
+    /// When answers are compressed (by default only when the request was).
+    pub response_compression: ResponseCompression,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Rotations of images larger than this many bytes spill to a file.
@@ -54,13 +61,31 @@ impl Default for Config {
             queue_depth: 256,
             queue_timeout: Duration::from_secs(30),
             memory_budget: crate::admission::default_budget(),
-            // A 12-megapixel RGB image is 36 MiB; leave room for larger ones.
-            max_message_bytes: 64 << 20,
+            max_message_bytes: None,
+            response_compression: ResponseCompression::None,
             shutdown_grace: Duration::from_secs(30),
             spill_above: 1 << 30,
             spill_dir: std::env::temp_dir(),
             auth_token: None,
             tls: None,
+        }
+    }
+}
+
+impl Config {
+    /// The largest classic message: a color image of `--max-pixels` plus its
+    /// framing, or the `--max-message-mib` ceiling if that is lower.
+    pub fn classic_message_limit(&self) -> MessageLimit {
+        let by_pixels = self.limits.max_pixels.saturating_mul(3).saturating_add(FRAMING);
+        match self.max_message_bytes {
+            Some(ceiling) if ceiling < by_pixels => MessageLimit {
+                bytes: ceiling,
+                why: "send a smaller image or use the streaming Process call (nl-server --max-message-mib)",
+            },
+            _ => MessageLimit {
+                bytes: by_pixels,
+                why: "that is more than an RGB image of the server's pixel limit (nl-server --max-pixels)",
+            },
         }
     }
 }

@@ -35,16 +35,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl Interceptor for Gate {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+impl Gate {
+    /// Refuses a request while draining, or without the right bearer token.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<(), Status> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(Status::unavailable(
                 "the server is shutting down: retry elsewhere or later",
             ));
         }
         if let Some(token) = &self.token {
-            let given = req
-                .metadata()
+            let given = metadata
                 .get("authorization")
                 .map(|v| v.as_bytes())
                 .unwrap_or_default();
@@ -56,6 +56,13 @@ impl Interceptor for Gate {
                 )));
             }
         }
+        Ok(())
+    }
+}
+
+impl Interceptor for Gate {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        self.check(req.metadata())?;
         Ok(req)
     }
 }

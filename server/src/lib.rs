@@ -12,6 +12,7 @@ pub mod gate;
 pub mod handle;
 pub mod log;
 pub mod metrics;
+pub mod middleware;
 pub mod service;
 pub mod spill;
 pub mod status;
@@ -31,12 +32,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-pub use config::{Config, MAX_CHUNK_BYTES, TlsPem};
+pub use config::{Config, MAX_CHUNK_BYTES, ResponseCompression, TlsPem};
 pub use handle::{ServerHandle, spawn};
 
 use admission::Admission;
 use compute::Compute;
 use gate::Gate;
+use middleware::classic_admission::ClassicAdmission;
+use middleware::compression::CompressionPolicy;
 use service::Shared;
 use service::classic::ClassicService;
 use service::process::ProcessService;
@@ -61,7 +64,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Both compression encodings, accepted and offered.
+/// Both compression encodings, accepted and able to be sent; which answers
+/// are compressed is decided per request by [`CompressionPolicy`].
 macro_rules! compressed {
     ($svc:expr) => {
         $svc.accept_compressed(CompressionEncoding::Gzip)
@@ -97,11 +101,19 @@ pub async fn run(
     };
     let draining = Arc::new(AtomicBool::new(false));
     let gate = Gate::new(config.auth_token.clone(), Arc::clone(&draining));
+    // Classic messages are as large as the image limits allow; the memory
+    // of each is reserved from the budget before its body is read.
+    let limit = config.classic_message_limit();
+    let max_message = usize::try_from(limit.bytes).unwrap_or(usize::MAX);
     let classic = compressed!(NlImageServiceServer::new(ClassicService::new(
         shared.clone()
     )))
-    .max_decoding_message_size(config.max_message_bytes)
-    .max_encoding_message_size(config.max_message_bytes);
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
+    let classic = CompressionPolicy::new(
+        ClassicAdmission::new(classic, gate.clone(), Arc::clone(&shared.admission), limit),
+        config.response_compression,
+    );
     // A Process message holds at most one chunk plus a few bytes of framing.
     let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared)))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
@@ -140,8 +152,11 @@ pub async fn run(
     let server = builder
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(2 * STREAM_WINDOW)
-        .add_service(InterceptedService::new(classic, gate.clone()))
-        .add_service(InterceptedService::new(streaming, gate))
+        .add_service(classic)
+        .add_service(CompressionPolicy::new(
+            InterceptedService::new(streaming, gate),
+            config.response_compression,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

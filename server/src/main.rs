@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
-use nlimage_server::{Config, TlsPem};
+use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
 
 /// The nlimage gRPC image service: the classic NLImageService and the
@@ -48,9 +48,16 @@ struct Args {
     /// MiB all requests in flight may hold together [default: half the RAM].
     #[arg(long)]
     memory_budget_mib: Option<u64>,
-    /// Largest classic-contract message, in MiB, each way.
-    #[arg(long, default_value_t = 64)]
-    max_message_mib: usize,
+    /// A hard ceiling on classic-contract messages, in MiB, each way
+    /// [default: none: any image within --max-pixels fits; its memory comes
+    /// from --memory-budget-mib].
+    #[arg(long)]
+    max_message_mib: Option<u64>,
+    /// Compress answers with this encoding whenever the client accepts it.
+    /// With `none` an answer is compressed only if its request was (raw
+    /// pixels barely compress, and compressing costs more than the kernels).
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    response_compression: Compression,
     /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -78,6 +85,13 @@ struct Args {
     /// health checks.
     #[arg(long)]
     check_health: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -148,7 +162,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         memory_budget: args
             .memory_budget_mib
             .map_or(defaults.memory_budget, |m| m.saturating_mul(1 << 20)),
-        max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
+        max_message_bytes: args.max_message_mib.map(|m| m.saturating_mul(1 << 20)),
+        response_compression: match args.response_compression {
+            Compression::None => ResponseCompression::None,
+            Compression::Gzip => ResponseCompression::Gzip,
+            Compression::Zstd => ResponseCompression::Zstd,
+        },
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         spill_above: args.spill_above_mib.saturating_mul(1 << 20),
         spill_dir: args.spill_dir.unwrap_or(defaults.spill_dir),

@@ -66,12 +66,10 @@ impl ClassicService {
         deadline: Option<tokio::time::Instant>,
         kernel: impl FnOnce(&[u8], ImageInfo, &mut [u8]) -> nlimage_core::Result<()> + Send + 'static,
     ) -> Result<NlImage, Status> {
-        // The request's pixels are in memory already; the answer will be too.
-        let _permit = self
-            .shared
-            .admission
-            .admit((info.byte_len() + out_info.byte_len()) as u64, deadline)
-            .await?;
+        // The memory of the message and the answer was reserved before the
+        // message was read (`middleware::classic_admission`); the kernel
+        // needs a worker.
+        let _slot = self.shared.admission.admit(0, deadline).await?;
         let data = img.data;
         let out = self
             .shared
