@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use nlimage_core::Limits;
 
-pub use crate::middleware::compression::ResponseCompression;
 use crate::middleware::classic_admission::{FRAMING, MessageLimit};
+pub use crate::middleware::compression::ResponseCompression;
 
 /// Largest pixel chunk a Process message may carry (the contract's 1 MiB);
 /// output chunks are cut to the same size.
@@ -76,7 +76,11 @@ impl Config {
     /// The largest classic message: a color image of `--max-pixels` plus its
     /// framing, or the `--max-message-mib` ceiling if that is lower.
     pub fn classic_message_limit(&self) -> MessageLimit {
-        let by_pixels = self.limits.max_pixels.saturating_mul(3).saturating_add(FRAMING);
+        let by_pixels = self
+            .limits
+            .max_pixels
+            .saturating_mul(3)
+            .saturating_add(FRAMING);
         match self.max_message_bytes {
             Some(ceiling) if ceiling < by_pixels => MessageLimit {
                 bytes: ceiling,

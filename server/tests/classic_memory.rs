@@ -31,8 +31,13 @@ async fn an_8192_square_gray_mean_filter_passes_with_default_flags() {
     let mut client = common::classic(&server).await;
     let img = gray(8192, 8192, 7);
     let want = mean3x3(
-        &ImageBuf::from_raw(8192, 8192, nlimage_core::PixelFormat::Gray8, img.data.to_vec())
-            .unwrap(),
+        &ImageBuf::from_raw(
+            8192,
+            8192,
+            nlimage_core::PixelFormat::Gray8,
+            img.data.to_vec(),
+        )
+        .unwrap(),
     )
     .unwrap();
     let out = client.mean_filter(img).await.unwrap().into_inner();
@@ -44,7 +49,9 @@ async fn an_8192_square_gray_mean_filter_passes_with_default_flags() {
 async fn a_288_mb_rgb_rotation_passes_with_default_flags() {
     let (w, h) = (12000usize, 8000usize);
     let server = common::server(Config::default()).await;
-    let mut client = common::classic(&server).await.max_decoding_message_size(300 << 20)
+    let mut client = common::classic(&server)
+        .await
+        .max_decoding_message_size(300 << 20)
         .max_encoding_message_size(300 << 20);
     let data = common::noise(w * h * 3, 11);
     let img = NlImage {
@@ -89,7 +96,8 @@ async fn status_of_prefix_only(addr: std::net::SocketAddr, prefix: [u8; 5]) -> (
         .body(())
         .unwrap();
     let (response, mut send) = client.send_request(request, false).unwrap();
-    send.send_data(Bytes::copy_from_slice(&prefix), false).unwrap();
+    send.send_data(Bytes::copy_from_slice(&prefix), false)
+        .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await
         .expect("answered without the body")
@@ -136,7 +144,11 @@ async fn a_message_over_the_image_limits_is_refused_before_its_body_is_read() {
     .await;
     // Claims a 1 MiB message; a 1000-pixel RGB image is at most 3000 bytes.
     let (code, message) = status_of_prefix_only(server.addr(), [0, 0, 0x10, 0, 0]).await;
-    assert_eq!(code, (Code::ResourceExhausted as i32).to_string(), "{message}");
+    assert_eq!(
+        code,
+        (Code::ResourceExhausted as i32).to_string(),
+        "{message}"
+    );
     assert!(message.contains("1048576 bytes"), "{message}");
     assert!(message.contains("--max-pixels"), "{message}");
     // A hard ceiling below the limits names its own flag.
@@ -146,7 +158,11 @@ async fn a_message_over_the_image_limits_is_refused_before_its_body_is_read() {
     })
     .await;
     let (code, message) = status_of_prefix_only(capped.addr(), [0, 0, 0, 1, 0]).await;
-    assert_eq!(code, (Code::ResourceExhausted as i32).to_string(), "{message}");
+    assert_eq!(
+        code,
+        (Code::ResourceExhausted as i32).to_string(),
+        "{message}"
+    );
     assert!(message.contains("--max-message-mib"), "{message}");
 }
 
@@ -171,7 +187,10 @@ async fn a_message_that_does_not_fit_the_budget_yet_waits_for_it_unread() {
     let e = classic.mean_filter(gray(2500, 2000, 1)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
     assert!(e.message().contains("did not come free"), "{}", e.message());
-    assert!(started.elapsed() >= Duration::from_millis(1900), "it waited");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "it waited"
+    );
     // The same call, with the stream closed while it waits, goes through.
     let img = gray(2500, 2000, 2);
     let want = mean3x3(

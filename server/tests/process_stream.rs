@@ -338,5 +338,9 @@ async fn a_rotation_over_the_memory_budget_spills_instead_of_failing() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
-    assert!(e.message().contains("--memory-budget-mib"), "{}", e.message());
+    assert!(
+        e.message().contains("--memory-budget-mib"),
+        "{}",
+        e.message()
+    );
 }

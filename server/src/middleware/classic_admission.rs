@@ -98,11 +98,7 @@ fn mib(bytes: u64) -> String {
 pub fn reservation(compressed: bool, len: u64, answer_compressed: bool, limit: u64) -> u64 {
     // Uncompressed: the message is the image; compressed: it may decompress
     // to anything up to the limit.
-    let (received, image) = if compressed {
-        (len, limit)
-    } else {
-        (0, len)
-    };
+    let (received, image) = if compressed { (len, limit) } else { (0, len) };
     let answer = if answer_compressed { image } else { 0 };
     received
         .saturating_add(image.saturating_mul(2))
@@ -144,10 +140,7 @@ impl<S> ClassicAdmission<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
 {
-    async fn admit(
-        mut self,
-        req: http::Request<Body>,
-    ) -> Result<http::Response<Body>, Infallible> {
+    async fn admit(mut self, req: http::Request<Body>) -> Result<http::Response<Body>, Infallible> {
         let method = method(req.uri().path());
         let metadata = MetadataMap::from_headers(req.headers().clone());
         let refused = |status: Status| {

@@ -123,3 +123,61 @@ pub async fn read_chunks(inbound: &mut tonic::Streaming<nlimage::v1::ProcessResp
     }
     out
 }
+
+/// What a raw HTTP/2 gRPC call got back: headers, body bytes and trailers.
+pub struct Raw {
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub trailers: http::HeaderMap,
+}
+
+/// One gRPC call made with the bare `h2` crate, as a stock client of another
+/// language would make it: `extra` request headers, then `body` (already
+/// framed) and the end of the stream.
+pub async fn raw_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &[(&'static str, &'static str)],
+    body: Vec<u8>,
+) -> Raw {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let (response, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    send.send_data(body.into(), true).unwrap();
+    let response = response.await.unwrap();
+    let headers = response.headers().clone();
+    let mut recv = response.into_body();
+    let mut body = Vec::new();
+    while let Some(data) = recv.data().await {
+        let data = data.unwrap();
+        let _ = recv.flow_control().release_capacity(data.len());
+        body.extend_from_slice(&data);
+    }
+    let trailers = recv.trailers().await.unwrap().unwrap_or_default();
+    Raw {
+        headers,
+        body,
+        trailers,
+    }
+}
+
+/// `msg` framed as one uncompressed gRPC message.
+pub fn frame(msg: &impl prost::Message) -> Vec<u8> {
+    let bytes = msg.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&bytes);
+    out
+}

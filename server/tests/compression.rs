@@ -1,0 +1,119 @@
+//! Compression is a choice, never a tax: a stock client that merely accepts
+//! gzip (as grpcio does by default) gets uncompressed answers; a client that
+//! compressed its request gets its answer in the same encoding; the operator
+//! may turn compression on with `--response-compression`.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use nlimage::classic::NlImage;
+use nlimage_server::{Config, ResponseCompression};
+use prost::Message;
+
+const GRPCIO_ACCEPT: (&str, &str) = ("grpc-accept-encoding", "identity,deflate,gzip");
+
+fn image() -> NlImage {
+    NlImage {
+        color: false,
+        data: vec![7u8; 64 * 64].into(),
+        width: 64,
+        height: 64,
+    }
+}
+
+/// The answer's message, decompressed if its flag says so.
+fn answer(raw: &common::Raw) -> NlImage {
+    assert_eq!(
+        raw.trailers.get("grpc-status").unwrap(),
+        "0",
+        "{:?}",
+        raw.trailers
+    );
+    let len = u32::from_be_bytes(raw.body[1..5].try_into().unwrap()) as usize;
+    let payload = &raw.body[5..5 + len];
+    let bytes = if raw.body[0] == 1 {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(payload)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        payload.to_vec()
+    };
+    NlImage::decode(&bytes[..]).unwrap()
+}
+
+fn encoding(raw: &common::Raw) -> Option<&str> {
+    raw.headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap())
+        .filter(|e| *e != "identity")
+}
+
+#[tokio::test]
+async fn a_client_that_only_accepts_gzip_gets_raw_pixels() {
+    let server = common::server(Config::default()).await;
+    for path in ["/NLImageService/MeanFilter"] {
+        let raw = common::raw_call(
+            server.addr(),
+            path,
+            &[GRPCIO_ACCEPT],
+            common::frame(&image()),
+        )
+        .await;
+        assert_eq!(encoding(&raw), None);
+        assert_eq!(raw.body[0], 0, "the message is not compressed");
+        assert_eq!(answer(&raw).data.len(), 64 * 64);
+    }
+}
+
+#[tokio::test]
+async fn a_compressed_request_gets_a_compressed_answer() {
+    let server = common::server(Config::default()).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&image().encode_to_vec()).unwrap();
+    let payload = gz.finish().unwrap();
+    let mut body = vec![1u8];
+    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    body.extend_from_slice(&payload);
+    let raw = common::raw_call(
+        server.addr(),
+        "/NLImageService/MeanFilter",
+        &[GRPCIO_ACCEPT, ("grpc-encoding", "gzip")],
+        body,
+    )
+    .await;
+    assert_eq!(encoding(&raw), Some("gzip"));
+    assert_eq!(raw.body[0], 1);
+    assert_eq!(answer(&raw).data[..], [7u8; 64 * 64][..]);
+}
+
+#[tokio::test]
+async fn the_operator_can_turn_response_compression_on() {
+    let server = common::server(Config {
+        response_compression: ResponseCompression::Gzip,
+        ..Config::default()
+    })
+    .await;
+    let raw = common::raw_call(
+        server.addr(),
+        "/NLImageService/MeanFilter",
+        &[GRPCIO_ACCEPT],
+        common::frame(&image()),
+    )
+    .await;
+    assert_eq!(encoding(&raw), Some("gzip"));
+    assert_eq!(raw.body[0], 1);
+    assert!(raw.body.len() < 64 * 64 / 4, "a flat image compresses");
+    assert_eq!(answer(&raw).data[..], [7u8; 64 * 64][..]);
+    // Never in an encoding the client did not list.
+    let raw = common::raw_call(
+        server.addr(),
+        "/NLImageService/MeanFilter",
+        &[("grpc-accept-encoding", "identity")],
+        common::frame(&image()),
+    )
+    .await;
+    assert_eq!(encoding(&raw), None);
+}
