@@ -33,8 +33,16 @@ pub struct ConnectArgs {
     #[arg(long, value_parser = parse_compression)]
     pub compress: Option<CompressionEncoding>,
     /// Give up on a call after this many seconds (the server stops its work too).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
     pub timeout: Option<f64>,
+}
+
+/// A positive, finite number of seconds (a usage error otherwise: exit 2).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t.is_finite() && t < 1e9 => Ok(t),
+        _ => Err("use a positive number of seconds, e.g. 30 or 0.5".into()),
+    }
 }
 
 fn parse_compression(s: &str) -> Result<CompressionEncoding, String> {
@@ -63,12 +71,16 @@ impl ConnectArgs {
             None => None,
         };
         let token = match &self.token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read '{}'", p.display()))?
+            Some(p) => {
+                let token = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the token file '{}'", p.display()))?
                     .trim()
-                    .to_owned(),
-            ),
+                    .to_owned();
+                if token.is_empty() {
+                    anyhow::bail!("the token file '{}' is empty", p.display());
+                }
+                Some(token)
+            }
             None => std::env::var("NL_TOKEN").ok().filter(|t| !t.is_empty()),
         };
         let timeout = match self.timeout {

@@ -51,6 +51,11 @@ pub enum ClientError {
     /// The address could not be parsed.
     #[error("invalid server address '{0}': expected HOST:PORT")]
     Address(String),
+    /// The bearer token cannot be sent as a header value.
+    #[error(
+        "invalid bearer token: it holds characters an HTTP header cannot carry (use printable ASCII)"
+    )]
+    Token,
     /// No connection could be made.
     #[error("cannot connect to the server at {addr}: {reason}")]
     Connect {
@@ -65,6 +70,9 @@ pub enum ClientError {
     /// The server's answer broke the protocol (a bug on its side).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A thread of this client failed (a bug on this side).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A local image or limit problem.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -155,9 +163,11 @@ impl Client {
             format!("{scheme}://{addr}")
         };
         let auth = match &options.token {
-            Some(t) => Auth(Some(format!("Bearer {t}").parse().map_err(|_| {
-                ClientError::Address("the token holds characters a header cannot".into())
-            })?)),
+            Some(t) => Auth(Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| ClientError::Token)?,
+            )),
             None => Auth(None),
         };
         let mut endpoint = Endpoint::from_shared(uri)
@@ -356,7 +366,7 @@ impl Client {
             .await;
         let decoded = decoding
             .await
-            .map_err(|e| ClientError::Protocol(format!("the decoder thread failed: {e}")))?;
+            .map_err(|e| ClientError::Internal(format!("the decoder thread failed: {e}")))?;
         decoded?; // a decode error explains whatever the server then said
         result
     }
@@ -418,7 +428,7 @@ impl Client {
         }
         let encoded = encoding
             .await
-            .map_err(|e| ClientError::Protocol(format!("the encoder thread failed: {e}")))?;
+            .map_err(|e| ClientError::Internal(format!("the encoder thread failed: {e}")))?;
         if !encoder_failed {
             received?;
         }

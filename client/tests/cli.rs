@@ -170,6 +170,11 @@ async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
         .port()
         .to_string();
     let xyz = d.join("out.xyz");
+    let bad_token = d.join("bad.token");
+    std::fs::write(&bad_token, "abc\u{7}def\n").unwrap();
+    let empty_token = d.join("empty.token");
+    std::fs::write(&empty_token, "\n").unwrap();
+    let (bt, et) = (bad_token.to_str().unwrap(), empty_token.to_str().unwrap());
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
@@ -199,6 +204,23 @@ async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
             "NINETY_DEG",
         ),
         (vec!["-o", o], 2, "--input"),
+        // Regression: a negative --timeout was an operation failure (exit 1).
+        (
+            vec!["-i", g, "-o", o, "--timeout", "-1", "--port", &p],
+            2,
+            "positive number of seconds",
+        ),
+        // Regression: a bad token was reported as an invalid server address.
+        (
+            vec!["-i", g, "-o", o, "--token-file", bt, "--port", &p],
+            1,
+            "invalid bearer token",
+        ),
+        (
+            vec!["-i", g, "-o", o, "--token-file", et, "--port", &p],
+            1,
+            "is empty",
+        ),
     ];
     for (args, code, text) in cases {
         let r = nl_client(&args);
@@ -211,7 +233,7 @@ async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
         }
         assert!(!out.exists(), "{args:?} left an output file");
         assert_eq!(
-            strays(d, &["good.png", "junk.png"]),
+            strays(d, &["good.png", "junk.png", "bad.token", "empty.token"]),
             Vec::<String>::new(),
             "{args:?} left a file"
         );

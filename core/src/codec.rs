@@ -266,7 +266,7 @@ fn encode_jpeg<W: Write>(img: &ImageBuf, out: W) -> Result<()> {
 fn map_image_error(e: ImageError) -> CoreError {
     match e {
         ImageError::Limits(l) => {
-            CoreError::LimitExceeded(format!("image is over the decoder's limits: {l}"))
+            CoreError::TooLarge(format!("image is over the decoder's limits: {l}"))
         }
         ImageError::Unsupported(u) => CoreError::Unsupported(u.to_string()),
         ImageError::IoError(io) => CoreError::Decode(io.to_string()),
@@ -382,7 +382,7 @@ mod tests {
             max_dimension: 1000,
         };
         let e = decode(buf, &tight).unwrap_err();
-        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+        assert!(matches!(e, CoreError::TooLarge(_)), "{e:?}");
     }
 
     #[test]

@@ -7,9 +7,14 @@ pub enum CoreError {
     /// The input is malformed: wrong length, zero dimension, bad stream order.
     #[error("{0}")]
     InvalidInput(String),
-    /// The input is well formed but larger than a configured limit.
+    /// The input is well formed but larger than a configured [`crate::Limits`].
     #[error("{0}")]
     LimitExceeded(String),
+    /// The input is larger than anything this machine or a decoder can hold,
+    /// whatever the configured limits (a size that overflows the address
+    /// space, a decoder's own allocation limit).
+    #[error("{0}")]
+    TooLarge(String),
     /// A format or operation that this build does not handle.
     #[error("{0}")]
     Unsupported(String),

@@ -1,8 +1,8 @@
 //! nlimage-core: pure pixel kernels and codecs.
 //!
 //! Everything here is deterministic and bit-exact: each fast kernel computes
-//! exactly what its naive reference computes (see `../shared/BRIEF.md`,
-//! section 3, and the tests). No networking, no async runtime, no filesystem:
+//! exactly what its naive reference computes (the semantics are in README.md,
+//! "The contracts", and in each kernel's module doc; the tests check them). No networking, no async runtime, no filesystem:
 //! callers hand in slices or `Read`/`Write` values.
 //!
 //! - [`pixel`]: formats, checked geometry, the owned [`ImageBuf`].

@@ -6,9 +6,11 @@
 //! images, 1 for a 1x1 image). Alpha is filtered like any other channel.
 //!
 //! Three forms compute exactly what [`mean3x3_naive`] computes: whole image
-//! ([`mean3x3`], [`mean3x3_into`], parallel over row bands), and one output
-//! row from its neighbours ([`mean3x3_row`]), which the streaming filter in
-//! [`crate::stream`] is built on.
+//! ([`mean3x3`], [`mean3x3_into`], parallel over row bands), one output row
+//! from its neighbours ([`mean3x3_row`], for callers with rows of their own),
+//! and a run of rows held in a window (`Window::filter_into`), which both the
+//! whole-image form and the streaming filter in [`crate::stream`] are built
+//! on.
 
 use rayon::prelude::*;
 

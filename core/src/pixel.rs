@@ -65,7 +65,7 @@ impl ImageInfo {
             .and_then(|p| p.checked_mul(format.channels() as u64))
             .filter(|&b| usize::try_from(b).is_ok());
         if bytes.is_none() {
-            return Err(CoreError::LimitExceeded(format!(
+            return Err(CoreError::TooLarge(format!(
                 "image is {width}x{height} {format}: its size overflows this machine's address space"
             )));
         }

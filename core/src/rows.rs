@@ -90,7 +90,7 @@ fn png_error(e: png::DecodingError) -> CoreError {
     match e {
         png::DecodingError::IoError(io) => CoreError::Decode(io.to_string()),
         png::DecodingError::LimitsExceeded => {
-            CoreError::LimitExceeded("image is over the decoder's limits".into())
+            CoreError::TooLarge("image is over the decoder's limits".into())
         }
         other => CoreError::Decode(other.to_string()),
     }
@@ -372,7 +372,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+        assert!(matches!(e, CoreError::TooLarge(_)), "{e:?}");
     }
 
     #[test]

@@ -10,9 +10,11 @@ pub fn from_core(e: CoreError) -> Status {
     match e {
         CoreError::InvalidInput(m) | CoreError::Unsupported(m) => Status::invalid_argument(m),
         CoreError::Decode(_) => Status::invalid_argument(e.to_string()),
+        // Only the configured limits have flags to point at.
         CoreError::LimitExceeded(m) => {
             Status::resource_exhausted(format!("{m} (nl-server --max-pixels / --max-dimension)"))
         }
+        CoreError::TooLarge(m) => Status::resource_exhausted(m),
         CoreError::OutOfMemory(_) => {
             Status::resource_exhausted(format!("{e}: the server is short of memory"))
         }
@@ -39,6 +41,10 @@ mod tests {
         let s = from_core(CoreError::LimitExceeded("too big".into()));
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert!(s.message().starts_with("too big") && s.message().contains("--max-pixels"));
+        // A size no limit could allow names no flag.
+        let s = from_core(CoreError::TooLarge("overflows".into()));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "overflows");
         assert_eq!(
             from_core(CoreError::OutOfMemory(9)).code(),
             Code::ResourceExhausted
