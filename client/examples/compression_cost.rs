@@ -49,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
     let reps: usize = args.get(3).map_or(Ok(5), |r| r.parse())?;
     let img = image::open(photo)?.to_rgb8();
     let (w, h) = img.dimensions();
-    let images = [("photo", img.into_raw()), ("noise", noise((w * h * 3) as usize))];
+    let images = [
+        ("photo", img.into_raw()),
+        ("noise", noise((w * h * 3) as usize)),
+    ];
     println!("| image | encoding | answer bytes | of raw | compress ms | round trip ms |");
     println!("|---|---|---|---|---|---|");
     for (name, data) in &images {

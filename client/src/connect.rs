@@ -63,9 +63,15 @@ impl ConnectArgs {
     pub fn options(&self) -> Result<Options> {
         let tls = match &self.ca {
             Some(ca) => {
-                Some(Some(std::fs::read(ca).with_context(|| {
-                    format!("cannot read '{}'", ca.display())
-                })?))
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("cannot read the CA file '{}'", ca.display()))?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    anyhow::bail!(
+                        "'{}' holds no PEM certificate: --ca takes the CA's certificate in PEM form",
+                        ca.display()
+                    );
+                }
+                Some(Some(pem))
             }
             None if self.tls => Some(None),
             None => None,

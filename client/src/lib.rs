@@ -36,6 +36,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use tonic::codec::CompressionEncoding;
 
+mod error;
+pub use error::{ClientError, status_name};
+
 pub use nlimage_core::{CoreError, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
 
 /// Size of the pixel chunks [`Client::process`] sends (the contract allows
@@ -44,60 +47,6 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// Largest classic-contract message the client accepts.
 const MAX_CLASSIC_MESSAGE: usize = 1 << 30;
-
-/// What can go wrong talking to the server.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The address could not be parsed.
-    #[error("invalid server address '{0}': expected HOST:PORT")]
-    Address(String),
-    /// The bearer token cannot be sent as a header value.
-    #[error(
-        "invalid bearer token: it holds characters an HTTP header cannot carry (use printable ASCII)"
-    )]
-    Token,
-    /// No connection could be made.
-    #[error("cannot connect to the server at {addr}: {reason}")]
-    Connect {
-        /// The address tried.
-        addr: String,
-        /// Why it failed: the innermost cause, which is the one people can act on.
-        reason: String,
-    },
-    /// The server answered with an error status.
-    #[error("server error {}: {}", status_name(.0.code()), .0.message())]
-    Status(#[from] tonic::Status),
-    /// The server's answer broke the protocol (a bug on its side).
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// A thread of this client failed (a bug on this side).
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// A local image or limit problem.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-}
-
-/// The innermost error of a chain ("Connection refused"), not the wrappers.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-/// A status code as gRPC documents it: `INVALID_ARGUMENT`, not `InvalidArgument`.
-pub fn status_name(code: tonic::Code) -> String {
-    let mut out = String::new();
-    for (i, ch) in format!("{code:?}").chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
-    }
-    out
-}
 
 /// How to reach and talk to the server.
 #[derive(Clone, Debug, Default)]
@@ -181,21 +130,27 @@ impl Client {
         if let Some(ca) = &options.tls {
             let mut tls = ClientTlsConfig::new();
             tls = match ca {
-                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                Some(pem) => {
+                    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                        return Err(ClientError::Ca(
+                            "no PEM certificate ('-----BEGIN CERTIFICATE-----') in it".into(),
+                        ));
+                    }
+                    tls.ca_certificate(Certificate::from_pem(pem))
+                }
                 None => tls.with_webpki_roots(),
             };
             if let Some(d) = &options.tls_domain {
                 tls = tls.domain_name(d.clone());
             }
-            endpoint = endpoint.tls_config(tls).map_err(|e| ClientError::Connect {
-                addr: addr.clone(),
-                reason: root_cause(&e),
-            })?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::connect(&addr, &e, true))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
-            addr: addr.clone(),
-            reason: root_cause(&e),
-        })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ClientError::connect(&addr, &e, options.tls.is_some()))?;
         Ok(Self {
             channel,
             addr,
@@ -303,8 +258,14 @@ impl Client {
         if let Some(c) = self.options.compression {
             stub = stub.send_compressed(c).accept_compressed(c);
         }
-        let mut inbound = stub.process(self.request(requests)).await?.into_inner();
-        let info = match inbound.message().await? {
+        let tls = self.options.tls.is_some();
+        let first = |s| ClientError::first_call(s, &self.addr, tls);
+        let mut inbound = stub
+            .process(self.request(requests))
+            .await
+            .map_err(first)?
+            .into_inner();
+        let info = match inbound.message().await.map_err(first)? {
             Some(ProcessResponse {
                 message: Some(process_response::Message::Header(h)),
             }) => convert::image_info(&h).map_err(|e| {
@@ -461,23 +422,5 @@ impl ProcessOutput {
                 "the server sent a second header".into(),
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_named_as_grpc_names_them() {
-        assert_eq!(
-            status_name(tonic::Code::InvalidArgument),
-            "INVALID_ARGUMENT"
-        );
-        assert_eq!(status_name(tonic::Code::Ok), "OK");
-        assert_eq!(
-            status_name(tonic::Code::ResourceExhausted),
-            "RESOURCE_EXHAUSTED"
-        );
     }
 }
