@@ -5,7 +5,7 @@ use nlimage::classic::nl_image_rotate_request::Rotation as WireRotation;
 use nlimage::classic::nl_image_service_server::NlImageService;
 use nlimage::classic::{NlImage, NlImageRotateRequest};
 use nlimage_core::error::try_alloc;
-use nlimage_core::{ImageInfo, PixelFormat, Rotation, mean3x3_into, rotate_into};
+use nlimage_core::{ImageInfo, Limits, PixelFormat, Rotation, mean3x3_into, rotate_into};
 use tonic::{Request, Response, Status};
 
 use super::Shared;
@@ -23,37 +23,6 @@ impl ClassicService {
     /// A service running its work on `shared`'s pool within its limits.
     pub fn new(shared: Shared) -> Self {
         Self { shared }
-    }
-
-    /// Checks sizes (positive, within limits, before anything is allocated)
-    /// and that the data length matches them.
-    fn validate(&self, img: &NlImage) -> Result<ImageInfo, Status> {
-        if img.width <= 0 || img.height <= 0 {
-            return Err(invalid(format!(
-                "image is {}x{}: width and height must both be positive",
-                img.width, img.height
-            )));
-        }
-        let format = if img.color {
-            PixelFormat::Rgb8
-        } else {
-            PixelFormat::Gray8
-        };
-        let info =
-            ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
-        self.shared.limits.check(&info).map_err(from_core)?;
-        if img.data.len() != info.byte_len() {
-            return Err(invalid(format!(
-                "data holds {} bytes, but a {}x{} {} image needs {} ({} per pixel)",
-                img.data.len(),
-                img.width,
-                img.height,
-                if img.color { "color" } else { "gray" },
-                info.byte_len(),
-                info.channels()
-            )));
-        }
-        Ok(info)
     }
 
     /// Runs `kernel` over `img` (already validated as `info`) on the pool,
@@ -90,6 +59,49 @@ impl ClassicService {
     }
 }
 
+/// Checks sizes (positive, within `limits`, before anything is allocated)
+/// and that the data length matches them.
+pub fn validate(img: &NlImage, limits: &Limits) -> Result<ImageInfo, Status> {
+    if img.width <= 0 || img.height <= 0 {
+        return Err(invalid(format!(
+            "image is {}x{}: width and height must both be positive",
+            img.width, img.height
+        )));
+    }
+    let format = if img.color {
+        PixelFormat::Rgb8
+    } else {
+        PixelFormat::Gray8
+    };
+    let info = ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
+    limits.check(&info).map_err(from_core)?;
+    if img.data.len() != info.byte_len() {
+        return Err(invalid(format!(
+            "data holds {} bytes, but a {}x{} {} image needs {} ({} per pixel)",
+            img.data.len(),
+            img.width,
+            img.height,
+            if img.color { "color" } else { "gray" },
+            info.byte_len(),
+            info.channels()
+        )));
+    }
+    Ok(info)
+}
+
+/// The rotation a classic request names, or INVALID_ARGUMENT.
+pub fn rotation(wire: i32) -> Result<Rotation, Status> {
+    match WireRotation::try_from(wire) {
+        Ok(WireRotation::None) => Ok(Rotation::None),
+        Ok(WireRotation::NinetyDeg) => Ok(Rotation::Ccw90),
+        Ok(WireRotation::OneEightyDeg) => Ok(Rotation::Ccw180),
+        Ok(WireRotation::TwoSeventyDeg) => Ok(Rotation::Ccw270),
+        Err(_) => Err(invalid(format!(
+            "unknown rotation {wire}: use NONE (0), NINETY_DEG (1), ONE_EIGHTY_DEG (2) or TWO_SEVENTY_DEG (3)"
+        ))),
+    }
+}
+
 fn describe(img: &NlImage, op: &str) -> String {
     format!(
         "{}x{} {} ({} bytes) {op}",
@@ -121,22 +133,11 @@ impl NlImageService for ClassicService {
         );
         let req = request.into_inner();
         let result = async {
-            let rotation = match WireRotation::try_from(req.rotation) {
-                Ok(WireRotation::None) => Rotation::None,
-                Ok(WireRotation::NinetyDeg) => Rotation::Ccw90,
-                Ok(WireRotation::OneEightyDeg) => Rotation::Ccw180,
-                Ok(WireRotation::TwoSeventyDeg) => Rotation::Ccw270,
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "unknown rotation {}: use NONE (0), NINETY_DEG (1), ONE_EIGHTY_DEG (2) or TWO_SEVENTY_DEG (3)",
-                        req.rotation
-                    )));
-                }
-            };
+            let rotation = rotation(req.rotation)?;
             let img = req.image.ok_or_else(|| invalid("the request has no image"))?;
             log.describe(describe(&img, &format!("rotate{}", rotation.degrees())));
             log.add_in(img.data.len());
-            let info = self.validate(&img)?;
+            let info = validate(&img, &self.shared.limits)?;
             let out_info = rotation.output_info(info);
             self.apply(img, info, out_info, deadline, move |src, info, dst| {
                 rotate_into(src, info, rotation, dst)
@@ -157,7 +158,7 @@ impl NlImageService for ClassicService {
         log.describe(describe(&img, "mean3x3"));
         log.add_in(img.data.len());
         let result = async {
-            let info = self.validate(&img)?;
+            let info = validate(&img, &self.shared.limits)?;
             self.apply(img, info, info, deadline, mean3x3_into).await
         }
         .await;

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use nlimage::convert;
 use nlimage::v1::image_service_server::ImageService;
 use nlimage::v1::{ProcessRequest, ProcessResponse, process_request, process_response};
-use nlimage_core::{ImageInfo, Operation, Pipeline, Rotation};
+use nlimage_core::{ImageInfo, Limits, Operation, Pipeline, Rotation};
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -122,34 +122,8 @@ async fn start(
     log: &mut RequestLog,
     shared: &Shared,
 ) -> Result<Plan, Status> {
-    let header = match inbound.message().await? {
-        None => {
-            return Err(invalid(
-                "the stream ended before its header: send a header first",
-            ));
-        }
-        Some(ProcessRequest {
-            message: Some(process_request::Message::Header(h)),
-        }) => h,
-        Some(ProcessRequest {
-            message: Some(process_request::Message::Chunk(_)),
-        }) => {
-            return Err(invalid(
-                "the first message is a pixel chunk: send a header first",
-            ));
-        }
-        Some(ProcessRequest { message: None }) => {
-            return Err(invalid("the first message is empty: send a header first"));
-        }
-    };
-    let image = header
-        .image
-        .as_ref()
-        .ok_or_else(|| invalid("the header has no image size and format"))?;
-    let info = convert::image_info(image).map_err(from_core)?;
-    let ops = convert::operations(&header.operations).map_err(from_core)?;
+    let (info, ops) = parse_header(inbound.message().await?, &shared.limits)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
-    shared.limits.check(&info).map_err(from_core)?;
     // Streaming stages hold about two rows and a chunk each, plus the
     // chunks in flight on either side.
     let stages = ops.iter().filter(|o| **o == Operation::Mean3x3).count() as u64 + 1;
@@ -178,6 +152,67 @@ async fn start(
     })
 }
 
+/// The first message of a stream, which must be a valid header within
+/// `limits`: the input geometry and the operations.
+pub fn parse_header(
+    first: Option<ProcessRequest>,
+    limits: &Limits,
+) -> Result<(ImageInfo, Vec<Operation>), Status> {
+    let header = match first {
+        None => {
+            return Err(invalid(
+                "the stream ended before its header: send a header first",
+            ));
+        }
+        Some(ProcessRequest {
+            message: Some(process_request::Message::Header(h)),
+        }) => h,
+        Some(ProcessRequest {
+            message: Some(process_request::Message::Chunk(_)),
+        }) => {
+            return Err(invalid(
+                "the first message is a pixel chunk: send a header first",
+            ));
+        }
+        Some(ProcessRequest { message: None }) => {
+            return Err(invalid("the first message is empty: send a header first"));
+        }
+    };
+    let image = header
+        .image
+        .as_ref()
+        .ok_or_else(|| invalid("the header has no image size and format"))?;
+    let info = convert::image_info(image).map_err(from_core)?;
+    let ops = convert::operations(&header.operations).map_err(from_core)?;
+    limits.check(&info).map_err(from_core)?;
+    Ok((info, ops))
+}
+
+/// A message after the header, which must be a pixel chunk of at most
+/// [`MAX_CHUNK_BYTES`]; `received` is the pixel bytes before it.
+pub fn parse_chunk(msg: ProcessRequest, received: usize) -> Result<Bytes, Status> {
+    let chunk = match msg.message {
+        Some(process_request::Message::Chunk(c)) => c,
+        Some(process_request::Message::Header(_)) => {
+            return Err(invalid(format!(
+                "a second header arrived after {received} bytes of pixels: send exactly one header, first"
+            )));
+        }
+        None => {
+            return Err(invalid(
+                "an empty message arrived: send pixel chunks after the header",
+            ));
+        }
+    };
+    if chunk.len() > MAX_CHUNK_BYTES {
+        return Err(invalid(format!(
+            "a pixel chunk of {} bytes is over the limit of {MAX_CHUNK_BYTES} bytes: send smaller chunks",
+            chunk.len()
+        )));
+    }
+    Ok(chunk)
+}
+
 fn describe_ops(ops: &[Operation]) -> String {
     ops.iter()
         .map(ToString::to_string)
@@ -194,26 +229,7 @@ async fn drive(
     log: &mut RequestLog,
 ) -> Result<(), Status> {
     while let Some(msg) = inbound.message().await? {
-        let chunk = match msg.message {
-            Some(process_request::Message::Chunk(c)) => c,
-            Some(process_request::Message::Header(_)) => {
-                return Err(invalid(format!(
-                    "a second header arrived after {} bytes of pixels: send exactly one header, first",
-                    pipeline.received()
-                )));
-            }
-            None => {
-                return Err(invalid(
-                    "an empty message arrived: send pixel chunks after the header",
-                ));
-            }
-        };
-        if chunk.len() > MAX_CHUNK_BYTES {
-            return Err(invalid(format!(
-                "a pixel chunk of {} bytes is over the limit of {MAX_CHUNK_BYTES} bytes: send smaller chunks",
-                chunk.len()
-            )));
-        }
+        let chunk = parse_chunk(msg, pipeline.received())?;
         log.add_in(chunk.len());
         let (p, out) = shared
             .compute
