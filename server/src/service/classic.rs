@@ -134,7 +134,9 @@ impl NlImageService for ClassicService {
         let req = request.into_inner();
         let result = async {
             let rotation = rotation(req.rotation)?;
-            let img = req.image.ok_or_else(|| invalid("the request has no image"))?;
+            let img = req
+                .image
+                .ok_or_else(|| invalid("the request has no image"))?;
             log.describe(describe(&img, &format!("rotate{}", rotation.degrees())));
             log.add_in(img.data.len());
             let info = validate(&img, &self.shared.limits)?;
