@@ -115,10 +115,16 @@ pub async fn run(
     // of each is reserved from the budget before its body is read.
     let limit = config.classic_message_limit();
     let max_message = usize::try_from(limit.bytes).unwrap_or(usize::MAX);
+    // A message is decoded only if twice it fits the budget (uncompressed
+    // ones are refused before that, from their prefix): a compressed one
+    // that inflates past it is cut off by tonic, not allocated.
+    let max_decoded = usize::try_from(shared.admission.budget() / 2)
+        .unwrap_or(usize::MAX)
+        .min(max_message);
     let classic = compressed!(NlImageServiceServer::new(ClassicService::new(
         shared.clone()
     )))
-    .max_decoding_message_size(max_message)
+    .max_decoding_message_size(max_decoded)
     .max_encoding_message_size(max_message);
     let classic = CompressionPolicy::new(
         ClassicAdmission::new(classic, gate.clone(), Arc::clone(&shared.admission), limit),

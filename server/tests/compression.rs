@@ -117,3 +117,56 @@ async fn the_operator_can_turn_response_compression_on() {
     .await;
     assert_eq!(encoding(&raw), None);
 }
+
+#[tokio::test]
+async fn a_compressed_request_that_inflates_past_the_budget_is_cut_off() {
+    let server = common::server(Config {
+        memory_budget: 8 << 20,
+        ..Config::default()
+    })
+    .await;
+    // 16 MB of zeros gzip to a few KB: a decompression bomb for this budget.
+    let bomb = NlImage {
+        color: false,
+        data: vec![0u8; 4000 * 4000].into(),
+        width: 4000,
+        height: 4000,
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bomb.encode_to_vec()).unwrap();
+    let payload = gz.finish().unwrap();
+    assert!(payload.len() < 100_000);
+    let mut body = vec![1u8];
+    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    body.extend_from_slice(&payload);
+    let raw = common::raw_call(
+        server.addr(),
+        "/NLImageService/MeanFilter",
+        &[GRPCIO_ACCEPT, ("grpc-encoding", "gzip")],
+        body,
+    )
+    .await;
+    let status = raw
+        .trailers
+        .get("grpc-status")
+        .or(raw.headers.get("grpc-status"))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // tonic stops inflating at the limit: RESOURCE_EXHAUSTED, nothing allocated past it.
+    assert_eq!(
+        status,
+        (tonic::Code::ResourceExhausted as i32).to_string(),
+        "{raw:?}"
+    );
+    // The server still serves.
+    let ok = common::raw_call(
+        server.addr(),
+        "/NLImageService/MeanFilter",
+        &[GRPCIO_ACCEPT],
+        common::frame(&image()),
+    )
+    .await;
+    assert_eq!(answer(&ok).data.len(), 64 * 64);
+}

@@ -17,7 +17,9 @@
 //! and its encoded copy: `2 L`, plus `L` when the answer is compressed. A
 //! compressed request's decompressed size is unknown until it is decoded, so
 //! it reserves for the largest message it may decompress to (capped at the
-//! budget): compressed classic calls run one at a time under a small budget.
+//! budget): compressed classic calls run one at a time under a small budget,
+//! and tonic refuses to decode one that inflates past half the budget (a
+//! decompression bomb costs nothing; see `crate::run`).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -125,6 +125,7 @@ pub async fn read_chunks(inbound: &mut tonic::Streaming<nlimage::v1::ProcessResp
 }
 
 /// What a raw HTTP/2 gRPC call got back: headers, body bytes and trailers.
+#[derive(Debug)]
 pub struct Raw {
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
