@@ -291,6 +291,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reservation_takes_memory_but_no_worker() {
+        let a = Admission::new(1, 10 << 20, 4, Duration::from_millis(50));
+        let memory = a.reserve(6 << 20, None).await.unwrap();
+        assert_eq!(a.in_use(), 6 << 20);
+        // The one worker is still free ...
+        let slot = a.admit(0, None).await.unwrap();
+        assert_eq!(slot.bytes(), 0);
+        // ... and memory that is not free waits, then says which flags.
+        let e = a.reserve(6 << 20, None).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(e.message().contains("--memory-budget-mib"), "{}", e.message());
+        drop(memory);
+        assert!(a.reserve(6 << 20, None).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn a_deadline_in_the_queue_is_deadline_exceeded() {
         let a = Admission::new(1, 1 << 20, 4, Duration::from_secs(10));
         let _held = a.admit(1, None).await.unwrap();
