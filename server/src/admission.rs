@@ -301,7 +301,11 @@ mod tests {
         // ... and memory that is not free waits, then says which flags.
         let e = a.reserve(6 << 20, None).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        assert!(e.message().contains("--memory-budget-mib"), "{}", e.message());
+        assert!(
+            e.message().contains("--memory-budget-mib"),
+            "{}",
+            e.message()
+        );
         drop(memory);
         assert!(a.reserve(6 << 20, None).await.is_ok());
     }
