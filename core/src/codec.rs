@@ -382,7 +382,7 @@ mod tests {
             max_dimension: 1000,
         };
         let e = decode(buf, &tight).unwrap_err();
-        assert!(matches!(e, CoreError::TooLarge(_)), "{e:?}");
+        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
     }
 
     #[test]

@@ -372,7 +372,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(e, CoreError::TooLarge(_)), "{e:?}");
+        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! - Quarter turns of gray images: 16x16 byte-block transposes with SSE2
 //!   unpacks (x86-64 paths), scalar tiles otherwise.
-//! - Quarter turns of RGB/RGBA: scalar pixel copies in cache-sized tiles
-//!   (no byte shuffle beats a 3- or 4-byte move here; measured).
+//! - Quarter turns of RGB/RGBA: 4x4 pixel blocks (RGB widened to 32 bits
+//!   by a byte shuffle) transposed with dword unpacks (x86-64 paths), in
+//!   groups of output rows that walk the input top to bottom; scalar pixel
+//!   copies in cache-sized tiles otherwise.
 //! - Half turns of RGB: 64-byte output blocks gathered from two loads with
 //!   one AVX-512 VBMI byte permute (stored non-temporally and aligned for
 //!   images larger than the cache), else 16-pixel blocks reversed with SSSE3
@@ -71,8 +73,26 @@ pub(crate) fn rows_with(
                     }
                     quarter_turn::<1>(src, info, ccw90, first, dst)
                 }
-                3 => quarter_turn::<3>(src, info, ccw90, first, dst),
-                _ => quarter_turn::<4>(src, info, ccw90, first, dst),
+                3 => {
+                    #[cfg(target_arch = "x86_64")]
+                    if cpu >= Cpu::Ssse3 {
+                        // SAFETY: clamp() returned Ssse3 or wider.
+                        return unsafe {
+                            x86::quarter_turn_px_ssse3::<3>(src, info, ccw90, first, dst)
+                        };
+                    }
+                    quarter_turn::<3>(src, info, ccw90, first, dst)
+                }
+                _ => {
+                    #[cfg(target_arch = "x86_64")]
+                    if cpu >= Cpu::Ssse3 {
+                        // SAFETY: clamp() returned Ssse3 or wider.
+                        return unsafe {
+                            x86::quarter_turn_px_ssse3::<4>(src, info, ccw90, first, dst)
+                        };
+                    }
+                    quarter_turn::<4>(src, info, ccw90, first, dst)
+                }
             }
         }
     }
@@ -380,6 +400,123 @@ mod x86 {
             e[2 * p + 1] = _mm_unpackhi_epi64(d[p], d[8 + p]);
         }
         e
+    }
+
+    /// Output rows per group: a group walks every input row once, reading
+    /// `GROUP` pixels of it and writing one 4-pixel block into each of its
+    /// output rows, so its output rows fill sequentially and the input strip
+    /// of a band is reused from the cache by the next group (the order
+    /// OpenCV's transpose walks). Interleaved A/B on 4000x3000 RGB, 1 thread
+    /// (AVX2 machine), median of 9: groups of 4 / 8 / 16 / 64 rows 40.7 /
+    /// 27.3 / 36.6 / 28.4 ms, the scalar tiles before this kernel 42.4 ms.
+    const GROUP: usize = 8;
+
+    /// Quarter turn of an RGB (`C` = 3) or RGBA (`C` = 4) band by 4x4 pixel
+    /// blocks: each pixel is widened to 32 bits (RGB: one byte shuffle), the
+    /// block transposed with dword unpacks, and narrowed back. Output rows
+    /// left over from whole groups and the last `h % 4` output columns go
+    /// to the scalar tiles.
+    ///
+    /// # Safety
+    /// The CPU must support SSSE3.
+    #[target_feature(enable = "ssse3")]
+    pub(super) unsafe fn quarter_turn_px_ssse3<const C: usize>(
+        src: &[u8],
+        info: ImageInfo,
+        ccw90: bool,
+        first: usize,
+        dst: &mut [u8],
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let (src_row, out_row) = (w * C, h * C);
+        let rows = dst.len() / out_row;
+        let group = GROUP;
+        let groups = rows / group;
+        let h4 = h / 4 * 4;
+        let widen = _mm_setr_epi8(0, 1, 2, -128, 3, 4, 5, -128, 6, 7, 8, -128, 9, 10, 11, -128);
+        let narrow = _mm_setr_epi8(
+            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -128, -128, -128, -128,
+        );
+        // Loads read 16 bytes for an RGB block's 12: the last input bytes
+        // are read through a copy instead.
+        let load = |s: usize| -> __m128i {
+            let v = if s + 16 <= src.len() {
+                let line: &[u8; 16] = src[s..s + 16].try_into().expect("16 bytes");
+                // SAFETY: `line` is a 16-byte array.
+                unsafe { _mm_loadu_si128(line.as_ptr().cast()) }
+            } else {
+                let mut tmp = [0u8; 16];
+                tmp[..4 * C].copy_from_slice(&src[s..s + 4 * C]);
+                // SAFETY: `tmp` is a 16-byte array.
+                unsafe { _mm_loadu_si128(tmp.as_ptr().cast()) }
+            };
+            if C == 3 {
+                _mm_shuffle_epi8(v, widen)
+            } else {
+                v
+            }
+        };
+        for g in 0..groups {
+            let r0 = first + group * g; // first output row of the group
+            // Input columns x0..x0+GROUP map to the group's output rows.
+            let x0 = if ccw90 { w - group - r0 } else { r0 };
+            for y0 in (0..h4).step_by(4) {
+                // Input rows of output columns y0..y0+4, in that order.
+                let sr: [usize; 4] =
+                    std::array::from_fn(|i| if ccw90 { y0 + i } else { h - 1 - (y0 + i) });
+                for q in 0..group / 4 {
+                    let xq = x0 + 4 * q;
+                    let a: [__m128i; 4] = std::array::from_fn(|i| load(sr[i] * src_row + xq * C));
+                    let t0 = _mm_unpacklo_epi32(a[0], a[1]);
+                    let t1 = _mm_unpacklo_epi32(a[2], a[3]);
+                    let t2 = _mm_unpackhi_epi32(a[0], a[1]);
+                    let t3 = _mm_unpackhi_epi32(a[2], a[3]);
+                    // cols[j]: input column xq + j, for output columns y0..y0+4.
+                    let cols = [
+                        _mm_unpacklo_epi64(t0, t1),
+                        _mm_unpackhi_epi64(t0, t1),
+                        _mm_unpacklo_epi64(t2, t3),
+                        _mm_unpackhi_epi64(t2, t3),
+                    ];
+                    for (j, v) in cols.into_iter().enumerate() {
+                        // Input column xq + j is output row w-1-(xq+j) (90) or xq+j (270).
+                        let r = if ccw90 { w - 1 - (xq + j) } else { xq + j };
+                        let o = (r - first) * out_row + y0 * C;
+                        if C == 3 {
+                            let v = _mm_shuffle_epi8(v, narrow);
+                            if o + 16 <= (r - first + 1) * out_row {
+                                // The 4 bytes past the block are written
+                                // again by the next block of this row.
+                                let cell: &mut [u8; 16] =
+                                    (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                                // SAFETY: `cell` is a 16-byte array.
+                                unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
+                            } else {
+                                let mut tmp = [0u8; 16];
+                                // SAFETY: `tmp` is a 16-byte array.
+                                unsafe { _mm_storeu_si128(tmp.as_mut_ptr().cast(), v) };
+                                dst[o..o + 12].copy_from_slice(&tmp[..12]);
+                            }
+                        } else {
+                            let cell: &mut [u8; 16] =
+                                (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                            // SAFETY: `cell` is a 16-byte array.
+                            unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
+                        }
+                    }
+                }
+            }
+        }
+        // The last h % 4 output columns of the grouped rows, then every
+        // column of the leftover rows.
+        let grouped = groups * group * out_row;
+        let (head, tail) = dst.split_at_mut(grouped);
+        if h4 < h && groups > 0 {
+            quarter_turn_cols::<C>(src, info, ccw90, first, head, h4, h);
+        }
+        if !tail.is_empty() {
+            quarter_turn_cols::<C>(src, info, ccw90, first + groups * group, tail, 0, h);
+        }
     }
 
     /// Quarter turn of a gray band by 16x16 transposes; the ragged right and
