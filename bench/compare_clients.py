@@ -24,6 +24,7 @@ times MeanFilter on a photo and on noise against nl-server with
 default) and reports the bytes each encoding makes of the answer.
 """
 import argparse
+import contextlib
 import gzip
 import os
 import signal
@@ -135,7 +136,9 @@ def start(cmd, port):
     sys.exit(f"server did not start: {' '.join(cmd)}")
 
 
+@contextlib.contextmanager
 def servers(names, nl_args=()):
+    """Starts each named server in its own process; stops them on exit."""
     procs, ports = [], {}
     for name in names:
         port = free_port()
@@ -147,7 +150,12 @@ def servers(names, nl_args=()):
             cmd = [sys.executable, os.path.abspath(__file__), "--serve", name, "--port", str(port)]
         procs.append(start(cmd, port))
         ports[name] = port
-    return procs, ports
+    try:
+        yield procs, ports
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
 
 
 def calls(pb, port):
@@ -177,8 +185,7 @@ def median(xs):
 
 def roundtrips(args, pb):
     names = ["floor", "nl-server", "numpy"]
-    procs, ports = servers(names)
-    try:
+    with servers(names) as (procs, ports):
         stubs_by = {n: calls(pb, ports[n]) for n in names}
         rng = np.random.default_rng(1)
         cases = []
@@ -205,10 +212,6 @@ def roundtrips(args, pb):
         for case, _, _ in cases:
             f, n, p = (median(times[(case, k)]) for k in names)
             print(f"| {case} | {f:.0f} | {n:.0f} | {p:.0f} | **{n / f:.2f}x** | {p / n:.2f}x |")
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
 
 
 def compression(args, pb):
@@ -226,8 +229,7 @@ def compression(args, pb):
     print("| image | --response-compression | round trip ms | answer bytes | of raw |")
     print("|---|---|---|---|---|")
     for mode in ["none", "gzip"]:
-        procs, ports = servers(["nl-server"], ["--response-compression", mode])
-        try:
+        with servers(["nl-server"], ["--response-compression", mode]) as (procs, ports):
             _, _, mean = calls(pb, ports["nl-server"])
             for name, (w, h, pixels) in images.items():
                 req = pb.NLImage(color=True, data=pixels, width=w, height=h)
@@ -240,10 +242,6 @@ def compression(args, pb):
                 raw = len(resp.SerializeToString())
                 wire = raw if mode == "none" else len(gzip.compress(resp.SerializeToString(), 6))
                 print(f"| {name} | {mode} | {median(ts):.0f} | {wire:,} | {wire / raw:.0%} |")
-        finally:
-            for p in procs:
-                p.terminate()
-                p.wait()
 
 
 def memory(args, pb):
@@ -251,8 +249,7 @@ def memory(args, pb):
     budget: outcomes, and the server's peak RSS (VmHWM) against the budget."""
     w, h = 8000, 6000
     budget = args.budget_mib
-    procs, ports = servers(["nl-server"], ["--memory-budget-mib", str(budget)])
-    try:
+    with servers(["nl-server"], ["--memory-budget-mib", str(budget)]) as (procs, ports):
         pid = procs[0].pid
         img = pb.NLImage(color=True, data=np.random.default_rng(3).integers(0, 256, w * h * 3, np.uint8).tobytes(), width=w, height=h)
         _, _, mean = calls(pb, ports["nl-server"])
@@ -277,10 +274,6 @@ def memory(args, pb):
         print("| outcomes | wall s | server peak RSS MiB | budget + 256 MiB |")
         print("|---|---|---|---|")
         print(f"| {', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))} | {wall:.1f} | {hwm:.0f} | {budget + 256} |")
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
 
 
 def main():

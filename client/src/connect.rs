@@ -65,12 +65,6 @@ impl ConnectArgs {
             Some(ca) => {
                 let pem = std::fs::read(ca)
                     .with_context(|| format!("cannot read the CA file '{}'", ca.display()))?;
-                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                    anyhow::bail!(
-                        "'{}' holds no PEM certificate: --ca takes the CA's certificate in PEM form",
-                        ca.display()
-                    );
-                }
                 Some(Some(pem))
             }
             None if self.tls => Some(None),
@@ -105,6 +99,14 @@ impl ConnectArgs {
 
     /// Connects as the flags say.
     pub async fn connect(&self) -> Result<Client> {
-        Ok(Client::connect_with(self.addr(), self.options()?).await?)
+        match Client::connect_with(self.addr(), self.options()?).await {
+            Ok(c) => Ok(c),
+            // The library checks the CA; the flags know its file.
+            Err(e @ nlimage_client::ClientError::Ca(_)) => {
+                let file = self.ca.as_deref().unwrap_or(std::path::Path::new("?"));
+                Err(anyhow::Error::new(e).context(format!("--ca '{}'", file.display())))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

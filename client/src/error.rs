@@ -15,7 +15,7 @@ pub enum ClientError {
     )]
     Token,
     /// The CA certificate given for TLS is unusable.
-    #[error("invalid CA certificate: {0}")]
+    #[error("invalid CA certificate: {0}: --ca takes the CA's certificate in PEM form")]
     Ca(String),
     /// No connection could be made, or the first call found the two sides
     /// speaking different protocols.

@@ -221,6 +221,12 @@ async fn failures_exit_non_zero_with_one_line_and_no_output_file() {
             1,
             "is empty",
         ),
+        // The library checks the CA; the CLI names the file.
+        (
+            vec!["-i", g, "-o", o, "--ca", j, "--port", &p],
+            1,
+            "no PEM certificate",
+        ),
     ];
     for (args, code, text) in cases {
         let r = nl_client(&args);

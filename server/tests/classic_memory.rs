@@ -84,18 +84,7 @@ async fn a_288_mb_rgb_rotation_passes_with_default_flags() {
 /// The gRPC status of a raw HTTP/2 request that sends only `prefix` and
 /// keeps its stream open: a server that waited for the body would hang.
 async fn status_of_prefix_only(addr: std::net::SocketAddr, prefix: [u8; 5]) -> (String, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}/NLImageService/MeanFilter"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
+    let (response, mut send) = common::raw_open(addr, "/NLImageService/MeanFilter", &[]).await;
     send.send_data(Bytes::copy_from_slice(&prefix), false)
         .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), response)

@@ -430,8 +430,7 @@ mod x86 {
         let (w, h) = (info.width() as usize, info.height() as usize);
         let (src_row, out_row) = (w * C, h * C);
         let rows = dst.len() / out_row;
-        let group = GROUP;
-        let groups = rows / group;
+        let groups = rows / GROUP;
         let h4 = h / 4 * 4;
         let widen = _mm_setr_epi8(0, 1, 2, -128, 3, 4, 5, -128, 6, 7, 8, -128, 9, 10, 11, -128);
         let narrow = _mm_setr_epi8(
@@ -457,14 +456,14 @@ mod x86 {
             }
         };
         for g in 0..groups {
-            let r0 = first + group * g; // first output row of the group
+            let r0 = first + GROUP * g; // first output row of the group
             // Input columns x0..x0+GROUP map to the group's output rows.
-            let x0 = if ccw90 { w - group - r0 } else { r0 };
+            let x0 = if ccw90 { w - GROUP - r0 } else { r0 };
             for y0 in (0..h4).step_by(4) {
                 // Input rows of output columns y0..y0+4, in that order.
                 let sr: [usize; 4] =
                     std::array::from_fn(|i| if ccw90 { y0 + i } else { h - 1 - (y0 + i) });
-                for q in 0..group / 4 {
+                for q in 0..GROUP / 4 {
                     let xq = x0 + 4 * q;
                     let a: [__m128i; 4] = std::array::from_fn(|i| load(sr[i] * src_row + xq * C));
                     let t0 = _mm_unpacklo_epi32(a[0], a[1]);
@@ -507,15 +506,28 @@ mod x86 {
                 }
             }
         }
-        // The last h % 4 output columns of the grouped rows, then every
-        // column of the leftover rows.
-        let grouped = groups * group * out_row;
-        let (head, tail) = dst.split_at_mut(grouped);
-        if h4 < h && groups > 0 {
-            quarter_turn_cols::<C>(src, info, ccw90, first, head, h4, h);
+        leftovers::<C>(src, info, ccw90, first, dst, groups * GROUP, h4);
+    }
+
+    /// The scalar rest of a blocked quarter turn: output columns `covered..`
+    /// of the first `grouped` rows of `dst`, then every column of its
+    /// remaining rows.
+    fn leftovers<const C: usize>(
+        src: &[u8],
+        info: ImageInfo,
+        ccw90: bool,
+        first: usize,
+        dst: &mut [u8],
+        grouped: usize,
+        covered: usize,
+    ) {
+        let h = info.height() as usize;
+        let (head, tail) = dst.split_at_mut(grouped * h * C);
+        if covered < h && grouped > 0 {
+            quarter_turn_cols::<C>(src, info, ccw90, first, head, covered, h);
         }
         if !tail.is_empty() {
-            quarter_turn_cols::<C>(src, info, ccw90, first + groups * group, tail, 0, h);
+            quarter_turn_cols::<C>(src, info, ccw90, first + grouped, tail, 0, h);
         }
     }
 
@@ -567,13 +579,6 @@ mod x86 {
         }
         // Bottom strip of the output columns (h % 16) for the grouped rows,
         // then every column of the leftover rows.
-        let grouped = groups * 16 * out_row;
-        let (head, tail) = dst.split_at_mut(grouped);
-        if hb < h && groups > 0 {
-            quarter_turn_cols::<1>(src, info, ccw90, first, head, hb, h);
-        }
-        if !tail.is_empty() {
-            quarter_turn_cols::<1>(src, info, ccw90, first + groups * 16, tail, 0, h);
-        }
+        leftovers::<1>(src, info, ccw90, first, dst, groups * 16, hb);
     }
 }

@@ -36,7 +36,7 @@ use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tower_service::Service;
 
-use super::{PREFIX_WAIT, refuse};
+use super::PREFIX_WAIT;
 use crate::admission::{Admission, Permit};
 use crate::gate::{self, Gate};
 use crate::log::RequestLog;
@@ -147,7 +147,7 @@ where
         let metadata = MetadataMap::from_headers(req.headers().clone());
         let refused = |status: Status| {
             RequestLog::start(method, gate::request_id(&metadata)).finish(Err(&status));
-            Ok(refuse(status))
+            Ok(status.into_http())
         };
         // Draining and the token first: nothing is read before they pass.
         if let Err(status) = self.gate.check(&metadata) {

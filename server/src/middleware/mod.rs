@@ -7,12 +7,5 @@ pub mod compression;
 
 use std::time::Duration;
 
-use tonic::body::Body;
-
-/// An `http::Response` carrying `status` as a gRPC error (trailers-only).
-fn refuse(status: tonic::Status) -> http::Response<Body> {
-    status.into_http()
-}
-
 /// The bound on waiting for a request's first bytes when it has no deadline.
 const PREFIX_WAIT: Duration = Duration::from_secs(60);

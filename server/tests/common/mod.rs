@@ -141,21 +141,7 @@ pub async fn raw_call(
     extra: &[(&'static str, &'static str)],
     body: Vec<u8>,
 ) -> Raw {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers");
-    for (k, v) in extra {
-        request = request.header(*k, *v);
-    }
-    let (response, mut send) = client
-        .send_request(request.body(()).unwrap(), false)
-        .unwrap();
+    let (response, mut send) = raw_open(addr, path, extra).await;
     send.send_data(body.into(), true).unwrap();
     let response = response.await.unwrap();
     let headers = response.headers().clone();
@@ -172,6 +158,43 @@ pub async fn raw_call(
         body,
         trailers,
     }
+}
+
+/// Opens a gRPC call with the bare `h2` crate: its response, and the stream
+/// to send the (framed) request body on.
+pub async fn raw_open(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &[(&'static str, &'static str)],
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap()
+}
+
+/// `msg` gzip-compressed at `level` and framed as one compressed gRPC
+/// message.
+pub fn frame_gzip(msg: &impl prost::Message, level: flate2::Compression) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+    gz.write_all(&msg.encode_to_vec()).unwrap();
+    let payload = gz.finish().unwrap();
+    let mut out = vec![1u8];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
 }
 
 /// `msg` framed as one uncompressed gRPC message.
