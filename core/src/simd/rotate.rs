@@ -23,6 +23,12 @@ use crate::rotate::Rotation;
 /// measured best of 8/16/32 x 16..128 on 4096x3072 RGB.
 const TILE_ROWS: usize = 16;
 
+/// EXPERIMENT (temporary): tuning knobs.
+pub static EXP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+fn exp() -> usize {
+    EXP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Computes the output rows of `dst` (see the module docs); `nontemporal`
 /// lets a kernel that can write with non-temporal stores do so (the caller
 /// fences before another thread reads `dst`).
@@ -104,8 +110,8 @@ pub(crate) fn band_rows(info: ImageInfo, rotation: Rotation) -> usize {
     match rotation {
         // Gray: 256 rows, so each input row read is four whole cache lines
         // and the page walks of the strided reads are amortised over them.
-        Rotation::Ccw90 | Rotation::Ccw270 if info.channels() == 1 => 128,
-        Rotation::Ccw90 | Rotation::Ccw270 => 64,
+        Rotation::Ccw90 | Rotation::Ccw270 if exp() >= 10_000_000 => exp() / 10_000_000 * 64,
+        Rotation::Ccw90 | Rotation::Ccw270 => 512,
         _ => (128 * 1024 / info.row_bytes()).clamp(1, 256),
     }
 }
@@ -402,20 +408,10 @@ mod x86 {
         e
     }
 
-    /// Output rows per group: a group walks every input row once, reading
-    /// `GROUP` pixels of it and writing one 4-pixel block into each of its
-    /// output rows, so its output rows fill sequentially and the input strip
-    /// of a band is reused from the cache by the next group (the order
-    /// OpenCV's transpose walks). Interleaved A/B on 4000x3000 RGB, 1 thread
-    /// (AVX2 machine), median of 9: groups of 4 / 8 / 16 / 64 rows 40.7 /
-    /// 27.3 / 36.6 / 28.4 ms, the scalar tiles before this kernel 42.4 ms.
-    const GROUP: usize = 8;
-
     /// Quarter turn of an RGB (`C` = 3) or RGBA (`C` = 4) band by 4x4 pixel
     /// blocks: each pixel is widened to 32 bits (RGB: one byte shuffle), the
-    /// block transposed with dword unpacks, and narrowed back. Output rows
-    /// left over from whole groups and the last `h % 4` output columns go
-    /// to the scalar tiles.
+    /// block transposed with dword unpacks, and narrowed back; blocks are
+    /// visited in the order of [`walk_blocks`].
     ///
     /// # Safety
     /// The CPU must support SSSE3.
@@ -429,9 +425,6 @@ mod x86 {
     ) {
         let (w, h) = (info.width() as usize, info.height() as usize);
         let (src_row, out_row) = (w * C, h * C);
-        let rows = dst.len() / out_row;
-        let groups = rows / GROUP;
-        let h4 = h / 4 * 4;
         let widen = _mm_setr_epi8(0, 1, 2, -128, 3, 4, 5, -128, 6, 7, 8, -128, 9, 10, 11, -128);
         let narrow = _mm_setr_epi8(
             0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -128, -128, -128, -128,
@@ -455,58 +448,135 @@ mod x86 {
                 v
             }
         };
-        for g in 0..groups {
-            let r0 = first + GROUP * g; // first output row of the group
-            // Input columns x0..x0+GROUP map to the group's output rows.
-            let x0 = if ccw90 { w - GROUP - r0 } else { r0 };
-            for y0 in (0..h4).step_by(4) {
-                // Input rows of output columns y0..y0+4, in that order.
-                let sr: [usize; 4] =
-                    std::array::from_fn(|i| if ccw90 { y0 + i } else { h - 1 - (y0 + i) });
-                for q in 0..GROUP / 4 {
-                    let xq = x0 + 4 * q;
-                    let a: [__m128i; 4] = std::array::from_fn(|i| load(sr[i] * src_row + xq * C));
-                    let t0 = _mm_unpacklo_epi32(a[0], a[1]);
-                    let t1 = _mm_unpacklo_epi32(a[2], a[3]);
-                    let t2 = _mm_unpackhi_epi32(a[0], a[1]);
-                    let t3 = _mm_unpackhi_epi32(a[2], a[3]);
-                    // cols[j]: input column xq + j, for output columns y0..y0+4.
-                    let cols = [
-                        _mm_unpacklo_epi64(t0, t1),
-                        _mm_unpackhi_epi64(t0, t1),
-                        _mm_unpacklo_epi64(t2, t3),
-                        _mm_unpackhi_epi64(t2, t3),
-                    ];
-                    for (j, v) in cols.into_iter().enumerate() {
-                        // Input column xq + j is output row w-1-(xq+j) (90) or xq+j (270).
-                        let r = if ccw90 { w - 1 - (xq + j) } else { xq + j };
-                        let o = (r - first) * out_row + y0 * C;
-                        if C == 3 {
-                            let v = _mm_shuffle_epi8(v, narrow);
-                            if o + 16 <= (r - first + 1) * out_row {
-                                // The 4 bytes past the block are written
-                                // again by the next block of this row.
-                                let cell: &mut [u8; 16] =
-                                    (&mut dst[o..o + 16]).try_into().expect("16 bytes");
-                                // SAFETY: `cell` is a 16-byte array.
-                                unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
-                            } else {
-                                let mut tmp = [0u8; 16];
-                                // SAFETY: `tmp` is a 16-byte array.
-                                unsafe { _mm_storeu_si128(tmp.as_mut_ptr().cast(), v) };
-                                dst[o..o + 12].copy_from_slice(&tmp[..12]);
+        walk_blocks::<4, C>(src, info, ccw90, first, dst, |dst, x0, y0| {
+            // Input rows of output columns y0..y0+4, in that order.
+            let sr: [usize; 4] =
+                std::array::from_fn(|i| if ccw90 { y0 + i } else { h - 1 - (y0 + i) });
+            let a: [__m128i; 4] = std::array::from_fn(|i| load(sr[i] * src_row + x0 * C));
+            let t0 = _mm_unpacklo_epi32(a[0], a[1]);
+            let t1 = _mm_unpacklo_epi32(a[2], a[3]);
+            let t2 = _mm_unpackhi_epi32(a[0], a[1]);
+            let t3 = _mm_unpackhi_epi32(a[2], a[3]);
+            // cols[j]: input column x0 + j, for output columns y0..y0+4.
+            let cols = [
+                _mm_unpacklo_epi64(t0, t1),
+                _mm_unpackhi_epi64(t0, t1),
+                _mm_unpacklo_epi64(t2, t3),
+                _mm_unpackhi_epi64(t2, t3),
+            ];
+            for (j, v) in cols.into_iter().enumerate() {
+                // Input column x0 + j is output row w-1-(x0+j) (90) or x0+j (270).
+                let r = if ccw90 { w - 1 - (x0 + j) } else { x0 + j };
+                let o = (r - first) * out_row + y0 * C;
+                if C == 3 {
+                    let v = _mm_shuffle_epi8(v, narrow);
+                    if y0 * 3 + 16 <= out_row {
+                        // The 4 bytes past the block, in this row, are
+                        // written again later: by the next block of the row
+                        // (tiles go left to right) or, past the last whole
+                        // block, by the scalar rest.
+                        let cell: &mut [u8; 16] =
+                            (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                        // SAFETY: `cell` is a 16-byte array.
+                        unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
+                    } else {
+                        let mut tmp = [0u8; 16];
+                        // SAFETY: `tmp` is a 16-byte array.
+                        unsafe { _mm_storeu_si128(tmp.as_mut_ptr().cast(), v) };
+                        dst[o..o + 12].copy_from_slice(&tmp[..12]);
+                    }
+                } else {
+                    let cell: &mut [u8; 16] =
+                        (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                    // SAFETY: `cell` is a 16-byte array.
+                    unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
+                }
+            }
+        });
+    }
+
+    /// Output rows per sub-band (see [`walk_blocks`]).
+    fn sub_rows(b: usize) -> usize {
+        let e = super::exp();
+        if e % 1000 != 0 { (e % 1000) * b / 4 } else { 4 * b }
+    }
+    /// Input rows per tile.
+    fn tile_rows(b: usize) -> usize {
+        let e = super::exp();
+        if (e / 1000) % 1000 != 0 { ((e / 1000) % 1000) * 4 } else { 128.max(b) }
+    }
+    fn prefetching() -> bool {
+        (super::exp() / 1_000_000) % 10 != 1
+    }
+
+    /// Runs `block(dst, x0, y0)` over every whole `B`x`B` block of a quarter
+    /// turn of output rows `first..first + dst.len() / out_row` (input
+    /// columns `x0..x0 + B`, output columns `y0..y0 + B`), then fills in the
+    /// rest (output rows past the last whole group of `B`, output columns
+    /// past the last whole block) with scalar tiles.
+    ///
+    /// The order, measured on an AVX2 machine (4000x3000 and 6000x4000 RGB,
+    /// 1 thread, interleaved A/B): the band is cut into sub-bands of
+    /// [`sub_rows`] output rows taken so that the input columns they read go
+    /// right to left (90: output rows top down; 270: bottom up; the other
+    /// way round measured 1.5-2x slower); a sub-band into tiles of
+    /// [`tile_rows`] input rows, top to bottom, so a tile's input (a few
+    /// cache lines of each of its rows) and output (a few lines of each
+    /// output row) stay in L1/L2 while they are used; within a tile, groups
+    /// of `B` output rows whose input columns go left to right, each down
+    /// the tile. The next tile's input lines are prefetched during the
+    /// tile's first group.
+    #[inline(always)]
+    fn walk_blocks<const B: usize, const C: usize>(
+        src: &[u8],
+        info: ImageInfo,
+        ccw90: bool,
+        first: usize,
+        dst: &mut [u8],
+        mut block: impl FnMut(&mut [u8], usize, usize),
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let (src_row, out_row) = (w * C, h * C);
+        let rows = dst.len() / out_row;
+        let hb = h / B * B;
+        let (sub, tile) = (sub_rows(B), tile_rows(B));
+        let pf = prefetching();
+        let subs = rows.div_ceil(sub);
+        for k in 0..subs {
+            let k = if ccw90 { k } else { subs - 1 - k };
+            let s0 = first + k * sub; // first output row of the sub-band
+            let s_rows = sub.min(first + rows - s0);
+            let groups = s_rows / B;
+            // Input columns of the sub-band's whole groups.
+            let band_x0 = if ccw90 { w - s0 - groups * B } else { s0 };
+            let band_bytes = groups * B * C;
+            for t0 in (0..hb).step_by(tile) {
+                let t1 = (t0 + tile).min(hb);
+                for gi in 0..groups {
+                    // Input columns left to right: 90 reads column w-1-r
+                    // for output row r, so its groups go bottom up.
+                    let g = if ccw90 { groups - 1 - gi } else { gi };
+                    let x0 = if ccw90 { w - s0 - (g + 1) * B } else { s0 + g * B };
+                    for y0 in (t0..t1).step_by(B) {
+                        if pf && gi == 0 && t1 < hb {
+                            for i in 0..B {
+                                let y = y0 + tile + i;
+                                if y < h {
+                                    let sr = if ccw90 { y } else { h - 1 - y };
+                                    let line = &src[sr * src_row + band_x0 * C..];
+                                    for o in (0..band_bytes).step_by(64) {
+                                        super::super::prefetch(&line[o..]);
+                                    }
+                                }
                             }
-                        } else {
-                            let cell: &mut [u8; 16] =
-                                (&mut dst[o..o + 16]).try_into().expect("16 bytes");
-                            // SAFETY: `cell` is a 16-byte array.
-                            unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
                         }
+                        block(dst, x0, y0);
                     }
                 }
             }
+            let part = &mut dst[(s0 - first) * out_row..(s0 - first + s_rows) * out_row];
+            leftovers::<C>(src, info, ccw90, s0, part, groups * B, hb);
         }
-        leftovers::<C>(src, info, ccw90, first, dst, groups * GROUP, h4);
     }
 
     /// The scalar rest of a blocked quarter turn: output columns `covered..`
@@ -531,8 +601,8 @@ mod x86 {
         }
     }
 
-    /// Quarter turn of a gray band by 16x16 transposes; the ragged right and
-    /// bottom strips fall back to scalar tiles.
+    /// Quarter turn of a gray band by 16x16 byte transposes, visited in the
+    /// order of [`walk_blocks`].
     #[target_feature(enable = "sse2")]
     pub(super) fn quarter_turn_gray_sse2(
         src: &[u8],
@@ -543,42 +613,25 @@ mod x86 {
     ) {
         let (w, h) = (info.width() as usize, info.height() as usize);
         let out_row = h; // output width = input height
-        let rows = dst.len() / out_row;
-        let groups = rows / 16; // whole groups of 16 output rows
-        let hb = h / 16 * 16; // output columns covered by whole blocks
-        // Tiles of 64 output columns (input rows) by the band's rows: each
-        // output cache line is written whole within a tile, and a tile's
-        // input and output pages stay few enough for the TLB.
-        for ty in (0..hb).step_by(64) {
-            for g in 0..groups {
-                for y0 in (ty..(ty + 64).min(hb)).step_by(16) {
-                    let r0 = first + 16 * g; // first output row of the group
-                    // Input columns x0..x0+16 map to these 16 output rows.
-                    let x0 = if ccw90 { w - 16 - r0 } else { r0 };
-                    // Output columns y0..y0+16 come from input rows: 90 reads them
-                    // top-down, 270 bottom-up (so the transpose needs no reversal).
-                    let a: [__m128i; 16] = std::array::from_fn(|i| {
-                        let sr = if ccw90 { y0 + i } else { h - 1 - (y0 + i) };
-                        let s = sr * w + x0;
-                        let line: &[u8; 16] = src[s..s + 16].try_into().expect("16 bytes");
-                        // SAFETY: `line` is a 16-byte array.
-                        unsafe { _mm_loadu_si128(line.as_ptr().cast()) }
-                    });
-                    let e = transpose16(a);
-                    // e[j] is input column x0 + j: output row w-1-x0-j (90) or x0+j (270).
-                    for (j, v) in e.iter().enumerate() {
-                        let i = if ccw90 { 15 - j } else { j } + 16 * g;
-                        let o = i * out_row + y0;
-                        let cell: &mut [u8; 16] =
-                            (&mut dst[o..o + 16]).try_into().expect("16 bytes");
-                        // SAFETY: `cell` is a 16-byte array.
-                        unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), *v) };
-                    }
-                }
+        walk_blocks::<16, 1>(src, info, ccw90, first, dst, |dst, x0, y0| {
+            // Output columns y0..y0+16 come from input rows: 90 reads them
+            // top-down, 270 bottom-up (so the transpose needs no reversal).
+            let a: [__m128i; 16] = std::array::from_fn(|i| {
+                let sr = if ccw90 { y0 + i } else { h - 1 - (y0 + i) };
+                let s = sr * w + x0;
+                let line: &[u8; 16] = src[s..s + 16].try_into().expect("16 bytes");
+                // SAFETY: `line` is a 16-byte array.
+                unsafe { _mm_loadu_si128(line.as_ptr().cast()) }
+            });
+            let e = transpose16(a);
+            // e[j] is input column x0 + j: output row w-1-x0-j (90) or x0+j (270).
+            for (j, v) in e.iter().enumerate() {
+                let r = if ccw90 { w - 1 - (x0 + j) } else { x0 + j };
+                let o = (r - first) * out_row + y0;
+                let cell: &mut [u8; 16] = (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                // SAFETY: `cell` is a 16-byte array.
+                unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), *v) };
             }
-        }
-        // Bottom strip of the output columns (h % 16) for the grouped rows,
-        // then every column of the leftover rows.
-        leftovers::<1>(src, info, ccw90, first, dst, groups * 16, hb);
+        });
     }
 }
