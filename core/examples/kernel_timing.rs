@@ -61,7 +61,10 @@ fn main() {
             continue;
         };
         if kernel == "exp" {
-            nlimage_core::simd::rotate::EXP.store(threads.parse().unwrap(), std::sync::atomic::Ordering::Relaxed);
+            nlimage_core::simd::rotate::EXP.store(
+                threads.parse().unwrap(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             writeln!(stdout.lock(), "ok").unwrap();
             continue;
         }

@@ -71,6 +71,13 @@ pub(crate) fn rows_with(
             match c {
                 1 => {
                     #[cfg(target_arch = "x86_64")]
+                    if cpu >= Cpu::Avx2 {
+                        // SAFETY: clamp() returned Avx2 or wider.
+                        return unsafe {
+                            x86::quarter_turn_gray_avx2(src, info, ccw90, first, dst)
+                        };
+                    }
+                    #[cfg(target_arch = "x86_64")]
                     if cpu >= Cpu::Ssse3 {
                         // SAFETY: SSE2 is part of every x86-64 CPU.
                         return unsafe {
@@ -81,6 +88,13 @@ pub(crate) fn rows_with(
                 }
                 3 => {
                     #[cfg(target_arch = "x86_64")]
+                    if cpu >= Cpu::Avx2 {
+                        // SAFETY: clamp() returned Avx2 or wider.
+                        return unsafe {
+                            x86::quarter_turn_px_avx2::<3>(src, info, ccw90, first, dst)
+                        };
+                    }
+                    #[cfg(target_arch = "x86_64")]
                     if cpu >= Cpu::Ssse3 {
                         // SAFETY: clamp() returned Ssse3 or wider.
                         return unsafe {
@@ -90,6 +104,13 @@ pub(crate) fn rows_with(
                     quarter_turn::<3>(src, info, ccw90, first, dst)
                 }
                 _ => {
+                    #[cfg(target_arch = "x86_64")]
+                    if cpu >= Cpu::Avx2 {
+                        // SAFETY: clamp() returned Avx2 or wider.
+                        return unsafe {
+                            x86::quarter_turn_px_avx2::<4>(src, info, ccw90, first, dst)
+                        };
+                    }
                     #[cfg(target_arch = "x86_64")]
                     if cpu >= Cpu::Ssse3 {
                         // SAFETY: clamp() returned Ssse3 or wider.
@@ -486,10 +507,133 @@ mod x86 {
                         dst[o..o + 12].copy_from_slice(&tmp[..12]);
                     }
                 } else {
-                    let cell: &mut [u8; 16] =
-                        (&mut dst[o..o + 16]).try_into().expect("16 bytes");
+                    let cell: &mut [u8; 16] = (&mut dst[o..o + 16]).try_into().expect("16 bytes");
                     // SAFETY: `cell` is a 16-byte array.
                     unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), v) };
+                }
+            }
+        });
+    }
+
+    /// Quarter turn of an RGB (`C` = 3) or RGBA (`C` = 4) band by 8x8 pixel
+    /// blocks with AVX2: each input row's 8 pixels are loaded as two
+    /// 4-pixel halves into the two lanes (RGB widened to 32 bits per pixel
+    /// by an in-lane byte shuffle), the block transposed with dword and
+    /// qword unpacks and lane permutes, and each output row's 8 pixels
+    /// narrowed back and stored; blocks are visited in the order of
+    /// [`walk_blocks`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quarter_turn_px_avx2<const C: usize>(
+        src: &[u8],
+        info: ImageInfo,
+        ccw90: bool,
+        first: usize,
+        dst: &mut [u8],
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let (src_row, out_row) = (w * C, h * C);
+        let rows = dst.len() / out_row;
+        let widen = _mm256_setr_epi8(
+            0, 1, 2, -128, 3, 4, 5, -128, 6, 7, 8, -128, 9, 10, 11, -128, 0, 1, 2, -128, 3, 4, 5,
+            -128, 6, 7, 8, -128, 9, 10, 11, -128,
+        );
+        let narrow = _mm256_setr_epi8(
+            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -128, -128, -128, -128, 0, 1, 2, 4, 5, 6, 8, 9,
+            10, 12, 13, 14, -128, -128, -128, -128,
+        );
+        // Lane 1's 12 bytes follow lane 0's.
+        let pack = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+        let (sp, len) = (src.as_ptr(), src.len());
+        // An RGB half reads 16 bytes for its 12: the image's last bytes are
+        // read through a copy.
+        let load = |s: usize| -> __m256i {
+            if s + 4 * C + 16 <= len {
+                // SAFETY: bytes s..s + 4C + 16 are inside `src` (just checked).
+                unsafe { _mm256_loadu2_m128i(sp.add(s + 4 * C).cast(), sp.add(s).cast()) }
+            } else {
+                let mut tmp = [0u8; 32];
+                tmp[..4 * C].copy_from_slice(&src[s..s + 4 * C]);
+                tmp[16..16 + 4 * C].copy_from_slice(&src[s + 4 * C..s + 8 * C]);
+                // SAFETY: `tmp` is a 32-byte array.
+                unsafe { _mm256_loadu_si256(tmp.as_ptr().cast()) }
+            }
+        };
+        walk_blocks::<8, C>(src, info, ccw90, first, dst, |dst, x0, y0| {
+            // Output column y0 + i comes from input row y0 + i (90) or
+            // h-1-(y0+i) (270): rows `s0 + i * step`, each read at x0.
+            let (s0, step) = if ccw90 {
+                (y0 * src_row + x0 * C, src_row as isize)
+            } else {
+                ((h - 1 - y0) * src_row + x0 * C, -(src_row as isize))
+            };
+            assert!(x0 + 8 <= w && y0 + 8 <= h, "block inside the image");
+            let a: [__m256i; 8] = std::array::from_fn(|i| {
+                let v = load((s0 as isize + i as isize * step) as usize);
+                if C == 3 {
+                    _mm256_shuffle_epi8(v, widen)
+                } else {
+                    v
+                }
+            });
+            // a[i]: pixels x0..x0+4 (lane 0) and x0+4..x0+8 (lane 1) of row i.
+            let t: [__m256i; 8] = std::array::from_fn(|i| {
+                let (x, y) = (a[i & !1], a[i | 1]);
+                if i & 1 == 0 {
+                    _mm256_unpacklo_epi32(x, y)
+                } else {
+                    _mm256_unpackhi_epi32(x, y)
+                }
+            });
+            // t[2k + hh]: per lane, pixels 2hh, 2hh+1 of rows 2k, 2k+1.
+            let u: [__m256i; 8] = std::array::from_fn(|i| {
+                let (g, p) = (i / 4, i % 4); // rows 4g..4g+4, pixel p of the lane
+                let (x, y) = (t[4 * g + p / 2], t[4 * g + 2 + p / 2]);
+                if p % 2 == 0 {
+                    _mm256_unpacklo_epi64(x, y)
+                } else {
+                    _mm256_unpackhi_epi64(x, y)
+                }
+            });
+            // u[4g + p]: per lane, pixel p (lane 0) or 4 + p (lane 1) of rows
+            // 4g..4g+4; the lane permutes put rows 0..8 of one pixel together.
+            let cols: [__m256i; 8] = std::array::from_fn(|j| {
+                let (x, y) = (u[j % 4], u[4 + j % 4]);
+                if j < 4 {
+                    _mm256_permute2x128_si256::<0x20>(x, y)
+                } else {
+                    _mm256_permute2x128_si256::<0x31>(x, y)
+                }
+            });
+            // Input column x0 + j is output row w-1-(x0+j) (90) or x0+j
+            // (270): offsets `o0 + j * ostep` in `dst`.
+            let (r0, ostep) = if ccw90 {
+                (w - 1 - x0, -(out_row as isize))
+            } else {
+                (x0, out_row as isize)
+            };
+            let last = if ccw90 { r0 - 7 } else { r0 + 7 };
+            assert!(
+                r0.min(last) >= first && r0.max(last) < first + rows,
+                "rows in the band"
+            );
+            let o0 = ((r0 - first) * out_row + y0 * C) as isize;
+            let dp = dst.as_mut_ptr();
+            for (j, v) in cols.into_iter().enumerate() {
+                // SAFETY: the 8 output rows are in the band and columns
+                // y0..y0+8 inside a row (asserted), so each store of the
+                // row's 8C bytes stays in `dst`.
+                unsafe {
+                    let o = dp.offset(o0 + j as isize * ostep);
+                    if C == 3 {
+                        let v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, narrow), pack);
+                        _mm_storeu_si128(o.cast(), _mm256_castsi256_si128(v));
+                        _mm_storel_epi64(o.add(16).cast(), _mm256_extracti128_si256::<1>(v));
+                    } else {
+                        _mm256_storeu_si256(o.cast(), v);
+                    }
                 }
             }
         });
@@ -498,12 +642,20 @@ mod x86 {
     /// Output rows per sub-band (see [`walk_blocks`]).
     fn sub_rows(b: usize) -> usize {
         let e = super::exp();
-        if e % 1000 != 0 { (e % 1000) * b / 4 } else { 4 * b }
+        if e % 1000 != 0 {
+            (e % 1000) * b / 4
+        } else {
+            4 * b
+        }
     }
     /// Input rows per tile.
     fn tile_rows(b: usize) -> usize {
         let e = super::exp();
-        if (e / 1000) % 1000 != 0 { ((e / 1000) % 1000) * 4 } else { 128.max(b) }
+        if (e / 1000) % 1000 != 0 {
+            ((e / 1000) % 1000) * 4
+        } else {
+            128.max(b)
+        }
     }
     fn prefetching() -> bool {
         (super::exp() / 1_000_000) % 10 != 1
@@ -543,7 +695,11 @@ mod x86 {
         let pf = prefetching();
         let subs = rows.div_ceil(sub);
         for k in 0..subs {
-            let k = if ccw90 { k } else { subs - 1 - k };
+            let k = if ccw90 != (super::exp() / 1_000_000_000 == 1) {
+                k
+            } else {
+                subs - 1 - k
+            };
             let s0 = first + k * sub; // first output row of the sub-band
             let s_rows = sub.min(first + rows - s0);
             let groups = s_rows / B;
@@ -556,7 +712,11 @@ mod x86 {
                     // Input columns left to right: 90 reads column w-1-r
                     // for output row r, so its groups go bottom up.
                     let g = if ccw90 { groups - 1 - gi } else { gi };
-                    let x0 = if ccw90 { w - s0 - (g + 1) * B } else { s0 + g * B };
+                    let x0 = if ccw90 {
+                        w - s0 - (g + 1) * B
+                    } else {
+                        s0 + g * B
+                    };
                     for y0 in (t0..t1).step_by(B) {
                         if pf && gi == 0 && t1 < hb {
                             for i in 0..B {
@@ -601,6 +761,106 @@ mod x86 {
         }
     }
 
+    /// Quarter turn of a gray band by 16x16 byte blocks held in eight
+    /// 256-bit registers (input rows i and i + 8 in the two lanes), so the
+    /// transpose needs no spills: three rounds of in-lane unpacks leave
+    /// each register with two columns, rows 0..8 in one lane and 8..16 in
+    /// the other, and one 64-bit permute puts each column together. Blocks
+    /// are visited in the order of [`walk_blocks`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quarter_turn_gray_avx2(
+        src: &[u8],
+        info: ImageInfo,
+        ccw90: bool,
+        first: usize,
+        dst: &mut [u8],
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let out_row = h; // output width = input height
+        let rows = dst.len() / out_row;
+        let (sp, len) = (src.as_ptr(), src.len());
+        walk_blocks::<16, 1>(src, info, ccw90, first, dst, |dst, x0, y0| {
+            // Output column y0 + i comes from input row y0 + i (90) or
+            // h-1-(y0+i) (270): rows `s0 + i * step`, each read at x0.
+            let (s0, step) = if ccw90 {
+                (y0 * w + x0, w as isize)
+            } else {
+                ((h - 1 - y0) * w + x0, -(w as isize))
+            };
+            assert!(
+                x0 + 16 <= w && y0 + 16 <= h && s0 + 16 <= len,
+                "block inside the image"
+            );
+            // SAFETY: rows y0..y0+16 (or their mirror) and columns
+            // x0..x0+16 are inside the image (asserted), so every 16-byte
+            // load stays in `src`.
+            let a: [__m256i; 8] = std::array::from_fn(|i| unsafe {
+                let lo = sp.offset((s0 as isize) + i as isize * step);
+                let hi = sp.offset((s0 as isize) + (i + 8) as isize * step);
+                _mm256_loadu2_m128i(hi.cast(), lo.cast())
+            });
+            let b: [__m256i; 8] = std::array::from_fn(|i| {
+                let (x, y) = (a[i & !1], a[i | 1]);
+                if i & 1 == 0 {
+                    _mm256_unpacklo_epi8(x, y)
+                } else {
+                    _mm256_unpackhi_epi8(x, y)
+                }
+            });
+            // b[2k + h]: per lane, columns 8h..8h+8 of rows 2k, 2k+1.
+            let c: [__m256i; 8] = std::array::from_fn(|i| {
+                let (j, hh, lohi) = (i / 4, (i / 2) % 2, i % 2);
+                let (x, y) = (b[4 * j + hh], b[4 * j + 2 + hh]);
+                if lohi == 0 {
+                    _mm256_unpacklo_epi16(x, y)
+                } else {
+                    _mm256_unpackhi_epi16(x, y)
+                }
+            });
+            // c[4j + q]: per lane, columns 4q..4q+4 of rows 4j..4j+4.
+            let d: [__m256i; 8] = std::array::from_fn(|i| {
+                let (q, lohi) = (i / 2, i % 2);
+                let (x, y) = (c[q], c[4 + q]);
+                if lohi == 0 {
+                    _mm256_unpacklo_epi32(x, y)
+                } else {
+                    _mm256_unpackhi_epi32(x, y)
+                }
+            });
+            // d[p]: per lane, columns 2p, 2p+1 of rows 0..8 (lane 0) or
+            // 8..16 (lane 1); the permute makes lane 0 column 2p, lane 1
+            // column 2p + 1, each of all 16 rows.
+            // Input column x0 + col is output row w-1-(x0+col) (90) or
+            // x0 + col (270): offsets `o0 + col * ostep` in `dst`.
+            let (r0, ostep) = if ccw90 {
+                (w - 1 - x0, -(out_row as isize))
+            } else {
+                (x0, out_row as isize)
+            };
+            let last = if ccw90 { r0 - 15 } else { r0 + 15 };
+            assert!(
+                r0.min(last) >= first && r0.max(last) < first + rows,
+                "rows in the band"
+            );
+            let o0 = ((r0 - first) * out_row + y0) as isize;
+            let dp = dst.as_mut_ptr();
+            for (p, v) in d.into_iter().enumerate() {
+                let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+                // SAFETY: the 16 output rows are in the band (asserted) and
+                // columns y0..y0+16 inside a row, so each store stays in `dst`.
+                unsafe {
+                    let lo = dp.offset(o0 + (2 * p) as isize * ostep);
+                    let hi = dp.offset(o0 + (2 * p + 1) as isize * ostep);
+                    _mm_storeu_si128(lo.cast(), _mm256_castsi256_si128(v));
+                    _mm_storeu_si128(hi.cast(), _mm256_extracti128_si256::<1>(v));
+                }
+            }
+        });
+    }
+
     /// Quarter turn of a gray band by 16x16 byte transposes, visited in the
     /// order of [`walk_blocks`].
     #[target_feature(enable = "sse2")]
@@ -619,6 +879,9 @@ mod x86 {
             let a: [__m128i; 16] = std::array::from_fn(|i| {
                 let sr = if ccw90 { y0 + i } else { h - 1 - (y0 + i) };
                 let s = sr * w + x0;
+                if super::exp() / 100_000_000 == 1 {
+                    return unsafe { _mm_loadu_si128(src.as_ptr().add(s).cast()) };
+                }
                 let line: &[u8; 16] = src[s..s + 16].try_into().expect("16 bytes");
                 // SAFETY: `line` is a 16-byte array.
                 unsafe { _mm_loadu_si128(line.as_ptr().cast()) }
@@ -628,6 +891,10 @@ mod x86 {
             for (j, v) in e.iter().enumerate() {
                 let r = if ccw90 { w - 1 - (x0 + j) } else { x0 + j };
                 let o = (r - first) * out_row + y0;
+                if super::exp() / 100_000_000 == 1 {
+                    unsafe { _mm_storeu_si128(dst.as_mut_ptr().add(o).cast(), *v) };
+                    continue;
+                }
                 let cell: &mut [u8; 16] = (&mut dst[o..o + 16]).try_into().expect("16 bytes");
                 // SAFETY: `cell` is a 16-byte array.
                 unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), *v) };
