@@ -60,14 +60,6 @@ fn main() {
         let (Some(kernel), Some(threads)) = (parts.next(), parts.next()) else {
             continue;
         };
-        if kernel == "exp" {
-            nlimage_core::simd::rotate::EXP.store(
-                threads.parse().unwrap(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            writeln!(stdout.lock(), "ok").unwrap();
-            continue;
-        }
         if kernel == "flush" {
             evict.iter_mut().for_each(|b| *b = b.wrapping_add(1));
             writeln!(stdout.lock(), "{}", evict[12345]).unwrap();

@@ -248,6 +248,30 @@ mod tests {
     }
 
     #[test]
+    fn quarter_turns_match_naive_across_bands_tiles_and_near_powers_of_two() {
+        // Widths (output rows) past a 256-row band and its 32/64-row
+        // sub-bands, with ragged ends, and around 4096; heights (output
+        // columns) past a 128-row tile.
+        for f in [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Rgba8] {
+            for (w, h) in [(257, 131), (300, 260), (4095, 19), (4096, 21), (4097, 131)] {
+                let img = numbered(w, h, f);
+                for rot in [Rotation::Ccw90, Rotation::Ccw270] {
+                    let want = rotate_naive(&img, rot);
+                    for cpu in Cpu::available() {
+                        let mut out = vec![0; want.data().len()];
+                        rotate_bands(cpu, img.data(), img.info(), rot, &mut out, false);
+                        assert!(
+                            out == want.data(),
+                            "{rot:?} on {w}x{h} {f}, {} path",
+                            cpu.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bands_can_be_computed_separately() {
         let img = numbered(37, 23, PixelFormat::Rgb8);
         for rot in [Rotation::Ccw90, Rotation::Ccw180, Rotation::Ccw270] {

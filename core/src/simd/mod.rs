@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub(crate) mod mean;
 #[cfg(target_arch = "x86_64")]
 mod mean_x86;
-pub mod rotate;
+pub(crate) mod rotate;
 pub(crate) mod store;
 
 /// Asks for the cache line at the start of `line` to be fetched into the

@@ -23,12 +23,6 @@ use crate::rotate::Rotation;
 /// measured best of 8/16/32 x 16..128 on 4096x3072 RGB.
 const TILE_ROWS: usize = 16;
 
-/// EXPERIMENT (temporary): tuning knobs.
-pub static EXP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-fn exp() -> usize {
-    EXP.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Computes the output rows of `dst` (see the module docs); `nontemporal`
 /// lets a kernel that can write with non-temporal stores do so (the caller
 /// fences before another thread reads `dst`).
@@ -125,14 +119,14 @@ pub(crate) fn rows_with(
     }
 }
 
-/// Output rows per parallel band for `rotation` of `info`: quarter turns
-/// want whole 64-byte input lines per tile, so at least 64 rows.
+/// Output rows per parallel band for `rotation` of `info`. Quarter turns:
+/// 256 rows, several sub-bands each (a band walks its sub-bands in the
+/// order the kernels want; see `walk_blocks`), and still a dozen bands
+/// for two threads on a 3000-pixel-wide image (512 measured no better;
+/// 64, with bands taken in rayon's order, 1.1-1.5x slower for 270).
 pub(crate) fn band_rows(info: ImageInfo, rotation: Rotation) -> usize {
     match rotation {
-        // Gray: 256 rows, so each input row read is four whole cache lines
-        // and the page walks of the strided reads are amortised over them.
-        Rotation::Ccw90 | Rotation::Ccw270 if exp() >= 10_000_000 => exp() / 10_000_000 * 64,
-        Rotation::Ccw90 | Rotation::Ccw270 => 512,
+        Rotation::Ccw90 | Rotation::Ccw270 => 256,
         _ => (128 * 1024 / info.row_bytes()).clamp(1, 256),
     }
 }
@@ -639,27 +633,13 @@ mod x86 {
         });
     }
 
-    /// Output rows per sub-band (see [`walk_blocks`]).
-    fn sub_rows(b: usize) -> usize {
-        let e = super::exp();
-        if e % 1000 != 0 {
-            (e % 1000) * b / 4
-        } else {
-            4 * b
-        }
-    }
-    /// Input rows per tile.
-    fn tile_rows(b: usize) -> usize {
-        let e = super::exp();
-        if (e / 1000) % 1000 != 0 {
-            ((e / 1000) % 1000) * 4
-        } else {
-            128.max(b)
-        }
-    }
-    fn prefetching() -> bool {
-        (super::exp() / 1_000_000) % 10 != 1
-    }
+    /// Input rows per tile of [`walk_blocks`]: a tile's input lines (128
+    /// rows of the sub-band's columns) stay in L1 while its groups use
+    /// them. Measured with sub-bands of 4 blocks (4000x3000, 6000x4000 and
+    /// 3001x2003 RGB, 8000x8000 and 3001x2003 gray, AVX2, 1 thread,
+    /// interleaved): 64 and 256 rows were 5-25% slower, and sub-bands of 8
+    /// or 16 blocks 10-30% slower on RGB (2 blocks: within the noise).
+    const TILE: usize = 128;
 
     /// Runs `block(dst, x0, y0)` over every whole `B`x`B` block of a quarter
     /// turn of output rows `first..first + dst.len() / out_row` (input
@@ -669,10 +649,10 @@ mod x86 {
     ///
     /// The order, measured on an AVX2 machine (4000x3000 and 6000x4000 RGB,
     /// 1 thread, interleaved A/B): the band is cut into sub-bands of
-    /// [`sub_rows`] output rows taken so that the input columns they read go
+    /// `4 * B` output rows taken so that the input columns they read go
     /// right to left (90: output rows top down; 270: bottom up; the other
     /// way round measured 1.5-2x slower); a sub-band into tiles of
-    /// [`tile_rows`] input rows, top to bottom, so a tile's input (a few
+    /// [`TILE`] input rows, top to bottom, so a tile's input (a few
     /// cache lines of each of its rows) and output (a few lines of each
     /// output row) stay in L1/L2 while they are used; within a tile, groups
     /// of `B` output rows whose input columns go left to right, each down
@@ -691,15 +671,10 @@ mod x86 {
         let (src_row, out_row) = (w * C, h * C);
         let rows = dst.len() / out_row;
         let hb = h / B * B;
-        let (sub, tile) = (sub_rows(B), tile_rows(B));
-        let pf = prefetching();
+        let (sub, tile) = (4 * B, TILE.max(B));
         let subs = rows.div_ceil(sub);
         for k in 0..subs {
-            let k = if ccw90 != (super::exp() / 1_000_000_000 == 1) {
-                k
-            } else {
-                subs - 1 - k
-            };
+            let k = if ccw90 { k } else { subs - 1 - k };
             let s0 = first + k * sub; // first output row of the sub-band
             let s_rows = sub.min(first + rows - s0);
             let groups = s_rows / B;
@@ -718,7 +693,7 @@ mod x86 {
                         s0 + g * B
                     };
                     for y0 in (t0..t1).step_by(B) {
-                        if pf && gi == 0 && t1 < hb {
+                        if gi == 0 && t1 < hb {
                             for i in 0..B {
                                 let y = y0 + tile + i;
                                 if y < h {
@@ -879,9 +854,6 @@ mod x86 {
             let a: [__m128i; 16] = std::array::from_fn(|i| {
                 let sr = if ccw90 { y0 + i } else { h - 1 - (y0 + i) };
                 let s = sr * w + x0;
-                if super::exp() / 100_000_000 == 1 {
-                    return unsafe { _mm_loadu_si128(src.as_ptr().add(s).cast()) };
-                }
                 let line: &[u8; 16] = src[s..s + 16].try_into().expect("16 bytes");
                 // SAFETY: `line` is a 16-byte array.
                 unsafe { _mm_loadu_si128(line.as_ptr().cast()) }
@@ -891,10 +863,6 @@ mod x86 {
             for (j, v) in e.iter().enumerate() {
                 let r = if ccw90 { w - 1 - (x0 + j) } else { x0 + j };
                 let o = (r - first) * out_row + y0;
-                if super::exp() / 100_000_000 == 1 {
-                    unsafe { _mm_storeu_si128(dst.as_mut_ptr().add(o).cast(), *v) };
-                    continue;
-                }
                 let cell: &mut [u8; 16] = (&mut dst[o..o + 16]).try_into().expect("16 bytes");
                 // SAFETY: `cell` is a 16-byte array.
                 unsafe { _mm_storeu_si128(cell.as_mut_ptr().cast(), *v) };
