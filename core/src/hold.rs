@@ -49,7 +49,11 @@ fn rotate_band(
 ) -> Result<()> {
     let rb = rotation.output_info(info).row_bytes();
     let rows = dst.len() / rb;
-    let per_task = (rows / (4 * rayon::current_num_threads())).max(1);
+    // Whole sub-bands of the kernels (32 rows: see `simd::rotate`) per
+    // task, a few tasks per thread.
+    let per_task = (rows / (4 * rayon::current_num_threads()))
+        .max(1)
+        .next_multiple_of(32);
     dst.par_chunks_mut(per_task * rb)
         .enumerate()
         .try_for_each(|(i, part)| rotate_rows_into(src, info, rotation, first + i * per_task, part))
