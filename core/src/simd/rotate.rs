@@ -2,12 +2,13 @@
 //! `first..first + dst.len() / out_row_bytes` exactly as
 //! [`crate::rotate_naive`] does.
 //!
-//! - Quarter turns of gray images: 16x16 byte-block transposes with SSE2
-//!   unpacks (x86-64 paths), scalar tiles otherwise.
-//! - Quarter turns of RGB/RGBA: 4x4 pixel blocks (RGB widened to 32 bits
-//!   by a byte shuffle) transposed with dword unpacks (x86-64 paths), in
-//!   groups of output rows that walk the input top to bottom; scalar pixel
-//!   copies in cache-sized tiles otherwise.
+//! - Quarter turns: square blocks transposed in registers (gray 16x16 bytes:
+//!   AVX2 with rows i and i+8 in the two lanes, else SSE2; RGB/RGBA 8x8
+//!   pixels with AVX2, 4x4 with SSSE3, RGB widened to 32 bits per pixel by
+//!   a byte shuffle), visited in an order measured for the caches: sub-bands
+//!   about one cache line of input wide, walked right to left over the
+//!   input, tiles of 128 input rows, the next tile prefetched (see
+//!   `walk_blocks`). Scalar pixel copies in cache-sized tiles otherwise.
 //! - Half turns of RGB: 64-byte output blocks gathered from two loads with
 //!   one AVX-512 VBMI byte permute (stored non-temporally and aligned for
 //!   images larger than the cache), else 16-pixel blocks reversed with SSSE3
