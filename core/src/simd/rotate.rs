@@ -488,9 +488,10 @@ mod x86 {
                     let v = _mm_shuffle_epi8(v, narrow);
                     if y0 * 3 + 16 <= out_row {
                         // The 4 bytes past the block, in this row, are
-                        // written again later: by the next block of the row
-                        // (tiles go left to right) or, past the last whole
-                        // block, by the scalar rest.
+                        // written again later by the same group's next
+                        // block of the row (blocks and tiles go left to
+                        // right; the row's last block, shifted back to the
+                        // edge, comes last).
                         let cell: &mut [u8; 16] =
                             (&mut dst[o..o + 16]).try_into().expect("16 bytes");
                         // SAFETY: `cell` is a 16-byte array.
