@@ -12,8 +12,9 @@
 //! - Half turns of RGB: 64-byte output blocks gathered from two loads with
 //!   one AVX-512 VBMI byte permute (stored non-temporally and aligned for
 //!   images larger than the cache), else 16-pixel blocks reversed with SSSE3
-//!   byte shuffles; gray and RGBA half turns are loops the compiler
-//!   vectorises on its own.
+//!   byte shuffles; gray half turns reverse 32-byte blocks with AVX2, and
+//!   RGBA half turns (and gray below AVX2) are loops the compiler vectorises
+//!   on its own.
 
 use super::Cpu;
 use crate::pixel::ImageInfo;
@@ -44,7 +45,14 @@ pub(crate) fn rows_with(
             dst.copy_from_slice(&src[start..start + dst.len()]);
         }
         Rotation::Ccw180 => match c {
-            1 => half_turn::<1>(src, info, first, dst),
+            1 => {
+                #[cfg(target_arch = "x86_64")]
+                if cpu >= Cpu::Avx2 {
+                    // SAFETY: clamp() returned Avx2 or wider.
+                    return unsafe { x86::half_turn_gray_avx2(src, info, first, dst) };
+                }
+                half_turn::<1>(src, info, first, dst)
+            }
             3 => {
                 #[cfg(target_arch = "x86_64")]
                 if cpu >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
@@ -60,13 +68,13 @@ pub(crate) fn rows_with(
                     // 1.35x slower at 3001x2003 (18 MB, mostly cached).
                     let nt = nontemporal && info.byte_len() >= 48 << 20;
                     // SAFETY: clamp() returned Ssse3 or wider, so the CPU has SSSE3.
-                    return unsafe { x86::half_turn_ssse3::<3>(src, info, first, dst, nt) };
+                    return unsafe { x86::half_turn_rgb_ssse3(src, info, first, dst, nt) };
                 }
                 half_turn::<3>(src, info, first, dst)
             }
-            // RGBA: the compiled loop (the SSSE3 kernel below, plain or
-            // with non-temporal stores, measured 1.0-1.9x slower on 24-48 MB
-            // images).
+            // RGBA: the compiled loop (an SSSE3 kernel, plain or with
+            // non-temporal stores, measured 1.0-1.9x slower on 24-48 MB
+            // images, and an AVX2 dword permute no faster).
             _ => half_turn::<4>(src, info, first, dst),
         },
         Rotation::Ccw90 | Rotation::Ccw270 => {
@@ -238,19 +246,18 @@ mod x86 {
         m
     };
 
-    /// Half turn of RGB (`C` = 3: 16-pixel blocks reversed with three
-    /// SSSE3 byte shuffles per 16 output bytes, [`MASKS`]) or RGBA (`C` = 4:
-    /// 4-pixel blocks, one dword shuffle) rows. With `nontemporal` the
-    /// blocks start at the first pixel whose output byte is 16-byte aligned
-    /// and are stored non-temporally (an image larger than the cache is
-    /// bound by memory traffic, and these stores skip reading each output
-    /// line first); the few pixels before and after the blocks are copied
-    /// one by one.
+    /// Half turn of RGB rows by 16-pixel blocks, each 16 output bytes three
+    /// SSSE3 byte shuffles ([`MASKS`]) of the block's 48 input bytes. With
+    /// `nontemporal` the blocks start at the first pixel whose output byte
+    /// is 16-byte aligned and are stored non-temporally (an image larger
+    /// than the cache is bound by memory traffic, and these stores skip
+    /// reading each output line first); the few pixels before and after the
+    /// blocks are copied one by one.
     ///
     /// # Safety
     /// The CPU must support SSSE3.
     #[target_feature(enable = "ssse3")]
-    pub(super) unsafe fn half_turn_ssse3<const C: usize>(
+    pub(super) unsafe fn half_turn_rgb_ssse3(
         src: &[u8],
         info: ImageInfo,
         first: usize,
@@ -262,68 +269,96 @@ mod x86 {
             info.row_bytes(),
             info.height() as usize,
         );
-        // Pixels per block: 48 or 16 bytes, a whole number of 16-byte stores.
-        let px = if C == 3 { 16 } else { 4 };
         // SAFETY: each mask is a 16-byte array.
         let masks = MASKS.map(|r| r.map(|m| unsafe { _mm_loadu_si128(m.as_ptr().cast()) }));
         for (i, out) in dst.chunks_exact_mut(rb).enumerate() {
             let sr = h - 1 - (first + i);
             let input = &src[sr * rb..(sr + 1) * rb];
-            // The first block's pixel: its output byte 16-byte aligned for
-            // non-temporal stores (RGB: 3 * p0 = -address mod 16, and
-            // 3 * 11 = 1 mod 16; RGBA rows start 4-byte aligned or stream
-            // nothing).
-            let gap = (16 - out.as_ptr() as usize % 16) % 16;
-            let (p0, nt) = match (nontemporal, C) {
-                (false, _) => (0, false),
-                (true, 3) => (gap * 11 % 16, true),
-                (true, _) if gap % 4 == 0 => (gap / 4, true),
-                _ => (0, false),
+            // The first block's pixel p0: with non-temporal stores, its
+            // output byte 16-byte aligned (3 * p0 = -address mod 16, and
+            // 3 * 11 = 1 mod 16).
+            let p0 = if nontemporal {
+                ((16 - out.as_ptr() as usize % 16) % 16 * 11 % 16).min(w)
+            } else {
+                0
             };
-            let p0 = p0.min(w);
-            let blocks = (w - p0) / px;
+            let blocks = (w - p0) / 16;
             for k in 0..blocks {
-                // Output pixels p..p+px are input pixels w-px-p.. reversed.
-                let p = p0 + k * px;
-                let s = (w - px - p) * C;
-                let inp = &input[s..s + px * C];
-                let o = &mut out[p * C..(p + px) * C];
-                // SAFETY: `inp` and `o` hold px * C bytes (48 or 16): the
-                // 16-byte loads and stores below stay inside them, and with
-                // `nt` the stores are 16-byte aligned (p0 above).
+                // Output pixels p..p+16 are input pixels w-16-p.. reversed.
+                let p = p0 + 16 * k;
+                let s = (w - 16 - p) * 3;
+                let inp: &[u8; 48] = input[s..s + 48].try_into().expect("48 bytes");
+                let o: &mut [u8; 48] = (&mut out[p * 3..p * 3 + 48]).try_into().expect("48 bytes");
+                // SAFETY: `inp` and `o` are 48-byte arrays: three 16-byte
+                // loads and stores stay inside them, and with `nontemporal`
+                // the stores are 16-byte aligned (p0 above).
                 unsafe {
-                    let mut store = |at: usize, v: __m128i| {
-                        let d = o.as_mut_ptr().add(at).cast();
-                        if nt {
+                    let regs = [0, 16, 32].map(|off| _mm_loadu_si128(inp.as_ptr().add(off).cast()));
+                    for (r, mr) in masks.iter().enumerate() {
+                        let v = _mm_or_si128(
+                            _mm_or_si128(
+                                _mm_shuffle_epi8(regs[0], mr[0]),
+                                _mm_shuffle_epi8(regs[1], mr[1]),
+                            ),
+                            _mm_shuffle_epi8(regs[2], mr[2]),
+                        );
+                        let d = o.as_mut_ptr().add(16 * r).cast();
+                        if nontemporal {
                             _mm_stream_si128(d, v)
                         } else {
                             _mm_storeu_si128(d, v)
                         }
-                    };
-                    if C == 3 {
-                        let regs =
-                            [0, 16, 32].map(|off| _mm_loadu_si128(inp.as_ptr().add(off).cast()));
-                        for (r, mr) in masks.iter().enumerate() {
-                            let v = _mm_or_si128(
-                                _mm_or_si128(
-                                    _mm_shuffle_epi8(regs[0], mr[0]),
-                                    _mm_shuffle_epi8(regs[1], mr[1]),
-                                ),
-                                _mm_shuffle_epi8(regs[2], mr[2]),
-                            );
-                            store(16 * r, v);
-                        }
-                    } else {
-                        let v = _mm_loadu_si128(inp.as_ptr().cast());
-                        store(0, _mm_shuffle_epi32::<0x1B>(v));
                     }
                 }
             }
             // The pixels before and after the blocks: input pixels from
             // the other end of the row.
-            for p in (0..p0).chain(p0 + blocks * px..w) {
-                let s = (w - 1 - p) * C;
-                out[p * C..p * C + C].copy_from_slice(&input[s..s + C]);
+            for p in (0..p0).chain(p0 + blocks * 16..w) {
+                let s = (w - 1 - p) * 3;
+                out[p * 3..p * 3 + 3].copy_from_slice(&input[s..s + 3]);
+            }
+        }
+    }
+
+    /// Half turn of gray rows with AVX2: each 32-byte output block is the
+    /// input block at the mirrored place reversed (an in-lane byte shuffle
+    /// and a lane swap; the baseline x86-64 build has no byte shuffle); the
+    /// bytes past the last whole block are copied one by one.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn half_turn_gray_avx2(
+        src: &[u8],
+        info: ImageInfo,
+        first: usize,
+        dst: &mut [u8],
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let reverse = _mm256_setr_epi8(
+            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7,
+            6, 5, 4, 3, 2, 1, 0,
+        );
+        for (i, out) in dst.chunks_exact_mut(w).enumerate() {
+            let sr = h - 1 - (first + i);
+            let input = &src[sr * w..(sr + 1) * w];
+            let blocks = w / 32;
+            for k in 0..blocks {
+                // Output bytes 32k.. are input bytes w-32-32k.. reversed.
+                let s = w - 32 - 32 * k;
+                let inp: &[u8; 32] = input[s..s + 32].try_into().expect("32 bytes");
+                let o: &mut [u8; 32] = (&mut out[32 * k..32 * k + 32])
+                    .try_into()
+                    .expect("32 bytes");
+                // SAFETY: `inp` and `o` are 32-byte arrays.
+                unsafe {
+                    let v = _mm256_loadu_si256(inp.as_ptr().cast());
+                    let v = _mm256_permute4x64_epi64::<0x4E>(_mm256_shuffle_epi8(v, reverse));
+                    _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
+                }
+            }
+            for p in blocks * 32..w {
+                out[p] = input[w - 1 - p];
             }
         }
     }
@@ -381,7 +416,7 @@ mod x86 {
         let (rb, h) = (info.row_bytes(), info.height() as usize);
         if rb < 64 {
             // SAFETY: AVX-512 implies SSSE3.
-            return unsafe { half_turn_ssse3::<3>(src, info, first, dst, false) };
+            return unsafe { half_turn_rgb_ssse3(src, info, first, dst, false) };
         }
         // SAFETY: each index is a 64-byte array.
         let index = VBMI_INDEX.map(|t| unsafe { _mm512_loadu_si512(t.as_ptr().cast()) });
@@ -928,7 +963,7 @@ mod tests {
                 let mut buf = vec![0u8; info.byte_len() + 16];
                 let dst = &mut buf[shift..shift + info.byte_len()];
                 // SAFETY: the CPU has SSSE3 (checked above).
-                unsafe { x86::half_turn_ssse3::<3>(&src, info, 0, dst, true) };
+                unsafe { x86::half_turn_rgb_ssse3(&src, info, 0, dst, true) };
                 super::super::store::fence();
                 assert_eq!(dst, &want[..], "{w}x{h}, shift {shift}");
             }
