@@ -201,6 +201,24 @@ mod tests {
         ImageBuf::new(info, data).unwrap()
     }
 
+    /// Rotates `img` on every code path this machine runs, with each of the
+    /// `nontemporal` settings, and compares with the naive reference.
+    fn assert_every_path_matches_naive(img: &ImageBuf, rot: Rotation, nontemporal: &[bool]) {
+        let want = rotate_naive(img, rot);
+        for cpu in Cpu::available() {
+            for &nt in nontemporal {
+                let mut out = vec![0; want.data().len()];
+                rotate_bands(cpu, img.data(), img.info(), rot, &mut out, nt);
+                assert!(
+                    out == want.data(),
+                    "{rot:?} on {}, {} path, nt {nt}",
+                    img.info(),
+                    cpu.name()
+                );
+            }
+        }
+    }
+
     #[test]
     fn quarter_turn_of_a_2x3_matches_numpy_rot90() {
         // a = [[1,2],[3,4],[5,6]] (H=3, W=2); np.rot90(a) = [[2,4,6],[1,3,5]]
@@ -229,18 +247,7 @@ mod tests {
                         Rotation::Ccw180,
                         Rotation::Ccw270,
                     ] {
-                        let want = rotate_naive(&img, rot);
-                        for cpu in Cpu::available() {
-                            for nt in [false, true] {
-                                let mut out = vec![0; want.data().len()];
-                                rotate_bands(cpu, img.data(), img.info(), rot, &mut out, nt);
-                                assert!(
-                                    out == want.data(),
-                                    "{rot:?} on {w}x{h} {f}, {} path, nt {nt}",
-                                    cpu.name()
-                                );
-                            }
-                        }
+                        assert_every_path_matches_naive(&img, rot, &[false, true]);
                     }
                 }
             }
@@ -256,16 +263,7 @@ mod tests {
             for (w, h) in [(257, 131), (300, 260), (4095, 19), (4096, 21), (4097, 131)] {
                 let img = numbered(w, h, f);
                 for rot in [Rotation::Ccw90, Rotation::Ccw270] {
-                    let want = rotate_naive(&img, rot);
-                    for cpu in Cpu::available() {
-                        let mut out = vec![0; want.data().len()];
-                        rotate_bands(cpu, img.data(), img.info(), rot, &mut out, false);
-                        assert!(
-                            out == want.data(),
-                            "{rot:?} on {w}x{h} {f}, {} path",
-                            cpu.name()
-                        );
-                    }
+                    assert_every_path_matches_naive(&img, rot, &[false]);
                 }
             }
         }

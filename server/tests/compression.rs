@@ -51,16 +51,19 @@ fn encoding(raw: &common::Raw) -> Option<&str> {
         .filter(|e| *e != "identity")
 }
 
+/// A classic MeanFilter call with these extra headers and body.
+async fn mean_filter(
+    addr: std::net::SocketAddr,
+    extra: &[(&'static str, &'static str)],
+    body: Vec<u8>,
+) -> common::Raw {
+    common::raw_call(addr, "/NLImageService/MeanFilter", extra, body).await
+}
+
 #[tokio::test]
 async fn a_client_that_only_accepts_gzip_gets_raw_pixels() {
     let server = common::server(Config::default()).await;
-    let raw = common::raw_call(
-        server.addr(),
-        "/NLImageService/MeanFilter",
-        &[GRPCIO_ACCEPT],
-        common::frame(&image()),
-    )
-    .await;
+    let raw = mean_filter(server.addr(), &[GRPCIO_ACCEPT], common::frame(&image())).await;
     assert_eq!(encoding(&raw), None);
     assert_eq!(raw.body[0], 0, "the message is not compressed");
     assert_eq!(answer(&raw).data.len(), 64 * 64);
@@ -70,9 +73,8 @@ async fn a_client_that_only_accepts_gzip_gets_raw_pixels() {
 async fn a_compressed_request_gets_a_compressed_answer() {
     let server = common::server(Config::default()).await;
     let body = common::frame_gzip(&image(), flate2::Compression::fast());
-    let raw = common::raw_call(
+    let raw = mean_filter(
         server.addr(),
-        "/NLImageService/MeanFilter",
         &[GRPCIO_ACCEPT, ("grpc-encoding", "gzip")],
         body,
     )
@@ -89,21 +91,14 @@ async fn the_operator_can_turn_response_compression_on() {
         ..Config::default()
     })
     .await;
-    let raw = common::raw_call(
-        server.addr(),
-        "/NLImageService/MeanFilter",
-        &[GRPCIO_ACCEPT],
-        common::frame(&image()),
-    )
-    .await;
+    let raw = mean_filter(server.addr(), &[GRPCIO_ACCEPT], common::frame(&image())).await;
     assert_eq!(encoding(&raw), Some("gzip"));
     assert_eq!(raw.body[0], 1);
     assert!(raw.body.len() < 64 * 64 / 4, "a flat image compresses");
     assert_eq!(answer(&raw).data[..], [7u8; 64 * 64][..]);
     // Never in an encoding the client did not list.
-    let raw = common::raw_call(
+    let raw = mean_filter(
         server.addr(),
-        "/NLImageService/MeanFilter",
         &[("grpc-accept-encoding", "identity")],
         common::frame(&image()),
     )
@@ -127,9 +122,8 @@ async fn a_compressed_request_that_inflates_past_the_budget_is_cut_off() {
     };
     let body = common::frame_gzip(&bomb, flate2::Compression::best());
     assert!(body.len() < 100_000);
-    let raw = common::raw_call(
+    let raw = mean_filter(
         server.addr(),
-        "/NLImageService/MeanFilter",
         &[GRPCIO_ACCEPT, ("grpc-encoding", "gzip")],
         body,
     )
@@ -149,12 +143,6 @@ async fn a_compressed_request_that_inflates_past_the_budget_is_cut_off() {
         "{raw:?}"
     );
     // The server still serves.
-    let ok = common::raw_call(
-        server.addr(),
-        "/NLImageService/MeanFilter",
-        &[GRPCIO_ACCEPT],
-        common::frame(&image()),
-    )
-    .await;
+    let ok = mean_filter(server.addr(), &[GRPCIO_ACCEPT], common::frame(&image())).await;
     assert_eq!(answer(&ok).data.len(), 64 * 64);
 }

@@ -97,43 +97,35 @@ pub(crate) fn rows_with(
                     }
                     quarter_turn::<1>(src, info, ccw90, first, dst)
                 }
-                3 => {
-                    #[cfg(target_arch = "x86_64")]
-                    if cpu >= Cpu::Avx2 {
-                        // SAFETY: clamp() returned Avx2 or wider.
-                        return unsafe {
-                            x86::quarter_turn_px_avx2::<3>(src, info, ccw90, first, dst)
-                        };
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    if cpu >= Cpu::Ssse3 {
-                        // SAFETY: clamp() returned Ssse3 or wider.
-                        return unsafe {
-                            x86::quarter_turn_px_ssse3::<3>(src, info, ccw90, first, dst)
-                        };
-                    }
-                    quarter_turn::<3>(src, info, ccw90, first, dst)
-                }
-                _ => {
-                    #[cfg(target_arch = "x86_64")]
-                    if cpu >= Cpu::Avx2 {
-                        // SAFETY: clamp() returned Avx2 or wider.
-                        return unsafe {
-                            x86::quarter_turn_px_avx2::<4>(src, info, ccw90, first, dst)
-                        };
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    if cpu >= Cpu::Ssse3 {
-                        // SAFETY: clamp() returned Ssse3 or wider.
-                        return unsafe {
-                            x86::quarter_turn_px_ssse3::<4>(src, info, ccw90, first, dst)
-                        };
-                    }
-                    quarter_turn::<4>(src, info, ccw90, first, dst)
-                }
+                3 => quarter_turn_px::<3>(cpu, src, info, ccw90, first, dst),
+                _ => quarter_turn_px::<4>(cpu, src, info, ccw90, first, dst),
             }
         }
     }
+}
+
+/// A quarter turn of RGB (`C` = 3) or RGBA (`C` = 4) rows on the widest
+/// path `cpu` (already clamped) allows.
+fn quarter_turn_px<const C: usize>(
+    cpu: Cpu,
+    src: &[u8],
+    info: ImageInfo,
+    ccw90: bool,
+    first: usize,
+    dst: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu >= Cpu::Avx2 {
+        // SAFETY: clamp() returned Avx2 or wider.
+        return unsafe { x86::quarter_turn_px_avx2::<C>(src, info, ccw90, first, dst) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if cpu >= Cpu::Ssse3 {
+        // SAFETY: clamp() returned Ssse3 or wider.
+        return unsafe { x86::quarter_turn_px_ssse3::<C>(src, info, ccw90, first, dst) };
+    }
+    let _ = cpu;
+    quarter_turn::<C>(src, info, ccw90, first, dst)
 }
 
 /// Output rows per parallel band for `rotation` of `info`. Quarter turns:
