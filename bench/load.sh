@@ -47,4 +47,4 @@ echo
 run "64 streams x 4096x3072 RGB, mean filter" "" \
   --concurrency 64 --requests 256 --duration 120 --width 4096 --height 3072 --op mean
 run "16 streams x 12000x12000 RGB, rotate 90 (held whole)" "--queue-timeout 300" \
-  --concurrency 16 --requests 16 --duration 300 --width 12000 --height 12000 --op rotate90
+  --concurrency 16 --requests 16 --duration 300 --width 12000 --height 12000 --op rotate=90

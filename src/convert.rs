@@ -2,7 +2,7 @@
 //! domain types, shared by the server and the client so that both validate
 //! and describe headers and operations the same way.
 
-use nlimage_core::{CoreError, ImageInfo, Operation, PixelFormat, Rotation};
+use nlimage_core::{CoreError, CropBox, Flip, ImageInfo, Kernel, Operation, PixelFormat, Rotation};
 
 use crate::v1;
 
@@ -44,22 +44,74 @@ pub fn image_header(info: ImageInfo) -> v1::ImageHeader {
 
 /// Validates the operation at position `index` of a header.
 pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreError> {
-    match &op.op {
-        Some(v1::operation::Op::Mean(_)) => Ok(Operation::Mean3x3),
-        Some(v1::operation::Op::Rotate(r)) => match v1::Rotation::try_from(r.rotation) {
-            Ok(v1::Rotation::None) => Ok(Operation::Rotate(Rotation::None)),
-            Ok(v1::Rotation::Rotation90) => Ok(Operation::Rotate(Rotation::Ccw90)),
-            Ok(v1::Rotation::Rotation180) => Ok(Operation::Rotate(Rotation::Ccw180)),
-            Ok(v1::Rotation::Rotation270) => Ok(Operation::Rotate(Rotation::Ccw270)),
-            Err(_) => Err(CoreError::InvalidInput(format!(
-                "operation {index}: unknown rotation {}: use 0 (none), 1 (90), 2 (180) or 3 (270)",
-                r.rotation
-            ))),
+    use v1::operation::Op;
+    let bad = |why: String| CoreError::InvalidInput(format!("operation {index}: {why}"));
+    let op = match &op.op {
+        Some(Op::Mean(_)) => Operation::Mean3x3,
+        Some(Op::Rotate(r)) => match v1::Rotation::try_from(r.rotation) {
+            Ok(v1::Rotation::None) => Operation::Rotate(Rotation::None),
+            Ok(v1::Rotation::Rotation90) => Operation::Rotate(Rotation::Ccw90),
+            Ok(v1::Rotation::Rotation180) => Operation::Rotate(Rotation::Ccw180),
+            Ok(v1::Rotation::Rotation270) => Operation::Rotate(Rotation::Ccw270),
+            Err(_) => {
+                return Err(bad(format!(
+                    "unknown rotation {}: use 0 (none), 1 (90), 2 (180) or 3 (270)",
+                    r.rotation
+                )));
+            }
         },
-        None => Err(CoreError::InvalidInput(format!(
-            "operation {index} is empty or of a kind this server does not know"
-        ))),
-    }
+        Some(Op::Flip(f)) => match v1::flip::Axis::try_from(f.axis) {
+            Ok(v1::flip::Axis::Horizontal) => Operation::Flip(Flip::Horizontal),
+            Ok(v1::flip::Axis::Vertical) => Operation::Flip(Flip::Vertical),
+            _ => {
+                return Err(bad(format!(
+                    "flip axis {} is not 1 (horizontal) or 2 (vertical)",
+                    f.axis
+                )));
+            }
+        },
+        Some(Op::Crop(c)) => Operation::Crop(CropBox {
+            x: c.x,
+            y: c.y,
+            width: c.width,
+            height: c.height,
+        }),
+        Some(Op::Blur(b)) => Operation::Blur { sigma: b.sigma },
+        Some(Op::Sharpen(s)) => Operation::Sharpen {
+            sigma: s.sigma,
+            amount: s.amount.unwrap_or(1.0),
+        },
+        Some(Op::Convolve(c)) => {
+            let size = match c.weights.len() {
+                9 => 3,
+                25 => 5,
+                n => return Err(bad(format!("convolve needs 9 or 25 weights, got {n}"))),
+            };
+            let divisor = c.divisor.unwrap_or_else(|| {
+                match c.weights.iter().map(|&w| i64::from(w)).sum::<i64>() {
+                    0 => 1,
+                    s => i32::try_from(s).unwrap_or(i32::MAX),
+                }
+            });
+            Operation::Convolve(Kernel {
+                size,
+                weights: c.weights.clone(),
+                divisor,
+            })
+        }
+        Some(Op::Gray(_)) => Operation::Gray,
+        Some(Op::Brightness(b)) => Operation::Brightness(b.delta),
+        Some(Op::Contrast(c)) => Operation::Contrast(c.factor),
+        Some(Op::Gamma(g)) => Operation::Gamma(g.gamma),
+        Some(Op::Spec(s)) => return Operation::parse(s).map_err(|e| bad(e.to_string())),
+        None => {
+            return Err(bad(
+                "it is empty or of a kind this server does not know".into()
+            ));
+        }
+    };
+    op.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(op)
 }
 
 /// Validates every operation of a header, in order.
@@ -71,9 +123,10 @@ pub fn operations(ops: &[v1::Operation]) -> Result<Vec<Operation>, CoreError> {
 }
 
 /// The wire form of an operation.
-pub fn to_wire(op: Operation) -> v1::Operation {
+pub fn to_wire(op: &Operation) -> v1::Operation {
+    use v1::operation::Op;
     let op = match op {
-        Operation::Mean3x3 => v1::operation::Op::Mean(v1::MeanFilter {}),
+        Operation::Mean3x3 => Op::Mean(v1::MeanFilter {}),
         Operation::Rotate(r) => {
             let rotation = match r {
                 Rotation::None => v1::Rotation::None,
@@ -81,10 +134,35 @@ pub fn to_wire(op: Operation) -> v1::Operation {
                 Rotation::Ccw180 => v1::Rotation::Rotation180,
                 Rotation::Ccw270 => v1::Rotation::Rotation270,
             };
-            v1::operation::Op::Rotate(v1::Rotate {
+            Op::Rotate(v1::Rotate {
                 rotation: rotation as i32,
             })
         }
+        Operation::Flip(f) => Op::Flip(v1::Flip {
+            axis: match f {
+                Flip::Horizontal => v1::flip::Axis::Horizontal,
+                Flip::Vertical => v1::flip::Axis::Vertical,
+            } as i32,
+        }),
+        Operation::Crop(b) => Op::Crop(v1::Crop {
+            x: b.x,
+            y: b.y,
+            width: b.width,
+            height: b.height,
+        }),
+        Operation::Blur { sigma } => Op::Blur(v1::GaussianBlur { sigma: *sigma }),
+        Operation::Sharpen { sigma, amount } => Op::Sharpen(v1::Sharpen {
+            sigma: *sigma,
+            amount: Some(*amount),
+        }),
+        Operation::Convolve(k) => Op::Convolve(v1::Convolve {
+            weights: k.weights.clone(),
+            divisor: Some(k.divisor),
+        }),
+        Operation::Gray => Op::Gray(v1::Gray {}),
+        Operation::Brightness(n) => Op::Brightness(v1::Brightness { delta: *n }),
+        Operation::Contrast(c) => Op::Contrast(v1::Contrast { factor: *c }),
+        Operation::Gamma(g) => Op::Gamma(v1::Gamma { gamma: *g }),
     };
     v1::Operation { op: Some(op) }
 }
@@ -95,15 +173,52 @@ mod tests {
 
     #[test]
     fn operations_roundtrip_through_the_wire() {
-        for op in [
-            Operation::Mean3x3,
-            Operation::Rotate(Rotation::None),
-            Operation::Rotate(Rotation::Ccw90),
-            Operation::Rotate(Rotation::Ccw180),
-            Operation::Rotate(Rotation::Ccw270),
+        for spec in [
+            "mean",
+            "rotate=0",
+            "rotate=90",
+            "rotate=180",
+            "rotate=270",
+            "flip=h",
+            "flip=v",
+            "crop=1,2,3,4",
+            "blur=2.5",
+            "sharpen=1,0.5",
+            "convolve=0,-1,0,-1,5,-1,0,-1,0",
+            "convolve=1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1/25",
+            "gray",
+            "brightness=-3",
+            "contrast=1.5",
+            "gamma=2.2",
         ] {
-            assert_eq!(operation(0, &to_wire(op)).unwrap(), op);
+            let op = Operation::parse(spec).unwrap();
+            assert_eq!(operation(0, &to_wire(&op)).unwrap(), op, "{spec}");
+            let text = v1::Operation {
+                op: Some(v1::operation::Op::Spec(spec.into())),
+            };
+            assert_eq!(operation(0, &text).unwrap(), op, "{spec}");
         }
+        // Absent optional fields take their documented defaults.
+        let sharpen = v1::Operation {
+            op: Some(v1::operation::Op::Sharpen(v1::Sharpen {
+                sigma: 2.0,
+                amount: None,
+            })),
+        };
+        assert_eq!(
+            operation(0, &sharpen).unwrap(),
+            Operation::Sharpen {
+                sigma: 2.0,
+                amount: 1.0
+            }
+        );
+        let conv = v1::Operation {
+            op: Some(v1::operation::Op::Convolve(v1::Convolve {
+                weights: vec![1; 9],
+                divisor: None,
+            })),
+        };
+        assert!(matches!(operation(0, &conv).unwrap(), Operation::Convolve(k) if k.divisor == 9));
     }
 
     #[test]
@@ -136,5 +251,10 @@ mod tests {
                 .to_string()
                 .contains("operation 2: unknown rotation 7")
         );
+        let blur = v1::Operation {
+            op: Some(v1::operation::Op::Blur(v1::GaussianBlur { sigma: -1.0 })),
+        };
+        let e = operation(3, &blur).unwrap_err().to_string();
+        assert!(e.contains("operation 3: blur=-1: sigma must be > 0"), "{e}");
     }
 }

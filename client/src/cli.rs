@@ -7,7 +7,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use nlimage_client::{ClientError, Operation, Rotation};
 
 use crate::connect::ConnectArgs;
@@ -24,19 +24,72 @@ pub struct Args {
     /// (png, jpg, jpeg, bmp, tif, tiff, webp, gif).
     #[arg(long, short)]
     pub output: PathBuf,
+    /// An operation (repeatable; all operations apply in command-line order):
+    /// rotate=90|180|270, flip=h|v, crop=X,Y,W,H, mean, blur=SIGMA,
+    /// sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray,
+    /// brightness=N, contrast=F, gamma=G.
+    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
+    pub ops: Vec<Operation>,
     /// Rotate counter-clockwise: NONE, NINETY_DEG, ONE_EIGHTY_DEG,
-    /// TWO_SEVENTY_DEG (or 0, 90, 180, 270).
-    #[arg(long, value_parser = parse_rotation, default_value = "NONE")]
-    pub rotate: Rotation,
-    /// Apply the 3x3 mean filter.
-    #[arg(long)]
-    pub mean: bool,
+    /// TWO_SEVENTY_DEG (or 0, 90, 180, 270); shorthand for --op rotate=...
+    #[arg(long, value_parser = parse_rotation)]
+    pub rotate: Vec<Rotation>,
+    /// Apply the 3x3 mean filter; shorthand for --op mean.
+    // Appended once per use (not counted), so each use has its position.
+    #[arg(long, action = ArgAction::Append, num_args = 0, default_missing_value = "true")]
+    pub mean: Vec<bool>,
+    /// The operations of --op, --rotate and --mean in command-line order
+    /// (filled from the parsed matches by [`Args::from_command_line`]).
+    #[arg(skip)]
+    pub ordered: Vec<Operation>,
     /// Where the server is and how to talk to it.
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// PNG output compression: none, fast, balanced or best.
     #[arg(long, value_parser = parse_png, default_value = "fast")]
     pub png_compression: PngCompression,
+}
+
+impl Args {
+    /// Parses the process's arguments (exiting with usage on error, code 2),
+    /// keeping the order in which --op, --rotate and --mean were given.
+    pub fn from_command_line() -> Args {
+        Self::try_from_iter(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `argv` (program name first) as [`Args::from_command_line`] does.
+    pub fn try_from_iter<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command().try_get_matches_from(argv)?;
+        let mut args = Args::from_arg_matches(&matches)?;
+        let at = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(|i| i.collect())
+                .unwrap_or_default()
+        };
+        let mut ordered: Vec<(usize, Operation)> = Vec::new();
+        ordered.extend(at("ops").into_iter().zip(args.ops.iter().cloned()));
+        ordered.extend(
+            at("rotate")
+                .into_iter()
+                .zip(args.rotate.iter().map(|r| Operation::Rotate(*r))),
+        );
+        ordered.extend(at("mean").into_iter().map(|i| (i, Operation::Mean3x3)));
+        ordered.sort_by_key(|(i, _)| *i);
+        args.ordered = ordered.into_iter().map(|(_, op)| op).collect();
+        Ok(args)
+    }
+}
+
+fn parse_op(s: &str) -> Result<Operation, String> {
+    Operation::parse(s).map_err(|e| {
+        // The message quotes the spec; clap names the flag.
+        e.to_string()
+    })
 }
 
 fn parse_png(s: &str) -> Result<PngCompression, String> {
@@ -80,13 +133,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         error: e.into(),
     })?;
     let source = open_image(&args.input)?;
-    let mut ops = Vec::new();
-    if args.rotate != Rotation::None {
-        ops.push(Operation::Rotate(args.rotate));
-    }
-    if args.mean {
-        ops.push(Operation::Mean3x3);
-    }
+    let ops = args.ordered;
     let mut client = args.connect.connect().await?;
     // The output goes to a temporary file beside the target, renamed into
     // place only once complete: a failure leaves no partial file behind.
@@ -127,4 +174,40 @@ fn open_image(path: &Path) -> Result<Box<dyn rows::RowReader>> {
     let file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
     rows::open_reader(BufReader::new(file), &Limits::DEFAULT)
         .with_context(|| format!("cannot use '{}'", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_keep_command_line_order_across_flags() {
+        let args = Args::try_from_iter([
+            "nl-client",
+            "-i",
+            "a.png",
+            "-o",
+            "b.png",
+            "--mean",
+            "--op",
+            "crop=0,0,2,2",
+            "--rotate",
+            "90",
+            "--op",
+            "gray",
+            "--mean",
+        ])
+        .unwrap();
+        let specs: Vec<String> = args.ordered.iter().map(ToString::to_string).collect();
+        assert_eq!(specs, ["mean", "crop=0,0,2,2", "rotate=90", "gray", "mean"]);
+    }
+
+    #[test]
+    fn a_bad_spec_is_a_usage_error_naming_it() {
+        let e = Args::try_from_iter(["nl-client", "-i", "a", "-o", "b", "--op", "blur=-2"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(text.contains("--op") && text.contains("blur=-2"), "{text}");
+    }
 }

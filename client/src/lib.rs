@@ -244,7 +244,7 @@ impl Client {
     ) -> Result<ProcessOutput, ClientError> {
         let header = ProcessHeader {
             image: Some(convert::image_header(info)),
-            operations: ops.iter().copied().map(convert::to_wire).collect(),
+            operations: ops.iter().map(convert::to_wire).collect(),
         };
         let first = ProcessRequest {
             message: Some(process_request::Message::Header(header)),

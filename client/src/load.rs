@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use connect::ConnectArgs;
-use nlimage_client::{CHUNK_BYTES, ClientError, ImageInfo, Operation, PixelFormat, Rotation};
+use nlimage_client::{CHUNK_BYTES, ClientError, ImageInfo, Operation, PixelFormat};
 use prost::bytes::Bytes;
 
 /// Run concurrent Process streams against nl-server and report.
@@ -42,9 +42,10 @@ struct Args {
     /// Pixel format.
     #[arg(long, value_enum, default_value_t = Format::Rgb8)]
     format: Format,
-    /// Operations, in order (repeat the flag): mean, rotate90, rotate180, rotate270.
-    #[arg(long = "op", value_enum, default_values_t = [Op::Mean])]
-    ops: Vec<Op>,
+    /// Operations, in order (repeat the flag), as nl-client's --op takes them:
+    /// mean, rotate=90, blur=2, crop=0,0,640,480, gray, ...
+    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, default_value = "mean")]
+    ops: Vec<Operation>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -54,12 +55,8 @@ enum Format {
     Rgba8,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Op {
-    Mean,
-    Rotate90,
-    Rotate180,
-    Rotate270,
+fn parse_op(s: &str) -> Result<Operation, String> {
+    Operation::parse(s).map_err(|e| e.to_string())
 }
 
 /// One request's outcome: latency and status code name.
@@ -119,16 +116,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ops: Vec<Operation> = args
-        .ops
-        .iter()
-        .map(|o| match o {
-            Op::Mean => Operation::Mean3x3,
-            Op::Rotate90 => Operation::Rotate(Rotation::Ccw90),
-            Op::Rotate180 => Operation::Rotate(Rotation::Ccw180),
-            Op::Rotate270 => Operation::Rotate(Rotation::Ccw270),
-        })
-        .collect();
+    let ops = args.ops.clone();
     // One chunk of pseudo-random pixels, sent again and again.
     let pixels = Bytes::from(
         (0..CHUNK_BYTES.min(info.byte_len()))

@@ -5,11 +5,9 @@ mod connect;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = cli::Args::from_command_line();
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

@@ -6,14 +6,15 @@ mod common;
 use std::io::Cursor;
 
 use nlimage_client::{ClientError, Operation, Rotation};
-use nlimage_core::{ImageBuf, Limits, OutputFormat, PixelFormat, mean3x3_naive, rotate_naive};
+use nlimage_core::{ImageBuf, Limits, OutputFormat, PixelFormat};
+
+fn op(spec: &str) -> Operation {
+    Operation::parse(spec).unwrap()
+}
 use nlimage_server::Config;
 
 fn reference(img: &ImageBuf, ops: &[Operation]) -> ImageBuf {
-    ops.iter().fold(img.clone(), |acc, op| match op {
-        Operation::Rotate(r) => rotate_naive(&acc, *r),
-        Operation::Mean3x3 => mean3x3_naive(&acc),
-    })
+    nlimage_core::ops::naive::apply_all(img, ops).unwrap()
 }
 
 #[tokio::test]
@@ -34,6 +35,29 @@ async fn every_input_kind_and_operation_matches_the_reference() {
         vec![Operation::Rotate(Rotation::Ccw180)],
         vec![Operation::Rotate(Rotation::Ccw270)],
         vec![Operation::Rotate(Rotation::Ccw90), Operation::Mean3x3],
+        // Every other operation once, then mixed lists the planner reorders.
+        ["flip=h"].map(op).to_vec(),
+        ["flip=v"].map(op).to_vec(),
+        ["crop=3,4,50,30"].map(op).to_vec(),
+        ["blur=1.5"].map(op).to_vec(),
+        ["sharpen=1,2"].map(op).to_vec(),
+        ["convolve=0,-1,0,-1,5,-1,0,-1,0"].map(op).to_vec(),
+        ["gray"].map(op).to_vec(),
+        ["brightness=40", "contrast=1.3", "gamma=2.2"]
+            .map(op)
+            .to_vec(),
+        ["rotate=90", "crop=1,2,30,40", "gray", "flip=h", "blur=2"]
+            .map(op)
+            .to_vec(),
+        [
+            "gray",
+            "convolve=1,2,1,0,0,0,-1,-2,-1/1",
+            "rotate=270",
+            "flip=v",
+            "mean",
+        ]
+        .map(op)
+        .to_vec(),
     ];
     for (pf, codec) in inputs {
         let file = common::encoded(&common::picture(61, 45, pf), codec);

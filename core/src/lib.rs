@@ -7,7 +7,10 @@
 //!
 //! - [`pixel`]: formats, checked geometry, the owned [`ImageBuf`].
 //! - [`rotate`](mod@rotate) and [`mean`]: the kernels, whole-image and by row band.
-//! - [`stream`] and [`pipeline`]: the same kernels fed by chunks; [`hold`]:
+//! - [`ops`]: operations as data (one folder per family: its naive
+//!   reference and fast paths), their text form and canonical bytes.
+//! - [`stream`] and [`pipeline`]: the planner and the stages that run a list
+//!   of operations over chunks; [`hold`]:
 //!   where a rotation keeps the image (memory, or strips in a file).
 //! - [`codec`]: decoding files into pixels and encoding them back;
 //!   [`rows`]: the same a row at a time (PNG streams both ways).
@@ -22,6 +25,7 @@ pub mod error;
 pub mod hold;
 pub mod limits;
 pub mod mean;
+pub mod ops;
 pub mod pipeline;
 pub mod pixel;
 pub mod rotate;
@@ -33,7 +37,8 @@ pub use codec::{OutputFormat, PngCompression, decode, encode, encode_with};
 pub use error::{CoreError, Result};
 pub use limits::Limits;
 pub use mean::{mean3x3, mean3x3_into, mean3x3_into_with, mean3x3_naive, mean3x3_row};
-pub use pipeline::{Operation, Pipeline, Remainder};
+pub use ops::{CropBox, Flip, Kernel, OpKind, Operation};
+pub use pipeline::{Pipeline, Plan, Remainder};
 pub use pixel::{ImageBuf, ImageInfo, PixelFormat};
 pub use rotate::{Rotation, rotate, rotate_into, rotate_into_with, rotate_naive, rotate_rows_into};
 pub use simd::Cpu;

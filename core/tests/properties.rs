@@ -1,9 +1,11 @@
 //! Property tests of the kernels' algebra and of the fast paths against the
 //! naive references, on random shapes, formats and chunkings.
 
+use nlimage_core::ops::naive;
 use nlimage_core::{
-    Cpu, ImageBuf, ImageInfo, Operation, Pipeline, PixelFormat, Rotation, StreamingMean, mean3x3,
-    mean3x3_into_with, mean3x3_naive, rotate, rotate_into_with, rotate_naive,
+    Cpu, CropBox, Flip, ImageBuf, ImageInfo, Kernel, Operation, Pipeline, PixelFormat, Rotation,
+    StreamingMean, mean3x3, mean3x3_into_with, mean3x3_naive, rotate, rotate_into_with,
+    rotate_naive,
 };
 use proptest::prelude::*;
 
@@ -96,16 +98,16 @@ proptest! {
     #[test]
     fn pipeline_equals_operations_applied_in_order(
         img in any_image(),
-        ops in proptest::collection::vec(
-            prop_oneof![Just(Operation::Mean3x3), any_rotation().prop_map(Operation::Rotate)], 0..5),
+        specs in proptest::collection::vec(any_op(), 0..6),
         chunk in 1usize..5000,
     ) {
+        // Crop boxes are drawn as fractions of the image they meet.
         let mut want = img.clone();
-        for op in &ops {
-            want = match op {
-                Operation::Rotate(r) => rotate_naive(&want, *r),
-                Operation::Mean3x3 => mean3x3_naive(&want),
-            };
+        let mut ops = Vec::new();
+        for spec in specs {
+            let op = spec.resolve(want.info());
+            want = naive::apply(&want, &op).unwrap();
+            ops.push(op);
         }
         let mut p = Pipeline::new(img.info(), &ops).unwrap();
         prop_assert_eq!(p.output_info(), want.info());
@@ -117,6 +119,64 @@ proptest! {
         while let Some(band) = rest.next_band(chunk).unwrap() {
             out.extend(band);
         }
-        prop_assert_eq!(out, want.into_data());
+        prop_assert!(out == want.into_data(), "{:?}", ops);
     }
+}
+
+/// An operation whose crop box is fixed only once the image it meets is known.
+#[derive(Clone, Debug)]
+enum OpSpec {
+    Op(Operation),
+    Crop(f64, f64, f64, f64),
+}
+
+impl OpSpec {
+    fn resolve(&self, info: ImageInfo) -> Operation {
+        match self {
+            OpSpec::Op(op) => op.clone(),
+            OpSpec::Crop(fx, fy, fw, fh) => {
+                let (w, h) = (info.width(), info.height());
+                let x = ((w - 1) as f64 * fx) as u32;
+                let y = ((h - 1) as f64 * fy) as u32;
+                let width = (((w - x) as f64 * fw) as u32).max(1);
+                let height = (((h - y) as f64 * fh) as u32).max(1);
+                Operation::Crop(CropBox {
+                    x,
+                    y,
+                    width,
+                    height,
+                })
+            }
+        }
+    }
+}
+
+fn any_op() -> impl Strategy<Value = OpSpec> {
+    let f = 0.0f64..1.0;
+    prop_oneof![
+        any_rotation().prop_map(|r| OpSpec::Op(Operation::Rotate(r))),
+        prop_oneof![Just(Flip::Horizontal), Just(Flip::Vertical)]
+            .prop_map(|a| OpSpec::Op(Operation::Flip(a))),
+        (f.clone(), f.clone(), f.clone(), f).prop_map(|(a, b, c, d)| OpSpec::Crop(a, b, c, d)),
+        Just(OpSpec::Op(Operation::Mean3x3)),
+        (0.2f32..2.5).prop_map(|sigma| OpSpec::Op(Operation::Blur { sigma })),
+        (0.2f32..2.0, 0.0f32..3.0)
+            .prop_map(|(sigma, amount)| OpSpec::Op(Operation::Sharpen { sigma, amount })),
+        (prop_oneof![Just(3usize), Just(5)], -4i32..5, 1i32..20).prop_flat_map(
+            |(size, shift, divisor)| {
+                proptest::collection::vec(-3i32..8, size * size).prop_map(move |weights| {
+                    let weights = weights.into_iter().map(|w| w + shift).collect();
+                    OpSpec::Op(Operation::Convolve(Kernel {
+                        size,
+                        weights,
+                        divisor,
+                    }))
+                })
+            }
+        ),
+        Just(OpSpec::Op(Operation::Gray)),
+        (-300i32..300).prop_map(|n| OpSpec::Op(Operation::Brightness(n.clamp(-255, 255)))),
+        (0.0f32..3.0).prop_map(|c| OpSpec::Op(Operation::Contrast(c))),
+        (0.2f32..4.0).prop_map(|g| OpSpec::Op(Operation::Gamma(g))),
+    ]
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use nlimage::convert;
 use nlimage::v1::image_service_server::ImageService;
 use nlimage::v1::{ProcessRequest, ProcessResponse, process_request, process_response};
-use nlimage_core::{ImageInfo, Limits, Operation, Pipeline, Rotation};
+use nlimage_core::{ImageInfo, Limits, Operation, Pipeline};
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -63,7 +63,7 @@ impl ImageService for ProcessService {
         let started = async {
             let plan = start(&mut inbound, &mut log, &self.shared).await?;
             let permit = self.shared.admission.admit(plan.memory, deadline).await?;
-            let pipeline = Pipeline::with_hold(plan.info, &plan.ops, |info, rotation| {
+            let pipeline = Pipeline::from_plan(&plan.plan, |info, rotation| {
                 crate::spill::hold_for(info, rotation, plan.spill, &self.shared.spill_dir)
             })
             .map_err(from_core)?;
@@ -108,15 +108,16 @@ impl ImageService for ProcessService {
 
 /// A validated request: what to run and what it may hold.
 struct Plan {
-    info: ImageInfo,
-    ops: Vec<Operation>,
+    plan: nlimage_core::Plan,
     /// Bytes to reserve from the memory budget.
     memory: u64,
-    /// Spill threshold for this request's rotation (0: always spill).
+    /// Spill threshold for this request's holds (0: always spill).
     spill: usize,
 }
 
-/// Reads and validates the header; plans the memory the request will hold.
+/// Reads and validates the header; takes the memory to reserve from the
+/// core's plan: its streaming stages, the chunks in flight on either side,
+/// and each hold's image (or one strip of it, when spilled).
 async fn start(
     inbound: &mut Streaming<ProcessRequest>,
     log: &mut RequestLog,
@@ -124,29 +125,25 @@ async fn start(
 ) -> Result<Plan, Status> {
     let (info, ops) = parse_header(inbound.message().await?, &shared.limits)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
-    // Streaming stages hold about two rows and a chunk each, plus the
-    // chunks in flight on either side.
-    let stages = ops.iter().filter(|o| **o == Operation::Mean3x3).count() as u64 + 1;
-    let streaming = stages * (2 * info.row_bytes() as u64 + MAX_CHUNK_BYTES as u64)
-        + (2 + OUTPUT_QUEUE as u64) * MAX_CHUNK_BYTES as u64;
-    let rotates = nlimage_core::pipeline::net_rotation(&ops) != Rotation::None;
-    let whole = info.byte_len() as u64;
-    // A rotation holds the image in memory when it is under the spill
-    // threshold and the budget could hold it; otherwise it spills, and holds
-    // one strip.
-    let in_memory = rotates
-        && info.byte_len() <= shared.spill_above
+    let plan = nlimage_core::Plan::new(info, &ops).map_err(from_core)?;
+    let mem = plan.memory(MAX_CHUNK_BYTES);
+    let streaming = mem.streaming + (2 + OUTPUT_QUEUE as u64) * MAX_CHUNK_BYTES as u64;
+    let whole: u64 = mem.holds.iter().map(|h| h.byte_len() as u64).sum();
+    // Holds keep their images in memory when each is under the spill
+    // threshold and the budget could hold them; otherwise they spill, and
+    // each holds one strip.
+    let in_memory = mem.holds.iter().all(|h| h.byte_len() <= shared.spill_above)
         && shared.admission.fits(whole + streaming);
-    let (memory, spill) = if !rotates {
-        (streaming, shared.spill_above)
-    } else if in_memory {
+    let (memory, spill) = if mem.holds.is_empty() || in_memory {
         (whole + streaming, shared.spill_above)
     } else {
-        (streaming + crate::spill::STRIP_BYTES as u64, 0)
+        (
+            streaming + (mem.holds.len() * crate::spill::STRIP_BYTES) as u64,
+            0,
+        )
     };
     Ok(Plan {
-        info,
-        ops,
+        plan,
         memory,
         spill,
     })

@@ -1,90 +1,73 @@
 //! A pipeline of operations over a streamed image.
 //!
-//! Rotations commute with the mean filter (property-tested), so the pipeline
-//! runs every mean filter first, as streaming stages that hold a few rows, and
-//! composes all rotations into one applied last. With no net rotation output
-//! flows while input arrives; with one, the (filtered) image is buffered and
-//! the rotated image is produced band by band after the input ends.
+//! [`Plan`] turns the operations into stages (see [`plan`] for the rules:
+//! orientations composed and applied last, pixel-wise operations fused, crops
+//! moved before them); [`Pipeline`] runs them on pixel chunks of any size and
+//! alignment. With no hold (no quarter or half turn, no top-bottom flip) output
+//! flows while input arrives and only a few rows are held; with one, the image
+//! is kept until the input ends and then produced band by band.
+
+pub mod plan;
+mod stages;
 
 use crate::error::{CoreError, Result};
-use crate::hold::{Hold, MemoryHold, Produce};
+use crate::hold::{Hold, MemoryHold};
+use crate::ops::Operation;
 use crate::pixel::ImageInfo;
 use crate::rotate::Rotation;
-use crate::stream::StreamingMean;
-
-/// One step of a pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Operation {
-    /// Rotate counter-clockwise.
-    Rotate(Rotation),
-    /// The 3x3 mean filter.
-    Mean3x3,
-}
-
-impl std::fmt::Display for Operation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Operation::Rotate(r) => write!(f, "rotate{}", r.degrees()),
-            Operation::Mean3x3 => f.write_str("mean3x3"),
-        }
-    }
-}
-
-/// The one rotation equivalent to all the rotations in `ops` (rotations
-/// commute with the mean filter, so their order among filters is moot).
-pub fn net_rotation(ops: &[Operation]) -> Rotation {
-    ops.iter().fold(Rotation::None, |acc, op| match op {
-        Operation::Rotate(r) => acc.then(*r),
-        Operation::Mean3x3 => acc,
-    })
-}
+pub use plan::{MemoryPlan, Plan, Step};
+use stages::Stage;
 
 /// Pixel bytes in, processed pixel bytes out.
 #[derive(Debug)]
 pub struct Pipeline {
     input: ImageInfo,
+    output: ImageInfo,
+    streaming: bool,
+    stages: Vec<Box<dyn Stage>>,
+    /// The start of an input row whose end has not arrived yet.
+    partial: Vec<u8>,
     received: usize,
-    means: Vec<StreamingMean>,
-    rotation: Rotation,
-    /// Collects the filtered image when a rotation needs all of it.
-    hold: Option<Box<dyn Hold>>,
 }
 
 impl Pipeline {
     /// Plans `ops` over an image of geometry `input`, holding the image in
-    /// memory if a rotation needs it whole. The buffer is reserved here, so a
-    /// lack of memory fails before any pixel is read.
+    /// memory where an orientation needs it whole. Buffers are reserved here,
+    /// so a lack of memory fails before any pixel is read.
     pub fn new(input: ImageInfo, ops: &[Operation]) -> Result<Self> {
-        Self::with_hold(input, ops, |info, rotation| {
+        Self::from_plan(&Plan::new(input, ops)?, |info, rotation| {
             Ok(Box::new(MemoryHold::new(info, rotation)?))
         })
     }
 
-    /// Like [`Pipeline::new`], but a rotating pipeline keeps the image where
-    /// `make_hold(image, net_rotation)` says (a file-backed
-    /// [`crate::hold::StripHold`], say); it is not called without rotation.
+    /// Like [`Pipeline::new`], but each hold keeps its image where
+    /// `make_hold(image, rotation)` says (a file-backed
+    /// [`crate::hold::StripHold`], say); not called without a hold.
     pub fn with_hold(
         input: ImageInfo,
         ops: &[Operation],
-        make_hold: impl FnOnce(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+        make_hold: impl FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
-        let rotation = net_rotation(ops);
-        let means = ops
+        Self::from_plan(&Plan::new(input, ops)?, make_hold)
+    }
+
+    /// Runs a plan (the caller has checked its [`Plan::memory`]).
+    pub fn from_plan(
+        plan: &Plan,
+        mut make_hold: impl FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+    ) -> Result<Self> {
+        let stages = plan
+            .steps()
             .iter()
-            .filter(|op| **op == Operation::Mean3x3)
-            .map(|_| StreamingMean::new(input))
-            .collect();
-        let hold = if rotation == Rotation::None {
-            None
-        } else {
-            Some(make_hold(input, rotation)?)
-        };
+            .map(|(info, step)| stages::build(*info, step, &mut make_hold))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            input,
+            input: plan.input_info(),
+            output: plan.output_info(),
+            streaming: plan.is_streaming(),
+            stages,
+            partial: Vec::new(),
             received: 0,
-            means,
-            rotation,
-            hold,
         })
     }
 
@@ -95,12 +78,12 @@ impl Pipeline {
 
     /// The geometry of the output.
     pub fn output_info(&self) -> ImageInfo {
-        self.rotation.output_info(self.input)
+        self.output
     }
 
-    /// Whether output flows while input arrives (no net rotation).
+    /// Whether output flows while input arrives (nothing holds the image).
     pub fn is_streaming(&self) -> bool {
-        self.rotation == Rotation::None
+        self.streaming
     }
 
     /// Bytes of input received so far.
@@ -120,40 +103,27 @@ impl Pipeline {
             )));
         }
         self.received += data.len();
-        let mut filtered = Vec::new();
-        let sink = if self.hold.is_some() {
-            &mut filtered
-        } else {
-            out
-        };
-        match self.means.as_mut_slice() {
-            [] if self.hold.is_some() => {} // written to the hold below, uncopied
-            [] => sink.extend_from_slice(data),
-            [only] => only.push(data, sink)?,
-            [first, rest @ ..] => {
-                let mut cur = Vec::new();
-                first.push(data, &mut cur)?;
-                let (last, middle) = rest.split_last_mut().expect("two stages or more");
-                for stage in middle {
-                    let mut next = Vec::new();
-                    stage.push(&cur, &mut next)?;
-                    cur = next;
-                }
-                last.push(&cur, sink)?;
+        let rb = self.input.row_bytes();
+        let mut data = data;
+        if !self.partial.is_empty() {
+            let take = (rb - self.partial.len()).min(data.len());
+            self.partial.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.partial.len() == rb {
+                let row = std::mem::take(&mut self.partial);
+                run(&mut self.stages, &row, out)?;
             }
         }
-        if let Some(hold) = &mut self.hold {
-            hold.write(if self.means.is_empty() {
-                data
-            } else {
-                &filtered
-            })?;
+        let whole = data.len() / rb * rb;
+        if whole > 0 {
+            run(&mut self.stages, &data[..whole], out)?;
         }
+        self.partial.extend_from_slice(&data[whole..]);
         Ok(())
     }
 
     /// Ends the input. Fails if fewer bytes arrived than the header declared;
-    /// otherwise returns what remains of the output (all of it when rotating).
+    /// otherwise returns what remains of the output (all of it after a hold).
     pub fn finish(self) -> Result<Remainder> {
         let total = self.input.byte_len();
         if self.received != total {
@@ -162,38 +132,73 @@ impl Pipeline {
                 self.input, total, self.received
             )));
         }
-        for stage in self.means {
-            stage.finish()?;
-        }
         Ok(Remainder {
-            produce: self.hold.map(|h| h.finish()).transpose()?,
+            stages: self.stages,
+            draining: 0,
         })
     }
 }
 
-/// Output still to come after the input has ended: the rotated image, made
-/// band by band so no second full-size buffer is needed.
+/// Pushes whole rows through `stages` in order; the last stage's output is
+/// appended to `out`.
+fn run(stages: &mut [Box<dyn Stage>], rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let Some((last, first)) = stages.split_last_mut() else {
+        out.extend_from_slice(rows);
+        return Ok(());
+    };
+    let mut cur: Option<Vec<u8>> = None;
+    for stage in first {
+        let input = cur.as_deref().unwrap_or(rows);
+        if input.is_empty() {
+            return Ok(());
+        }
+        let mut next = Vec::new();
+        stage.push(input, &mut next)?;
+        cur = Some(next);
+    }
+    let input = cur.as_deref().unwrap_or(rows);
+    if !input.is_empty() {
+        last.push(input, out)?;
+    }
+    Ok(())
+}
+
+/// Output still to come after the input has ended: what the holds produce,
+/// band by band, through the stages after them, so no second full-size
+/// buffer is needed.
 #[derive(Debug)]
 pub struct Remainder {
-    produce: Option<Box<dyn Produce>>,
+    stages: Vec<Box<dyn Stage>>,
+    /// Stages before this one have nothing more to give.
+    draining: usize,
 }
 
 impl Remainder {
     /// The next band of whole output rows, about `target_bytes` long (at least
     /// one row), or `None` when everything has been produced.
     pub fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
-        match &mut self.produce {
-            Some(p) => p.next_band(target_bytes),
-            None => Ok(None),
+        while self.draining < self.stages.len() {
+            let (head, tail) = self.stages.split_at_mut(self.draining + 1);
+            match head[self.draining].drain(target_bytes)? {
+                Some(band) => {
+                    let mut out = Vec::new();
+                    run(tail, &band, &mut out)?;
+                    if !out.is_empty() {
+                        return Ok(Some(out));
+                    }
+                }
+                None => self.draining += 1,
+            }
         }
+        Ok(None)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::naive;
     use crate::pixel::{ImageBuf, PixelFormat};
-    use crate::{mean3x3_naive, rotate_naive};
 
     fn run(img: &ImageBuf, ops: &[Operation], chunk: usize) -> (ImageInfo, Vec<u8>) {
         let mut p = Pipeline::new(img.info(), ops).unwrap();
@@ -224,13 +229,7 @@ mod tests {
             Operation::Rotate(Rotation::Ccw180),
             Operation::Mean3x3,
         ];
-        let mut want = img.clone();
-        for op in ops {
-            want = match op {
-                Operation::Rotate(r) => rotate_naive(&want, r),
-                Operation::Mean3x3 => mean3x3_naive(&want),
-            };
-        }
+        let want = naive::apply_all(&img, &ops).unwrap();
         let (info, out) = run(&img, &ops, 4);
         assert_eq!(info, want.info());
         assert_eq!(out, want.data());

@@ -1,0 +1,180 @@
+//! Operations as data: what a pipeline can do to an image, in order.
+//!
+//! An [`Operation`] carries its parameters (sizes, floats); it has one
+//! text form (the `--op` spec of the CLI, [`Operation::parse`] and
+//! [`Display`](std::fmt::Display) agree) and one canonical, versioned byte
+//! encoding ([`canonical_bytes`]) that caches key results on. Each operation
+//! declares its [`OpKind`], which the planner ([`crate::pipeline`]) uses to
+//! stream, fuse and reorder.
+//!
+//! The families live in child modules, each with its naive reference and
+//! fast path: [`orient`] (rotations and flips as one of eight orientations),
+//! [`point`] (gray and the tone tables), [`crop`], [`blur`] (gaussian blur and
+//! the unsharp mask), [`convolve`]. [`naive`] applies any operation the
+//! obviously-correct way, for tests.
+
+pub mod blur;
+pub mod border;
+pub mod convolve;
+pub mod crop;
+pub mod naive;
+pub mod orient;
+pub mod point;
+mod spec;
+
+use crate::rotate::Rotation;
+
+pub use spec::canonical_bytes;
+
+/// A mirror axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flip {
+    /// Mirror left-right (numpy `fliplr`).
+    Horizontal,
+    /// Mirror top-bottom (numpy `flipud`).
+    Vertical,
+}
+
+/// A box of pixels: left column, top row, width, height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CropBox {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels, >= 1.
+    pub width: u32,
+    /// Height in pixels, >= 1.
+    pub height: u32,
+}
+
+impl std::fmt::Display for CropBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{} at ({}, {})",
+            self.width, self.height, self.x, self.y
+        )
+    }
+}
+
+/// An integer convolution kernel: 3x3 or 5x5 weights, row-major, and a
+/// divisor (never 0).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// Side: 3 or 5.
+    pub size: usize,
+    /// `size * size` weights, row-major.
+    pub weights: Vec<i32>,
+    /// The divisor of the weighted sum.
+    pub divisor: i32,
+}
+
+/// One step of a pipeline. Floats are validated finite and in range by
+/// [`Operation::parse`] and by the wire conversion; the constructors used by
+/// code are trusted to do the same ([`Operation::validate`] checks).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operation {
+    /// Rotate counter-clockwise.
+    Rotate(Rotation),
+    /// Mirror along an axis.
+    Flip(Flip),
+    /// Keep only a box; a box outside the image is an error.
+    Crop(CropBox),
+    /// The 3x3 mean filter.
+    Mean3x3,
+    /// Gaussian blur with this sigma, bit-exact with OpenCV's 8-bit
+    /// `GaussianBlur(src, (0, 0), sigma)` (see [`blur`]).
+    Blur {
+        /// Standard deviation in pixels, in (0, [`MAX_SIGMA`]].
+        sigma: f32,
+    },
+    /// Unsharp mask: `src + amount * (src - blur(src, sigma))` (see [`blur`]).
+    Sharpen {
+        /// The blur's sigma, in (0, [`MAX_SIGMA`]].
+        sigma: f32,
+        /// How much of the detail to add back, in [0, 100].
+        amount: f32,
+    },
+    /// An integer 3x3 or 5x5 convolution (see [`convolve`]).
+    Convolve(Kernel),
+    /// To gray: RGB becomes one channel; RGBA keeps four with R = G = B.
+    Gray,
+    /// Add this much (-255..=255) to every colour channel, clamped.
+    Brightness(i32),
+    /// Scale colour channels around 128 by this factor, in [0, 100].
+    Contrast(f32),
+    /// Gamma correction `255 * (v / 255) ^ (1 / gamma)`, gamma in (0, 100].
+    Gamma(f32),
+}
+
+/// The largest blur sigma accepted (a kernel of 601 taps).
+pub const MAX_SIGMA: f32 = 100.0;
+
+/// What an operation needs of the image, which decides how it streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// A pixel depends on its own row only (gray, tone tables, left-right flip).
+    RowLocal,
+    /// A pixel depends on the rows within `radius` of its own.
+    Stencil {
+        /// Rows above and below.
+        radius: usize,
+    },
+    /// Output rows come from a window of input rows (crop, resize).
+    Resample,
+    /// Needs the whole image before the first output row (quarter and half
+    /// turns, top-bottom flip).
+    WholeImage,
+}
+
+impl Operation {
+    /// How the operation streams.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Operation::Rotate(Rotation::None) | Operation::Flip(Flip::Horizontal) => {
+                OpKind::RowLocal
+            }
+            Operation::Rotate(_) | Operation::Flip(Flip::Vertical) => OpKind::WholeImage,
+            Operation::Crop(_) => OpKind::Resample,
+            Operation::Mean3x3 => OpKind::Stencil { radius: 1 },
+            Operation::Blur { sigma } | Operation::Sharpen { sigma, .. } => OpKind::Stencil {
+                radius: blur::radius(*sigma),
+            },
+            Operation::Convolve(k) => OpKind::Stencil { radius: k.size / 2 },
+            Operation::Gray
+            | Operation::Brightness(_)
+            | Operation::Contrast(_)
+            | Operation::Gamma(_) => OpKind::RowLocal,
+        }
+    }
+
+    /// Checks the parameters' ranges (what [`Operation::parse`] and the wire
+    /// conversion enforce), naming the operation in the message.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |what: String| Err(crate::CoreError::InvalidInput(what));
+        let sigma_ok = |s: f32| s.is_finite() && s > 0.0 && s <= MAX_SIGMA;
+        match self {
+            Operation::Crop(b) if b.width == 0 || b.height == 0 => bad(format!(
+                "crop box {b} is empty: width and height must be >= 1"
+            )),
+            Operation::Blur { sigma } | Operation::Sharpen { sigma, .. } if !sigma_ok(*sigma) => {
+                bad(format!("{self}: sigma must be > 0 and <= {MAX_SIGMA}"))
+            }
+            Operation::Sharpen { amount, .. } if !(0.0..=100.0).contains(amount) => {
+                bad(format!("{self}: amount must be in 0..100"))
+            }
+            Operation::Convolve(k) => convolve::check(k),
+            Operation::Brightness(n) if !(-255..=255).contains(n) => {
+                bad(format!("{self}: brightness must be in -255..255"))
+            }
+            Operation::Contrast(f) if !(0.0..=100.0).contains(f) => {
+                bad(format!("{self}: contrast must be in 0..100"))
+            }
+            Operation::Gamma(g) if !(g.is_finite() && *g > 0.0 && *g <= 100.0) => {
+                bad(format!("{self}: gamma must be > 0 and <= 100"))
+            }
+            _ => Ok(()),
+        }
+    }
+}

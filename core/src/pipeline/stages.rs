@@ -1,0 +1,284 @@
+//! The running form of each planned [`Step`]: whole input rows in, output
+//! rows out as soon as they are ready.
+//!
+//! Every stage knows its image's height, so it emits all of its output by the
+//! time its last input row arrives, except a hold, which emits nothing until
+//! the input has ended and then produces its image band by band
+//! ([`Stage::drain`]).
+
+use std::fmt::Debug;
+
+use rayon::prelude::*;
+
+use super::plan::Step;
+use crate::error::Result;
+use crate::hold::{Hold, Produce};
+use crate::ops::blur::{self, Scratch};
+use crate::ops::border::reflect101;
+use crate::ops::convolve;
+use crate::ops::orient::{Orientation, mirror_rows};
+use crate::ops::point::PointOps;
+use crate::ops::{CropBox, Kernel};
+use crate::pixel::ImageInfo;
+use crate::rotate::Rotation;
+use crate::stream::StreamingMean;
+
+/// Input bytes a parallel task takes when a push brings many rows.
+const TASK_BYTES: usize = 128 * 1024;
+
+/// One running stage.
+pub(crate) trait Stage: Send + Debug {
+    /// Takes whole input rows (in order, exactly the image's rows over all
+    /// calls) and appends the output rows now ready to `out`.
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()>;
+
+    /// After the last push: the next band of output still to come (about
+    /// `target_bytes`), or `None`. Only holds have any.
+    fn drain(&mut self, _target_bytes: usize) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+}
+
+/// Builds the stage for `step`, which receives images of geometry `info`;
+/// holds are made by `make_hold`.
+pub(crate) fn build(
+    info: ImageInfo,
+    step: &Step,
+    make_hold: &mut dyn FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+) -> Result<Box<dyn Stage>> {
+    Ok(match step {
+        Step::Point(p) => Box::new(PointStage {
+            ops: p.clone(),
+            in_row: info.row_bytes(),
+        }),
+        Step::Crop(b) => Box::new(CropStage {
+            b: *b,
+            info,
+            next_row: 0,
+        }),
+        Step::Mean => Box::new(MeanStage(StreamingMean::new(info))),
+        Step::Blur(t) => Box::new(StencilStage::new(info, Filter::Blur(t.clone()))),
+        Step::Sharpen(t, a) => Box::new(StencilStage::new(info, Filter::Sharpen(t.clone(), *a))),
+        Step::Convolve(k) => Box::new(StencilStage::new(info, Filter::Convolve(k.clone()))),
+        Step::Orient(o) if !o.needs_whole_image() => Box::new(MirrorStage {
+            row_bytes: info.row_bytes(),
+            channels: info.channels(),
+        }),
+        Step::Orient(o) => Box::new(HoldStage {
+            orientation: *o,
+            out: o.output_info(info),
+            hold: Some(make_hold(info, o.rotation)?),
+            produce: None,
+        }),
+    })
+}
+
+#[derive(Debug)]
+struct PointStage {
+    ops: PointOps,
+    in_row: usize,
+}
+
+impl Stage for PointStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let out_row = self.ops.output_len(self.in_row);
+        out.resize(start + self.ops.output_len(rows.len()), 0);
+        let per_task = (TASK_BYTES / self.in_row).max(1);
+        rows.par_chunks(per_task * self.in_row)
+            .zip(out[start..].par_chunks_mut(per_task * out_row))
+            .for_each(|(src, dst)| self.ops.apply_into(src, dst));
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct CropStage {
+    b: CropBox,
+    info: ImageInfo,
+    next_row: usize,
+}
+
+impl Stage for CropStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        for row in rows.chunks_exact(self.info.row_bytes()) {
+            crate::ops::crop::crop_row(self.b, self.next_row, row, self.info.channels(), out);
+            self.next_row += 1;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct MirrorStage {
+    row_bytes: usize,
+    channels: usize,
+}
+
+impl Stage for MirrorStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        out.extend_from_slice(rows);
+        mirror_rows(&mut out[start..], self.row_bytes, self.channels);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct MeanStage(StreamingMean);
+
+impl Stage for MeanStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.0.push(rows, out)
+    }
+}
+
+/// A stencil's per-row computation.
+#[derive(Debug)]
+enum Filter {
+    Blur(Vec<u16>),
+    Sharpen(Vec<u16>, f32),
+    Convolve(Kernel),
+}
+
+impl Filter {
+    fn radius(&self) -> usize {
+        match self {
+            Filter::Blur(t) | Filter::Sharpen(t, _) => t.len() / 2,
+            Filter::Convolve(k) => k.size / 2,
+        }
+    }
+
+    fn row(&self, rows: &[&[u8]], channels: usize, s: &mut RowScratch, out: &mut [u8]) {
+        match self {
+            Filter::Blur(t) => crate::simd::blur::blur_row(t, rows, channels, &mut s.blur, out),
+            Filter::Sharpen(t, amount) => {
+                crate::simd::blur::blur_row(t, rows, channels, &mut s.blur, out);
+                let src = rows[rows.len() / 2];
+                for (o, &p) in out.iter_mut().zip(src) {
+                    *o = blur::sharpen_value(p, *o, *amount);
+                }
+            }
+            Filter::Convolve(k) => {
+                convolve::convolve_row(k, rows, channels, &mut s.padded, &mut s.sums, out)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RowScratch {
+    blur: Scratch,
+    padded: Vec<u8>,
+    sums: Vec<i32>,
+}
+
+/// A stencil of radius r over streamed rows: output row y is computed once
+/// input row y + r has arrived (or the image has ended), from rows y - r ..=
+/// y + r with reflect-101 at the top and bottom. Holds the window of rows
+/// still needed and the rows of the latest push.
+#[derive(Debug)]
+struct StencilStage {
+    info: ImageInfo,
+    filter: Filter,
+    /// Input rows `first_row..rows_in`.
+    buf: Vec<u8>,
+    first_row: usize,
+    rows_in: usize,
+    rows_out: usize,
+}
+
+impl StencilStage {
+    fn new(info: ImageInfo, filter: Filter) -> Self {
+        Self {
+            info,
+            filter,
+            buf: Vec::new(),
+            first_row: 0,
+            rows_in: 0,
+            rows_out: 0,
+        }
+    }
+}
+
+impl Stage for StencilStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let rb = self.info.row_bytes();
+        let height = self.info.height() as usize;
+        let r = self.filter.radius();
+        self.buf.extend_from_slice(rows);
+        self.rows_in += rows.len() / rb;
+        let ready = if self.rows_in == height {
+            height
+        } else {
+            self.rows_in.saturating_sub(r)
+        };
+        if ready > self.rows_out {
+            let first = self.rows_out;
+            let start = out.len();
+            out.resize(start + (ready - first) * rb, 0);
+            let (buf, first_row, filter) = (&self.buf, self.first_row, &self.filter);
+            let channels = self.info.channels();
+            let row = |y: usize| &buf[(y - first_row) * rb..][..rb];
+            let per_task = (TASK_BYTES / rb).max(1);
+            out[start..]
+                .par_chunks_mut(per_task * rb)
+                .enumerate()
+                .for_each_init(
+                    || (RowScratch::default(), Vec::with_capacity(2 * r + 1)),
+                    |(scratch, window), (i, band)| {
+                        for (j, o) in band.chunks_exact_mut(rb).enumerate() {
+                            let y = first + i * per_task + j;
+                            window.clear();
+                            window.extend(
+                                (-(r as isize)..=r as isize)
+                                    .map(|d| row(reflect101(y as isize + d, height))),
+                            );
+                            filter.row(window, channels, scratch, o);
+                        }
+                    },
+                );
+            self.rows_out = ready;
+            // Keep the rows the next output rows read: from ready - r.
+            let keep_from = ready.saturating_sub(r).max(self.first_row);
+            self.buf.drain(..(keep_from - self.first_row) * rb);
+            self.first_row = keep_from;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the image in a [`Hold`] and produces it oriented.
+#[derive(Debug)]
+struct HoldStage {
+    orientation: Orientation,
+    out: ImageInfo,
+    hold: Option<Box<dyn Hold>>,
+    produce: Option<Box<dyn Produce>>,
+}
+
+impl Stage for HoldStage {
+    fn push(&mut self, rows: &[u8], _out: &mut Vec<u8>) -> Result<()> {
+        self.hold
+            .as_mut()
+            .expect("pushed before drained")
+            .write(rows)
+    }
+
+    fn drain(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+        if let Some(hold) = self.hold.take() {
+            self.produce = Some(hold.finish()?);
+        }
+        let Some(produce) = self.produce.as_mut() else {
+            return Ok(None);
+        };
+        let mut band = produce.next_band(target_bytes)?;
+        if let Some(b) = band.as_mut().filter(|_| self.orientation.mirror) {
+            let rb = self.out.row_bytes();
+            let channels = self.out.channels();
+            b.par_chunks_mut((TASK_BYTES / rb).max(1) * rb)
+                .for_each(|rows| mirror_rows(rows, rb, channels));
+        }
+        Ok(band)
+    }
+}
