@@ -12,6 +12,8 @@ use std::fmt::Debug;
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
+use crate::ops::Flip;
+use crate::ops::orient::{Orientation, mirror_rows};
 use crate::pixel::ImageInfo;
 use crate::rotate::{Rotation, rotate_rows_into};
 
@@ -38,17 +40,28 @@ pub trait Positional: Send + Debug {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 }
 
-/// Computes output rows `first..` of `rotation` applied to `src` (geometry
-/// `info`) into `dst`, in parallel sub-bands.
-fn rotate_band(
+/// Computes output rows `first..` of orientation `o` applied to `src`
+/// (geometry `info`) into `dst`, in parallel sub-bands: a top-bottom flip
+/// copies rows; anything else rotates with the blocked kernels and mirrors
+/// each sub-band while it is in cache.
+fn orient_band(
     src: &[u8],
     info: ImageInfo,
-    rotation: Rotation,
+    o: Orientation,
     first: usize,
     dst: &mut [u8],
 ) -> Result<()> {
-    let rb = rotation.output_info(info).row_bytes();
+    let out = o.output_info(info);
+    let rb = out.row_bytes();
     let rows = dst.len() / rb;
+    if o == Orientation::flip(Flip::Vertical) {
+        let h = info.height() as usize;
+        dst.par_chunks_mut(rb).enumerate().for_each(|(i, row)| {
+            let y = h - 1 - (first + i);
+            row.copy_from_slice(&src[y * rb..(y + 1) * rb]);
+        });
+        return Ok(());
+    }
     // Whole sub-bands of the kernels (32 rows: see `simd::rotate`) per
     // task, a few tasks per thread.
     let per_task = (rows / (4 * rayon::current_num_threads()))
@@ -56,7 +69,13 @@ fn rotate_band(
         .next_multiple_of(32);
     dst.par_chunks_mut(per_task * rb)
         .enumerate()
-        .try_for_each(|(i, part)| rotate_rows_into(src, info, rotation, first + i * per_task, part))
+        .try_for_each(|(i, part)| {
+            rotate_rows_into(src, info, o.rotation, first + i * per_task, part)?;
+            if o.mirror {
+                mirror_rows(part, rb, out.channels());
+            }
+            Ok(())
+        })
 }
 
 /// The whole image in one buffer (reserved up front, so a lack of memory is
@@ -65,19 +84,19 @@ fn rotate_band(
 pub struct MemoryHold {
     buf: Vec<u8>,
     input: ImageInfo,
-    rotation: Rotation,
+    orientation: Orientation,
 }
 
 impl MemoryHold {
     /// Reserves room for an image of geometry `input`.
-    pub fn new(input: ImageInfo, rotation: Rotation) -> Result<Self> {
+    pub fn new(input: ImageInfo, orientation: Orientation) -> Result<Self> {
         let mut buf = Vec::new();
         buf.try_reserve_exact(input.byte_len())
             .map_err(|_| CoreError::OutOfMemory(input.byte_len()))?;
         Ok(Self {
             buf,
             input,
-            rotation,
+            orientation,
         })
     }
 }
@@ -105,7 +124,7 @@ struct MemoryProduce {
 impl Produce for MemoryProduce {
     fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
         let h = &self.hold;
-        let out = h.rotation.output_info(h.input);
+        let out = h.orientation.output_info(h.input);
         let (rb, height) = (out.row_bytes(), out.height() as usize);
         if self.next_row >= height {
             self.hold.buf = Vec::new();
@@ -113,7 +132,7 @@ impl Produce for MemoryProduce {
         }
         let rows = (target_bytes / rb).clamp(1, height - self.next_row);
         let mut band = vec![0u8; rows * rb];
-        rotate_band(&h.buf, h.input, h.rotation, self.next_row, &mut band)?;
+        orient_band(&h.buf, h.input, h.orientation, self.next_row, &mut band)?;
         self.next_row += rows;
         Ok(Some(band))
     }
@@ -128,7 +147,7 @@ impl Produce for MemoryProduce {
 pub struct StripHold<S: Positional> {
     store: S,
     input: ImageInfo,
-    rotation: Rotation,
+    orientation: Orientation,
     /// Columns per strip (quarter turns) or rows per band (half turns).
     strip: usize,
     row: Vec<u8>,
@@ -137,20 +156,20 @@ pub struct StripHold<S: Positional> {
 
 impl<S: Positional> StripHold<S> {
     /// A hold writing into `store`, reading back about `strip_bytes` at a time.
-    pub fn new(store: S, input: ImageInfo, rotation: Rotation, strip_bytes: usize) -> Self {
+    pub fn new(store: S, input: ImageInfo, orientation: Orientation, strip_bytes: usize) -> Self {
         let (w, h, c) = (
             input.width() as usize,
             input.height() as usize,
             input.channels(),
         );
-        let strip = match rotation {
+        let strip = match orientation.rotation {
             Rotation::Ccw90 | Rotation::Ccw270 => (strip_bytes / (h * c)).clamp(1, w),
             _ => (strip_bytes / input.row_bytes()).clamp(1, h),
         };
         Self {
             store,
             input,
-            rotation,
+            orientation,
             strip,
             row: Vec::with_capacity(input.row_bytes()),
             rows_done: 0,
@@ -158,7 +177,10 @@ impl<S: Positional> StripHold<S> {
     }
 
     fn quarter(&self) -> bool {
-        matches!(self.rotation, Rotation::Ccw90 | Rotation::Ccw270)
+        matches!(
+            self.orientation.rotation,
+            Rotation::Ccw90 | Rotation::Ccw270
+        )
     }
 
     /// Strip `k` of a quarter turn: first column, width, byte offset.
@@ -252,11 +274,11 @@ impl<S: Positional> StripProduce<S> {
         );
         let i = self.next_piece;
         self.next_piece += 1;
-        let (info, off, len) = match h.rotation {
+        let (info, off, len) = match h.orientation.rotation {
             // A quarter turn's output rows run over input columns right to
             // left (90) or left to right (270).
             Rotation::Ccw90 | Rotation::Ccw270 => {
-                let k = if h.rotation == Rotation::Ccw90 {
+                let k = if h.orientation.rotation == Rotation::Ccw90 {
                     self.pieces - 1 - i
                 } else {
                     i
@@ -295,9 +317,9 @@ impl<S: Positional> Produce for StripProduce<S> {
                     return Ok(None);
                 }
             }
-            let rotation = self.hold.rotation;
+            let orientation = self.hold.orientation;
             let (src, info, next) = self.loaded.as_mut().expect("loaded above");
-            let out = rotation.output_info(*info);
+            let out = orientation.output_info(*info);
             let (rb, height) = (out.row_bytes(), out.height() as usize);
             if *next >= height {
                 self.loaded = None;
@@ -305,7 +327,7 @@ impl<S: Positional> Produce for StripProduce<S> {
             }
             let rows = (target_bytes / rb).clamp(1, height - *next);
             let mut band = vec![0u8; rows * rb];
-            rotate_band(src, *info, rotation, *next, &mut band)?;
+            orient_band(src, *info, orientation, *next, &mut band)?;
             *next += rows;
             return Ok(Some(band));
         }
@@ -346,8 +368,17 @@ mod tests {
             let info = ImageInfo::new(w, h, f).unwrap();
             let data: Vec<u8> = (0..info.byte_len()).map(|i| (i * 31 % 253) as u8).collect();
             let img = ImageBuf::new(info, data.clone()).unwrap();
-            for rot in [Rotation::Ccw90, Rotation::Ccw180, Rotation::Ccw270] {
-                let want = crate::rotate_naive(&img, rot);
+            let all = [
+                Rotation::None,
+                Rotation::Ccw90,
+                Rotation::Ccw180,
+                Rotation::Ccw270,
+            ]
+            .into_iter()
+            .flat_map(|rotation| [false, true].map(|mirror| Orientation { rotation, mirror }))
+            .filter(|o| o.needs_whole_image());
+            for rot in all {
+                let want = crate::ops::naive::orient(&img, rot).unwrap();
                 for strip_bytes in [1, 10, 50, 1000] {
                     let mut hold: Box<dyn Hold> =
                         Box::new(StripHold::new(MemStore::default(), info, rot, strip_bytes));

@@ -8,7 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nlimage_core::hold::{Hold, MemoryHold, Positional, StripHold};
-use nlimage_core::{CoreError, ImageInfo, Rotation};
+use nlimage_core::ops::orient::Orientation;
+use nlimage_core::{CoreError, ImageInfo};
 
 /// Bytes a spilled rotation reads back at a time (its memory, besides one
 /// output band).
@@ -38,12 +39,12 @@ impl Positional for FileStore {
 /// Memory for images up to `spill_above` bytes, a strip file in `dir` above.
 pub fn hold_for(
     info: ImageInfo,
-    rotation: Rotation,
+    orientation: Orientation,
     spill_above: usize,
     dir: &Path,
 ) -> Result<Box<dyn Hold>, CoreError> {
     if info.byte_len() <= spill_above {
-        return Ok(Box::new(MemoryHold::new(info, rotation)?));
+        return Ok(Box::new(MemoryHold::new(info, orientation)?));
     }
     let store = FileStore::create(dir).map_err(|e| {
         CoreError::Io(std::io::Error::new(
@@ -52,5 +53,10 @@ pub fn hold_for(
         ))
     })?;
     tracing::debug!(image = %info, "rotation spills to a temporary file");
-    Ok(Box::new(StripHold::new(store, info, rotation, STRIP_BYTES)))
+    Ok(Box::new(StripHold::new(
+        store,
+        info,
+        orientation,
+        STRIP_BYTES,
+    )))
 }

@@ -143,6 +143,29 @@ pub fn mirror_rows(rows: &mut [u8], row_bytes: usize, channels: usize) {
     }
 }
 
+/// Writes the rows of `src` mirrored left-right into `dst` (same length).
+pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: usize) {
+    for (s, d) in src
+        .chunks_exact(row_bytes)
+        .zip(dst.chunks_exact_mut(row_bytes))
+    {
+        match channels {
+            1 => mirror_into_px::<1>(s, d),
+            3 => mirror_into_px::<3>(s, d),
+            4 => mirror_into_px::<4>(s, d),
+            _ => unreachable!("formats have 1, 3 or 4 channels"),
+        }
+    }
+}
+
+fn mirror_into_px<const C: usize>(src: &[u8], dst: &mut [u8]) {
+    let (s, _) = src.as_chunks::<C>();
+    let (d, _) = dst.as_chunks_mut::<C>();
+    for (o, i) in d.iter_mut().zip(s.iter().rev()) {
+        *o = *i;
+    }
+}
+
 fn mirror_px<const C: usize>(row: &mut [u8]) {
     let (px, _) = row.as_chunks_mut::<C>();
     px.reverse();
@@ -242,5 +265,13 @@ mod tests {
         let mut g = vec![1, 2, 3];
         mirror_rows(&mut g, 3, 1);
         assert_eq!(g, [3, 2, 1]);
+        for c in [1, 3, 4] {
+            let src: Vec<u8> = (0..c * 7 * 2).map(|i| i as u8).collect();
+            let mut want = src.clone();
+            mirror_rows(&mut want, c * 7, c);
+            let mut got = vec![0; src.len()];
+            mirror_rows_into(&src, &mut got, c * 7, c);
+            assert_eq!(got, want, "{c} channels");
+        }
     }
 }

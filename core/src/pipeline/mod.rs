@@ -13,8 +13,8 @@ mod stages;
 use crate::error::{CoreError, Result};
 use crate::hold::{Hold, MemoryHold};
 use crate::ops::Operation;
+use crate::ops::orient::Orientation;
 use crate::pixel::ImageInfo;
-use crate::rotate::Rotation;
 pub use plan::{MemoryPlan, Plan, Step};
 use stages::Stage;
 
@@ -35,18 +35,18 @@ impl Pipeline {
     /// memory where an orientation needs it whole. Buffers are reserved here,
     /// so a lack of memory fails before any pixel is read.
     pub fn new(input: ImageInfo, ops: &[Operation]) -> Result<Self> {
-        Self::from_plan(&Plan::new(input, ops)?, |info, rotation| {
-            Ok(Box::new(MemoryHold::new(info, rotation)?))
+        Self::from_plan(&Plan::new(input, ops)?, |info, orientation| {
+            Ok(Box::new(MemoryHold::new(info, orientation)?))
         })
     }
 
     /// Like [`Pipeline::new`], but each hold keeps its image where
-    /// `make_hold(image, rotation)` says (a file-backed
+    /// `make_hold(image, orientation)` says (a file-backed
     /// [`crate::hold::StripHold`], say); not called without a hold.
     pub fn with_hold(
         input: ImageInfo,
         ops: &[Operation],
-        make_hold: impl FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+        make_hold: impl FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
         Self::from_plan(&Plan::new(input, ops)?, make_hold)
     }
@@ -54,7 +54,7 @@ impl Pipeline {
     /// Runs a plan (the caller has checked its [`Plan::memory`]).
     pub fn from_plan(
         plan: &Plan,
-        mut make_hold: impl FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+        mut make_hold: impl FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
         let stages = plan
             .steps()
@@ -199,6 +199,7 @@ mod tests {
     use super::*;
     use crate::ops::naive;
     use crate::pixel::{ImageBuf, PixelFormat};
+    use crate::rotate::Rotation;
 
     fn run(img: &ImageBuf, ops: &[Operation], chunk: usize) -> (ImageInfo, Vec<u8>) {
         let mut p = Pipeline::new(img.info(), ops).unwrap();

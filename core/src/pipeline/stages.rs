@@ -16,11 +16,10 @@ use crate::hold::{Hold, Produce};
 use crate::ops::blur::{self, Scratch};
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
-use crate::ops::orient::{Orientation, mirror_rows};
+use crate::ops::orient::{Orientation, mirror_rows_into};
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
-use crate::rotate::Rotation;
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -44,7 +43,7 @@ pub(crate) trait Stage: Send + Debug {
 pub(crate) fn build(
     info: ImageInfo,
     step: &Step,
-    make_hold: &mut dyn FnMut(ImageInfo, Rotation) -> Result<Box<dyn Hold>>,
+    make_hold: &mut dyn FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
 ) -> Result<Box<dyn Stage>> {
     Ok(match step {
         Step::Point(p) => Box::new(PointStage {
@@ -65,9 +64,7 @@ pub(crate) fn build(
             channels: info.channels(),
         }),
         Step::Orient(o) => Box::new(HoldStage {
-            orientation: *o,
-            out: o.output_info(info),
-            hold: Some(make_hold(info, o.rotation)?),
+            hold: Some(make_hold(info, *o)?),
             produce: None,
         }),
     })
@@ -118,8 +115,12 @@ struct MirrorStage {
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
-        out.extend_from_slice(rows);
-        mirror_rows(&mut out[start..], self.row_bytes, self.channels);
+        out.resize(start + rows.len(), 0);
+        let task = (TASK_BYTES / self.row_bytes).max(1) * self.row_bytes;
+        out[start..]
+            .par_chunks_mut(task)
+            .zip(rows.par_chunks(task))
+            .for_each(|(dst, src)| mirror_rows_into(src, dst, self.row_bytes, self.channels));
         Ok(())
     }
 }
@@ -206,7 +207,9 @@ impl Stage for StencilStage {
         let rb = self.info.row_bytes();
         let height = self.info.height() as usize;
         let r = self.filter.radius();
-        self.buf.extend_from_slice(rows);
+        // Rows first_row..new_first are in `buf`, new_first..rows_in in
+        // `rows`: read from both without copying the push.
+        let new_first = self.rows_in;
         self.rows_in += rows.len() / rb;
         let ready = if self.rows_in == height {
             height
@@ -219,7 +222,13 @@ impl Stage for StencilStage {
             out.resize(start + (ready - first) * rb, 0);
             let (buf, first_row, filter) = (&self.buf, self.first_row, &self.filter);
             let channels = self.info.channels();
-            let row = |y: usize| &buf[(y - first_row) * rb..][..rb];
+            let row = |y: usize| {
+                if y < new_first {
+                    &buf[(y - first_row) * rb..][..rb]
+                } else {
+                    &rows[(y - new_first) * rb..][..rb]
+                }
+            };
             let per_task = (TASK_BYTES / rb).max(1);
             out[start..]
                 .par_chunks_mut(per_task * rb)
@@ -239,11 +248,14 @@ impl Stage for StencilStage {
                     },
                 );
             self.rows_out = ready;
-            // Keep the rows the next output rows read: from ready - r.
-            let keep_from = ready.saturating_sub(r).max(self.first_row);
-            self.buf.drain(..(keep_from - self.first_row) * rb);
-            self.first_row = keep_from;
         }
+        // Keep the rows that later output rows read: from rows_out - r on.
+        let keep_from = self.rows_out.saturating_sub(r).max(self.first_row);
+        let drop_old = (keep_from.min(new_first) - self.first_row) * rb;
+        self.buf.drain(..drop_old);
+        let from_new = keep_from.max(new_first) - new_first;
+        self.buf.extend_from_slice(&rows[from_new * rb..]);
+        self.first_row = keep_from;
         Ok(())
     }
 }
@@ -251,8 +263,6 @@ impl Stage for StencilStage {
 /// Keeps the image in a [`Hold`] and produces it oriented.
 #[derive(Debug)]
 struct HoldStage {
-    orientation: Orientation,
-    out: ImageInfo,
     hold: Option<Box<dyn Hold>>,
     produce: Option<Box<dyn Produce>>,
 }
@@ -269,16 +279,9 @@ impl Stage for HoldStage {
         if let Some(hold) = self.hold.take() {
             self.produce = Some(hold.finish()?);
         }
-        let Some(produce) = self.produce.as_mut() else {
-            return Ok(None);
-        };
-        let mut band = produce.next_band(target_bytes)?;
-        if let Some(b) = band.as_mut().filter(|_| self.orientation.mirror) {
-            let rb = self.out.row_bytes();
-            let channels = self.out.channels();
-            b.par_chunks_mut((TASK_BYTES / rb).max(1) * rb)
-                .for_each(|rows| mirror_rows(rows, rb, channels));
+        match self.produce.as_mut() {
+            Some(p) => p.next_band(target_bytes),
+            None => Ok(None),
         }
-        Ok(band)
     }
 }

@@ -63,8 +63,8 @@ impl ImageService for ProcessService {
         let started = async {
             let plan = start(&mut inbound, &mut log, &self.shared).await?;
             let permit = self.shared.admission.admit(plan.memory, deadline).await?;
-            let pipeline = Pipeline::from_plan(&plan.plan, |info, rotation| {
-                crate::spill::hold_for(info, rotation, plan.spill, &self.shared.spill_dir)
+            let pipeline = Pipeline::from_plan(&plan.plan, |info, orientation| {
+                crate::spill::hold_for(info, orientation, plan.spill, &self.shared.spill_dir)
             })
             .map_err(from_core)?;
             Ok::<_, Status>((pipeline, permit))
