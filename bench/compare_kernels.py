@@ -47,6 +47,27 @@ CV = {
     "rotate180": lambda s, d: cv2.rotate(s, cv2.ROTATE_180, dst=d),
     "rotate270": lambda s, d: cv2.rotate(s, cv2.ROTATE_90_CLOCKWISE, dst=d),
 }
+SHARPEN3 = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+LUT = np.clip(np.arange(256) + 20, 0, 255).astype(np.uint8)
+# The operations of the operations issue: OpenCV's equivalent, and our
+# pipeline's spec (run on the whole image in one push, as the server's
+# Process runs it on chunks). `sharpen2` is OpenCV's usual unsharp mask:
+# GaussianBlur then addWeighted.
+OPS = {
+    "blur2": (lambda s, d: cv2.GaussianBlur(s, (0, 0), 2, dst=d), "op:blur=2"),
+    "blur5": (lambda s, d: cv2.GaussianBlur(s, (0, 0), 5, dst=d), "op:blur=5"),
+    "sharpen2": (lambda s, d: cv2.addWeighted(s, 2.0, cv2.GaussianBlur(s, (0, 0), 2), -1.0, 0, dst=d),
+                 "op:sharpen=2"),
+    "convolve3": (lambda s, d: cv2.filter2D(s, -1, SHARPEN3, dst=d, borderType=cv2.BORDER_REFLECT_101),
+                  "op:convolve=0,-1,0,-1,5,-1,0,-1,0"),
+    "gray": (lambda s, d: cv2.cvtColor(s, cv2.COLOR_RGB2GRAY, dst=d), "op:gray"),
+    "brightness": (lambda s, d: cv2.LUT(s, LUT, dst=d), "op:brightness=20"),
+    "fliph": (lambda s, d: cv2.flip(s, 1, dst=d), "op:flip=h"),
+    "flipv": (lambda s, d: cv2.flip(s, 0, dst=d), "op:flip=v"),
+}
+for _name, (_f, _cmd) in OPS.items():
+    CV[_name] = _f
+COMMAND = {name: cmd for name, (_f, cmd) in OPS.items()}
 
 
 def time_ms(f):
@@ -64,7 +85,8 @@ def main():
     ap.add_argument("--reps", type=int, default=15, help="paired repetitions (the median is reported)")
     ap.add_argument("--warm", type=int, default=5, help="untimed back-to-back runs per side and repetition")
     ap.add_argument("--timed", type=int, default=5, help="timed runs after the warm-up (their median counts)")
-    ap.add_argument("--kernels", default=",".join(CV), help="comma-separated subset of " + ", ".join(CV))
+    ap.add_argument("--kernels", default="mean3x3,rotate90,rotate180,rotate270",
+                    help="comma-separated subset of " + ", ".join(CV) + " (or 'all')")
     ap.add_argument("--sizes", default=SWEEP, help="comma-separated WxHxC (C: 1 gray, 3 RGB, 4 RGBA)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
@@ -73,7 +95,8 @@ def main():
     exe = os.path.join(ROOT, "target", "release", "examples", "kernel_timing")
     rng = np.random.default_rng(2026)
     rows = []
-    kernels = {k: CV[k] for k in args.kernels.split(",")}
+    names = list(CV) if args.kernels == "all" else args.kernels.split(",")
+    kernels = {k: CV[k] for k in names}
     images = []
     for spec in args.sizes.split(","):
         w, h, c = (int(x) for x in spec.split("x"))
@@ -86,7 +109,7 @@ def main():
         mpix = w * h / 1e6
 
         def run_ours(kernel, threads, runs):
-            ours.stdin.write(f"{kernel} {threads} {runs}\n")
+            ours.stdin.write(f"{COMMAND.get(kernel, kernel)} {threads} {runs}\n")
             ours.stdin.flush()
             return [float(t) for t in ours.stdout.readline().split()]
 
@@ -105,8 +128,12 @@ def main():
             time.sleep(0.03)
             copy_gbs = 2 * src.nbytes / (copy / 1e3) / 1e9
             for kernel, f in kernels.items():
+                if kernel == "gray" and c != 3:
+                    continue  # OpenCV's RGBA2GRAY drops alpha; ours keeps RGBA
                 rot = kernel in ("rotate90", "rotate270")
                 dst = np.empty(((w, h, c) if rot else shape) if c > 1 else ((w, h) if rot else shape), np.uint8)
+                if kernel == "gray":
+                    dst = np.empty((h, w), np.uint8)
                 cv_t, our_t = [], []
                 for _ in range(args.reps):
                     # The pauses let each side's idle workers stop spinning

@@ -3,7 +3,9 @@
 //!
 //! `kernel_timing RAW WIDTH HEIGHT CHANNELS` loads the image, then reads
 //! commands from stdin, one per line: `KERNEL THREADS [RUNS]` runs KERNEL
-//! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`) RUNS times
+//! (`memcpy`, `mean3x3`, `rotate90`, `rotate180`, `rotate270`, or any
+//! operation spec run through the core pipeline on the whole image:
+//! `op:blur=2`, `op:gray`, `op:flip=h`, `op:sharpen=2` ...) RUNS times
 //! back to back (default 2) on a pool of THREADS threads that includes the
 //! thread reading the commands (one thread count per process), writing into
 //! a reused output buffer, and prints the milliseconds of each run on one
@@ -16,7 +18,9 @@
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use nlimage_core::{Cpu, ImageInfo, PixelFormat, Rotation, mean3x3_into_with, rotate_into_with};
+use nlimage_core::{
+    Cpu, ImageInfo, Operation, Pipeline, PixelFormat, Rotation, mean3x3_into_with, rotate_into_with,
+};
 use rayon::prelude::*;
 
 fn main() {
@@ -53,6 +57,9 @@ fn main() {
     // `flush` evicts both images from the caches, as another program's work would.
     let mut evict = vec![0u8; 128 << 20];
     dst.fill(1); // fault the pages in before any timing
+    // The pipeline's output, reused from run to run.
+    let mut out: Vec<u8> = Vec::with_capacity(src.len());
+    out.resize(src.len(), 1);
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();
@@ -82,7 +89,25 @@ fn main() {
                 "rotate90" => rotate_into_with(cpu, src, info, Rotation::Ccw90, dst).unwrap(),
                 "rotate180" => rotate_into_with(cpu, src, info, Rotation::Ccw180, dst).unwrap(),
                 "rotate270" => rotate_into_with(cpu, src, info, Rotation::Ccw270, dst).unwrap(),
-                k => panic!("unknown kernel {k}"),
+                k => {
+                    // An operation through the pipeline, as the server runs
+                    // it, on the whole image in one push; the output vector
+                    // is reused, so only the stages' own buffers are fresh.
+                    let spec = k
+                        .strip_prefix("op:")
+                        .unwrap_or_else(|| panic!("unknown kernel {k}"));
+                    let ops: Vec<Operation> = spec
+                        .split('+')
+                        .map(|s| Operation::parse(s).expect("operation spec"))
+                        .collect();
+                    let mut p = Pipeline::new(info, &ops).unwrap();
+                    out.clear();
+                    p.push(src, &mut out).unwrap();
+                    let mut rest = p.finish().unwrap();
+                    while let Some(b) = rest.next_band(8 << 20).unwrap() {
+                        out.extend_from_slice(&b);
+                    }
+                }
             })
         };
         let times: Vec<String> = (0..runs)

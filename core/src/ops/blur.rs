@@ -17,6 +17,9 @@
 //! **Sharpen** (unsharp mask): `out = src + amount * (src - blur(src, sigma))`
 //! in f32 from the exact blur, rounded half away from zero, clamped to 0..255;
 //! computed in the same pass as the blur's rows.
+// Kernels index several slices at the same offsets; index loops say so
+// more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
 
 use super::border::reflect101;
 use crate::pixel::ImageBuf;
@@ -71,10 +74,13 @@ pub fn sharpen_value(src: u8, blurred: u8, amount: f32) -> u8 {
 /// (borders already resolved), `channels`-byte pixels. `scratch` is reused.
 ///
 /// Columns first: `v = sum_i t_i row_i` per value, exact in u16 (the taps sum
-/// to 256, so v <= 255 * 256); mirrored taps are folded (t (a + b), a tap
+/// to 256, so v <= 255 * 256); mirrored taps are folded (t (a + b): a tap
 /// other than the centre is at most 85, so this stays in u16). Then rows:
-/// the same taps over `v` padded by reflect-101, exact in u32, in tiles of
-/// columns that keep the sums in L1.
+/// the same taps over `v` padded by reflect-101, in f32, which is exact here:
+/// every operand and partial sum is an integer below 2^24 (the total is at
+/// most 255 * 2^16, a folded pair at most 85 * 2 * 65280), and f32 holds
+/// every integer up to 2^24. f32 because the vector units multiply and add
+/// it at full width; u32 products would need the slow 32-bit multiply.
 #[inline(always)]
 pub fn blur_row(
     taps: &[u16],
@@ -88,24 +94,40 @@ pub fn blur_row(
     let len = out.len();
     let width = len / channels;
     let pad = r * channels;
-    let v = &mut scratch.columns;
-    v.clear();
-    v.resize(len + 2 * pad, 0);
-    {
-        let mid = &mut v[pad..pad + len];
-        let tc = taps[r];
-        for (o, &p) in mid.iter_mut().zip(rows[r]) {
-            *o = tc * u16::from(p);
+    // The column sums, straight into f32 with room for the padding.
+    let v = scratch.padded_mut(len + 2 * pad);
+    let tc = taps[r];
+    const V: usize = 32;
+    let full = len / V * V;
+    for x in (0..full).step_by(V) {
+        let mut acc = [0u16; V];
+        let c: &[u8; V] = rows[r][x..x + V].try_into().expect("V bytes");
+        for l in 0..V {
+            acc[l] = tc * u16::from(c[l]);
         }
         for k in 0..r {
             let t = taps[k];
-            let (a, b) = (rows[k], rows[n - 1 - k]);
-            for ((o, &x), &y) in mid.iter_mut().zip(a).zip(b) {
-                *o += t * (u16::from(x) + u16::from(y));
+            debug_assert!(
+                t <= 85,
+                "an outer tap above 85 would overflow the folded sum"
+            );
+            let a: &[u8; V] = rows[k][x..x + V].try_into().expect("V bytes");
+            let b: &[u8; V] = rows[n - 1 - k][x..x + V].try_into().expect("V bytes");
+            for l in 0..V {
+                acc[l] += t * (u16::from(a[l]) + u16::from(b[l]));
             }
         }
+        for (o, &a) in v[pad + x..pad + x + V].iter_mut().zip(&acc) {
+            *o = f32::from(a);
+        }
     }
-    // Pad the column sums with reflect-101 copies.
+    for x in full..len {
+        let mut acc = tc * u16::from(rows[r][x]);
+        for k in 0..r {
+            acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
+        }
+        v[pad + x] = f32::from(acc);
+    }
     for j in 0..r {
         let left = reflect101(j as isize - r as isize, width);
         let right = reflect101((width + j) as isize, width);
@@ -114,34 +136,64 @@ pub fn blur_row(
             v[pad + len + j * channels + ch] = v[pad + right * channels + ch];
         }
     }
-    const TILE: usize = 1024;
-    let acc = &mut scratch.sums;
-    for start in (0..len).step_by(TILE) {
-        let end = (start + TILE).min(len);
-        let m = end - start;
-        acc.clear();
-        let centre = &v[start + pad..end + pad];
-        let tc = u32::from(taps[r]);
-        acc.extend(centre.iter().map(|&x| tc * u32::from(x)));
+    let mut ftaps = [0f32; 512];
+    for (f, &t) in ftaps.iter_mut().zip(&taps[..=r]) {
+        *f = f32::from(t);
+    }
+    // 16 outputs at a time, summed in registers over all taps.
+    const L: usize = 16;
+    let full = len / L * L;
+    for x in (0..full).step_by(L) {
+        let mut s = [0f32; L];
+        let c = &v[x + pad..x + pad + L];
+        for l in 0..L {
+            s[l] = ftaps[r] * c[l];
+        }
         for k in 0..r {
-            let t = u32::from(taps[k]);
-            let a = &v[start + k * channels..][..m];
-            let b = &v[start + (n - 1 - k) * channels..][..m];
-            for ((s, &x), &y) in acc.iter_mut().zip(a).zip(b) {
-                *s += t * (u32::from(x) + u32::from(y));
+            let a = &v[x + k * channels..x + k * channels + L];
+            let b = &v[x + (n - 1 - k) * channels..x + (n - 1 - k) * channels + L];
+            for l in 0..L {
+                s[l] += ftaps[k] * (a[l] + b[l]);
             }
         }
-        for (o, &s) in out[start..end].iter_mut().zip(acc.iter()) {
-            *o = ((s + (1 << 15)) >> 16) as u8;
+        for l in 0..L {
+            out[x + l] = round_out(s[l]);
         }
+    }
+    for x in full..len {
+        let mut s = ftaps[r] * v[x + pad];
+        for k in 0..r {
+            s += ftaps[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
+        }
+        out[x] = round_out(s);
+    }
+}
+
+/// `(s + 2^15) >> 16` for an exact sum `s` in f32: adding 2^15 and scaling
+/// by 2^-16 are exact and `floor` is the shift; the integer is read from the
+/// bits after adding 2^23 (which puts it in the low mantissa bits), because
+/// Rust's saturating `as` casts from float do not vectorise.
+#[inline(always)]
+fn round_out(s: f32) -> u8 {
+    let y = ((s + 32768.0) * (1.0 / 65536.0)).floor();
+    ((y + 8_388_608.0).to_bits() - 0x4B00_0000) as u8
+}
+
+impl Scratch {
+    /// The padded column-sum buffer, `len` values long (its old contents:
+    /// every value is written before it is read).
+    pub(crate) fn padded_mut(&mut self, len: usize) -> &mut [f32] {
+        if self.padded.len() < len {
+            self.padded.resize(len, 0.0);
+        }
+        &mut self.padded[..len]
     }
 }
 
 /// Buffers reused from row to row.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    columns: Vec<u16>,
-    sums: Vec<u32>,
+    padded: Vec<f32>,
 }
 
 /// The blur of one pixel value straight from the definition: the exact

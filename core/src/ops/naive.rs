@@ -64,12 +64,13 @@ pub fn apply(img: &ImageBuf, op: &Operation) -> Result<ImageBuf> {
         Operation::Convolve(k) => {
             let r = (k.size / 2) as isize;
             per_value(&|x, y, ch| {
-                let mut s = 0i32;
+                let mut s = 0i64;
                 for i in 0..k.size {
                     let yy = reflect101(y as isize + i as isize - r, h);
                     for j in 0..k.size {
                         let xx = reflect101(x as isize + j as isize - r, w);
-                        s += k.weights[i * k.size + j] * i32::from(src[(yy * w + xx) * c + ch]);
+                        s += i64::from(k.weights[i * k.size + j])
+                            * i64::from(src[(yy * w + xx) * c + ch]);
                     }
                 }
                 convolve::divide(s, k.divisor)

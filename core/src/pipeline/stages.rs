@@ -13,13 +13,16 @@ use rayon::prelude::*;
 use super::plan::Step;
 use crate::error::Result;
 use crate::hold::{Hold, Produce};
-use crate::ops::blur::{self, Scratch};
+use crate::ops::blur::Scratch;
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
 use crate::ops::orient::{Orientation, mirror_rows_into};
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
+use crate::simd::Cpu;
+use crate::simd::blur::{blur_row_with, sharpen_row_with};
+use crate::simd::convolve::convolve_row_with;
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -151,18 +154,14 @@ impl Filter {
     }
 
     fn row(&self, rows: &[&[u8]], channels: usize, s: &mut RowScratch, out: &mut [u8]) {
+        let cpu = Cpu::detect();
         match self {
-            Filter::Blur(t) => crate::simd::blur::blur_row(t, rows, channels, &mut s.blur, out),
+            Filter::Blur(t) => blur_row_with(cpu, t, rows, channels, &mut s.blur, out),
             Filter::Sharpen(t, amount) => {
-                crate::simd::blur::blur_row(t, rows, channels, &mut s.blur, out);
-                let src = rows[rows.len() / 2];
-                for (o, &p) in out.iter_mut().zip(src) {
-                    *o = blur::sharpen_value(p, *o, *amount);
-                }
+                blur_row_with(cpu, t, rows, channels, &mut s.blur, out);
+                sharpen_row_with(cpu, rows[rows.len() / 2], *amount, out);
             }
-            Filter::Convolve(k) => {
-                convolve::convolve_row(k, rows, channels, &mut s.padded, &mut s.sums, out)
-            }
+            Filter::Convolve(k) => convolve_row_with(cpu, k, rows, channels, &mut s.convolve, out),
         }
     }
 }
@@ -170,8 +169,7 @@ impl Filter {
 #[derive(Debug, Default)]
 struct RowScratch {
     blur: Scratch,
-    padded: Vec<u8>,
-    sums: Vec<i32>,
+    convolve: convolve::Scratch,
 }
 
 /// A stencil of radius r over streamed rows: output row y is computed once

@@ -1,24 +1,21 @@
-//! The gaussian blur's row kernel compiled for each CPU level: one portable
-//! body ([`crate::ops::blur::blur_row`], written so that the compiler
-//! vectorises its u16 and u32 multiply-adds) instantiated again with AVX2
-//! enabled, where the same loops use 256-bit vectors. Bit-exact by
-//! construction (integer arithmetic; the same code).
+//! The gaussian blur's row kernel (and the unsharp mask's) for each CPU
+//! level: the portable body in [`crate::ops::blur`], and AVX2 + FMA
+//! intrinsics here, computing the same integers (see that module: every sum
+//! is exact, in u16 for the columns and f32 for the rows, so fusing a
+//! multiply-add changes nothing).
+//!
+//! Written by hand because the compiler vectorised the portable body with
+//! 128-bit vectors and spilled its accumulators: this path measured about
+//! 2x faster on 3001x2003 gray.
+// Kernels index several slices at the same offsets; index loops say so
+// more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
 
 use super::Cpu;
-use crate::ops::blur::{Scratch, blur_row as body};
+use crate::ops::blur::{Scratch, blur_row as portable, sharpen_value};
 
-/// One output row of the blur on the best path of this machine.
-pub(crate) fn blur_row(
-    taps: &[u16],
-    rows: &[&[u8]],
-    channels: usize,
-    s: &mut Scratch,
-    out: &mut [u8],
-) {
-    blur_row_with(Cpu::detect(), taps, rows, channels, s, out)
-}
-
-/// One output row of the blur on path `cpu` (clamped to what this machine runs).
+/// One output row of the blur on path `cpu` (clamped to what this machine
+/// runs): see [`crate::ops::blur::blur_row`].
 pub(crate) fn blur_row_with(
     cpu: Cpu,
     taps: &[u16],
@@ -28,24 +25,242 @@ pub(crate) fn blur_row_with(
     out: &mut [u8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if cpu.clamp() >= Cpu::Avx2 {
-        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
-        return unsafe { blur_row_avx2(taps, rows, channels, s, out) };
+    if cpu.clamp() >= Cpu::Avx2 && has_fma() {
+        // SAFETY: the CPU runs AVX2 (checked by `clamp`) and FMA.
+        return unsafe { x86::blur_row(taps, rows, channels, s, out) };
     }
     let _ = cpu;
-    body(taps, rows, channels, s, out)
+    portable(taps, rows, channels, s, out)
 }
 
-/// # Safety
-/// The CPU must support AVX2.
+/// The unsharp mask of a row in place: `out` holds the blurred row, `src`
+/// the original; see [`sharpen_value`].
+pub(crate) fn sharpen_row_with(cpu: Cpu, src: &[u8], amount: f32, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.clamp() >= Cpu::Avx2 {
+        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
+        return unsafe { x86::sharpen_row(src, amount, out) };
+    }
+    for (o, &p) in out.iter_mut().zip(src) {
+        *o = sharpen_value(p, *o, amount);
+    }
+}
+
+/// Whether this machine has FMA (every AVX2 machine we know of does).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn blur_row_avx2(
-    taps: &[u16],
-    rows: &[&[u8]],
-    channels: usize,
-    s: &mut Scratch,
-    out: &mut [u8],
-) {
-    body(taps, rows, channels, s, out)
+pub(crate) fn has_fma() -> bool {
+    static FMA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FMA.get_or_init(|| std::arch::is_x86_feature_detected!("fma"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use crate::ops::blur::{Scratch, sharpen_value};
+    use crate::ops::border::reflect101;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA. `rows` are `taps.len()` rows of
+    /// `out.len()` bytes; the taps are symmetric, sum to 256, and every tap
+    /// but the centre is at most 85.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn blur_row(
+        taps: &[u16],
+        rows: &[&[u8]],
+        channels: usize,
+        scratch: &mut Scratch,
+        out: &mut [u8],
+    ) {
+        let n = taps.len();
+        let r = n / 2;
+        let len = out.len();
+        assert!(rows.len() == n && rows.iter().all(|row| row.len() >= len));
+        let width = len / channels;
+        let pad = r * channels;
+        let v = scratch.padded_mut(len + 2 * pad);
+        // Columns: 16 values per vector, exact in u16.
+        let full = len / 16 * 16;
+        let tc = _mm256_set1_epi16(taps[r] as i16);
+        let mut x = 0;
+        while x < full {
+            // SAFETY (loads): x + 16 <= len <= every row's length (asserted);
+            // (stores) pad + x + 16 <= v.len().
+            unsafe {
+                let load =
+                    |row: &[u8]| _mm256_cvtepu8_epi16(_mm_loadu_si128(row.as_ptr().add(x).cast()));
+                let mut acc = _mm256_mullo_epi16(load(rows[r]), tc);
+                for k in 0..r {
+                    let t = _mm256_set1_epi16(taps[k] as i16);
+                    let ab = _mm256_add_epi16(load(rows[k]), load(rows[n - 1 - k]));
+                    acc = _mm256_add_epi16(acc, _mm256_mullo_epi16(ab, t));
+                }
+                let lo = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(acc)));
+                let hi =
+                    _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(acc)));
+                let dst = v.as_mut_ptr().add(pad + x);
+                _mm256_storeu_ps(dst, lo);
+                _mm256_storeu_ps(dst.add(8), hi);
+            }
+            x += 16;
+        }
+        for x in full..len {
+            let mut acc = taps[r] * u16::from(rows[r][x]);
+            for k in 0..r {
+                acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
+            }
+            v[pad + x] = f32::from(acc);
+        }
+        for j in 0..r {
+            let left = reflect101(j as isize - r as isize, width);
+            let right = reflect101((width + j) as isize, width);
+            for ch in 0..channels {
+                v[j * channels + ch] = v[pad + left * channels + ch];
+                v[pad + len + j * channels + ch] = v[pad + right * channels + ch];
+            }
+        }
+        // Rows: 16 outputs per step in two f32 vectors, fused multiply-adds
+        // (exact: every value is an integer below 2^24).
+        let ft: Vec<f32> = taps[..=r].iter().map(|&t| f32::from(t)).collect();
+        let half = _mm256_set1_ps(32768.0);
+        let scale = _mm256_set1_ps(1.0 / 65536.0);
+        let mut x = 0;
+        while x < full {
+            // SAFETY: x + 16 + 2 pad <= v.len(); x + 16 <= out.len().
+            unsafe {
+                let p = v.as_ptr().add(x);
+                let c = _mm256_set1_ps(ft[r]);
+                let mut s0 = _mm256_mul_ps(c, _mm256_loadu_ps(p.add(pad)));
+                let mut s1 = _mm256_mul_ps(c, _mm256_loadu_ps(p.add(pad + 8)));
+                for k in 0..r {
+                    let t = _mm256_set1_ps(ft[k]);
+                    let (a, b) = (p.add(k * channels), p.add((n - 1 - k) * channels));
+                    let ab0 = _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
+                    let ab1 = _mm256_add_ps(_mm256_loadu_ps(a.add(8)), _mm256_loadu_ps(b.add(8)));
+                    s0 = _mm256_fmadd_ps(t, ab0, s0);
+                    s1 = _mm256_fmadd_ps(t, ab1, s1);
+                }
+                // (s + 2^15) >> 16: exact scaling, truncation of a
+                // non-negative value is the floor.
+                let i0 = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_add_ps(s0, half), scale));
+                let i1 = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_add_ps(s1, half), scale));
+                let w = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(i0, i1));
+                let b = _mm256_packus_epi16(w, w);
+                let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(b);
+                _mm_storeu_si128(out.as_mut_ptr().add(x).cast(), _mm256_castsi256_si128(b));
+            }
+            x += 16;
+        }
+        for x in full..len {
+            let mut s = ft[r] * v[x + pad];
+            for k in 0..r {
+                s += ft[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
+            }
+            out[x] = ((s as u32 + (1 << 15)) >> 16) as u8;
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2; `src.len() >= out.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sharpen_row(src: &[u8], amount: f32, out: &mut [u8]) {
+        let len = out.len();
+        assert!(src.len() >= len);
+        let full = len / 8 * 8;
+        let a = _mm256_set1_ps(amount);
+        let half = _mm256_set1_ps(0.5);
+        let zero = _mm256_setzero_ps();
+        let max = _mm256_set1_ps(255.0);
+        let mut x = 0;
+        while x < full {
+            // SAFETY: x + 8 <= len <= src.len().
+            unsafe {
+                let load = |p: *const u8| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(x).cast())))
+                };
+                let s = load(src.as_ptr());
+                let b = load(out.as_ptr());
+                // s + amount * (s - b), multiply then add (as the portable
+                // code: no fused rounding).
+                let y = _mm256_add_ps(s, _mm256_mul_ps(a, _mm256_sub_ps(s, b)));
+                // Round half away from zero: truncate, then step away when
+                // the dropped fraction is at least a half (exact for
+                // |y| < 2^23).
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+                let d = _mm256_sub_ps(y, t);
+                let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(d, half), _mm256_set1_ps(1.0));
+                let down = _mm256_and_ps(
+                    _mm256_cmp_ps::<_CMP_LE_OQ>(d, _mm256_set1_ps(-0.5)),
+                    _mm256_set1_ps(1.0),
+                );
+                let y = _mm256_sub_ps(_mm256_add_ps(t, up), down);
+                let y = _mm256_min_ps(_mm256_max_ps(y, zero), max);
+                let i = _mm256_cvttps_epi32(y);
+                let w = _mm256_packus_epi32(i, i); // 0..3 4..7 in each lane's low half
+                let w = _mm256_permute4x64_epi64::<0b00_00_10_00>(w);
+                let b8 = _mm256_packus_epi16(w, w);
+                _mm_storel_epi64(out.as_mut_ptr().add(x).cast(), _mm256_castsi256_si128(b8));
+            }
+            x += 8;
+        }
+        for x in full..len {
+            out[x] = sharpen_value(src[x], out[x], amount);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::blur::taps;
+
+    /// Every path against the portable body, on widths around the vector
+    /// sizes and with each channel count.
+    #[test]
+    fn every_path_equals_the_portable_rows() {
+        for sigma in [0.3f32, 1.0, 2.0, 5.0] {
+            let t = taps(sigma);
+            for channels in [1, 3, 4] {
+                for width in [1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 100] {
+                    let len = width * channels;
+                    let rows_data: Vec<Vec<u8>> = (0..t.len())
+                        .map(|k| (0..len).map(|i| ((i * 37 + k * 101) % 256) as u8).collect())
+                        .collect();
+                    let rows: Vec<&[u8]> = rows_data.iter().map(Vec::as_slice).collect();
+                    let mut want = vec![0u8; len];
+                    portable(&t, &rows, channels, &mut Scratch::default(), &mut want);
+                    let mut want_sharp = want.clone();
+                    for (o, &p) in want_sharp.iter_mut().zip(rows[t.len() / 2]) {
+                        *o = sharpen_value(p, *o, 1.7);
+                    }
+                    for cpu in Cpu::available() {
+                        let mut got = vec![0u8; len];
+                        blur_row_with(cpu, &t, &rows, channels, &mut Scratch::default(), &mut got);
+                        assert_eq!(got, want, "{} sigma {sigma} {width}x{channels}", cpu.name());
+                        sharpen_row_with(cpu, rows[t.len() / 2], 1.7, &mut got);
+                        assert_eq!(got, want_sharp, "sharpen {} {width}x{channels}", cpu.name());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sharpen_rounds_ties_away_from_zero_on_every_path() {
+        // 100 + 0.5 * (100 - 99) = 100.5 -> 101; 0.25 * (10 - 12) = -0.5 -> 10 - 1.
+        let src = [100u8, 10, 200, 0, 255, 50, 51, 52, 100];
+        for cpu in Cpu::available() {
+            for amount in [0.5f32, 0.25, 1.0, 3.0] {
+                let blurred = [99u8, 12, 190, 10, 200, 49, 60, 40, 101];
+                let mut got = blurred;
+                sharpen_row_with(cpu, &src, amount, &mut got);
+                let want: Vec<u8> = src
+                    .iter()
+                    .zip(blurred)
+                    .map(|(&s, b)| sharpen_value(s, b, amount))
+                    .collect();
+                assert_eq!(got.as_slice(), want, "{} amount {amount}", cpu.name());
+            }
+        }
+    }
 }

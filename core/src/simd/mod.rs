@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 pub(crate) mod blur;
+pub(crate) mod convolve;
 pub(crate) mod mean;
 #[cfg(target_arch = "x86_64")]
 mod mean_x86;
