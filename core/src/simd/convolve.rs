@@ -108,7 +108,7 @@ unsafe fn accumulate_avx2(
         }
     }
     // Edges and the interior's tail, through the portable sums.
-    let done = pad..x.max(pad);
+    let done = if len >= 2 * pad { pad..x } else { 0..0 };
     edge_sums(k, rows, channels, s, len, done);
 }
 
@@ -237,8 +237,11 @@ mod tests {
             .map(|j| (0..103).map(|i| ((i * 29 + j * 71) % 256) as u8).collect())
             .collect();
         let rows: Vec<&[u8]> = rows_data.iter().map(Vec::as_slice).collect();
-        for c in [1, 3, 4] {
-            let len = 103 / c * c;
+        for (c, width) in [1, 3, 4]
+            .into_iter()
+            .flat_map(|c| [1, 2, 3, 4, 5, 17, 25].map(|w| (c, w)))
+        {
+            let len = width * c;
             let mut want = vec![0u8; len];
             body(&k, &rows, c, &mut Scratch::default(), &mut want);
             for cpu in Cpu::available() {
