@@ -103,6 +103,36 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
         Some(Op::Brightness(b)) => Operation::Brightness(b.delta),
         Some(Op::Contrast(c)) => Operation::Contrast(c.factor),
         Some(Op::Gamma(g)) => Operation::Gamma(g.gamma),
+        Some(Op::Resize(r)) => {
+            use nlimage_core::ops::resize::{Filter, Fit, Resize};
+            let fit = match v1::resize::Fit::try_from(r.fit) {
+                Ok(v1::resize::Fit::Fit) => Fit::Fit,
+                Ok(v1::resize::Fit::Fill) => Fit::Fill,
+                Ok(v1::resize::Fit::Exact) => Fit::Exact,
+                Err(_) => return Err(bad(format!("unknown resize fit {}", r.fit))),
+            };
+            let filter = match v1::resize::Filter::try_from(r.filter) {
+                Ok(v1::resize::Filter::Lanczos3) => Filter::Lanczos3,
+                Ok(v1::resize::Filter::Cubic) => Filter::Cubic,
+                Ok(v1::resize::Filter::Linear) => Filter::Linear,
+                Ok(v1::resize::Filter::Box) => Filter::Box,
+                Ok(v1::resize::Filter::Nearest) => Filter::Nearest,
+                Err(_) => return Err(bad(format!("unknown resize filter {}", r.filter))),
+            };
+            let side = |v: u32| (v != 0).then_some(v);
+            let (width, height) = (side(r.width), side(r.height));
+            Operation::Resize(Resize {
+                width,
+                height,
+                // Moot with one side: one spelling, as the spec parser.
+                fit: if width.is_some() && height.is_some() {
+                    fit
+                } else {
+                    Fit::Fit
+                },
+                filter,
+            })
+        }
         Some(Op::Spec(s)) => return Operation::parse(s).map_err(|e| bad(e.to_string())),
         None => {
             return Err(bad(
@@ -163,6 +193,25 @@ pub fn to_wire(op: &Operation) -> v1::Operation {
         Operation::Brightness(n) => Op::Brightness(v1::Brightness { delta: *n }),
         Operation::Contrast(c) => Op::Contrast(v1::Contrast { factor: *c }),
         Operation::Gamma(g) => Op::Gamma(v1::Gamma { gamma: *g }),
+        Operation::Resize(r) => {
+            use nlimage_core::ops::resize::{Filter, Fit};
+            Op::Resize(v1::Resize {
+                width: r.width.unwrap_or(0),
+                height: r.height.unwrap_or(0),
+                fit: match r.fit {
+                    Fit::Fit => v1::resize::Fit::Fit,
+                    Fit::Fill => v1::resize::Fit::Fill,
+                    Fit::Exact => v1::resize::Fit::Exact,
+                } as i32,
+                filter: match r.filter {
+                    Filter::Lanczos3 => v1::resize::Filter::Lanczos3,
+                    Filter::Cubic => v1::resize::Filter::Cubic,
+                    Filter::Linear => v1::resize::Filter::Linear,
+                    Filter::Box => v1::resize::Filter::Box,
+                    Filter::Nearest => v1::resize::Filter::Nearest,
+                } as i32,
+            })
+        }
     };
     v1::Operation { op: Some(op) }
 }
@@ -190,6 +239,11 @@ mod tests {
             "brightness=-3",
             "contrast=1.5",
             "gamma=2.2",
+            "resize=800x600",
+            "resize=800x600:fill:cubic",
+            "resize=17x:nearest",
+            "resize=x9:exact:box",
+            "thumbnail=64",
         ] {
             let op = Operation::parse(spec).unwrap();
             assert_eq!(operation(0, &to_wire(&op)).unwrap(), op, "{spec}");

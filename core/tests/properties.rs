@@ -2,6 +2,7 @@
 //! naive references, on random shapes, formats and chunkings.
 
 use nlimage_core::ops::naive;
+use nlimage_core::ops::resize::{Filter, Fit, Resize};
 use nlimage_core::{
     Cpu, CropBox, Flip, ImageBuf, ImageInfo, Kernel, Operation, Pipeline, PixelFormat, Rotation,
     StreamingMean, mean3x3, mean3x3_into_with, mean3x3_naive, rotate, rotate_into_with,
@@ -178,5 +179,26 @@ fn any_op() -> impl Strategy<Value = OpSpec> {
         (-300i32..300).prop_map(|n| OpSpec::Op(Operation::Brightness(n.clamp(-255, 255)))),
         (0.0f32..3.0).prop_map(|c| OpSpec::Op(Operation::Contrast(c))),
         (0.2f32..4.0).prop_map(|g| OpSpec::Op(Operation::Gamma(g))),
+        (
+            proptest::option::of(1u32..90),
+            proptest::option::of(1u32..60),
+            prop_oneof![Just(Fit::Fit), Just(Fit::Fill), Just(Fit::Exact)],
+            prop_oneof![
+                Just(Filter::Lanczos3),
+                Just(Filter::Cubic),
+                Just(Filter::Linear),
+                Just(Filter::Box),
+                Just(Filter::Nearest)
+            ],
+        )
+            .prop_map(|(width, height, fit, filter)| {
+                let width = width.or(height.is_none().then_some(7));
+                OpSpec::Op(Operation::Resize(Resize {
+                    width,
+                    height,
+                    fit,
+                    filter,
+                }))
+            }),
     ]
 }

@@ -20,6 +20,7 @@ pub mod crop;
 pub mod naive;
 pub mod orient;
 pub mod point;
+pub mod resize;
 mod spec;
 
 use crate::rotate::Rotation;
@@ -106,6 +107,8 @@ pub enum Operation {
     Contrast(f32),
     /// Gamma correction `255 * (v / 255) ^ (1 / gamma)`, gamma in (0, 100].
     Gamma(f32),
+    /// Resize (see [`resize`]).
+    Resize(resize::Resize),
 }
 
 /// The largest blur sigma accepted (a kernel of 601 taps).
@@ -136,7 +139,7 @@ impl Operation {
                 OpKind::RowLocal
             }
             Operation::Rotate(_) | Operation::Flip(Flip::Vertical) => OpKind::WholeImage,
-            Operation::Crop(_) => OpKind::Resample,
+            Operation::Crop(_) | Operation::Resize(_) => OpKind::Resample,
             Operation::Mean3x3 => OpKind::Stencil { radius: 1 },
             Operation::Blur { sigma } | Operation::Sharpen { sigma, .. } => OpKind::Stencil {
                 radius: blur::radius(*sigma),
@@ -165,6 +168,7 @@ impl Operation {
                 bad(format!("{self}: amount must be in 0..100"))
             }
             Operation::Convolve(k) => convolve::check(k),
+            Operation::Resize(r) => r.validate(),
             Operation::Brightness(n) if !(-255..=255).contains(n) => {
                 bad(format!("{self}: brightness must be in -255..255"))
             }

@@ -4,7 +4,7 @@
 
 use super::border::reflect101;
 use super::orient::Orientation;
-use super::{Operation, blur, convolve, crop, point};
+use super::{Operation, blur, convolve, crop, point, resize};
 use crate::error::Result;
 use crate::pixel::{ImageBuf, ImageInfo, PixelFormat};
 use crate::{mean3x3_naive, rotate_naive};
@@ -50,6 +50,20 @@ pub fn apply(img: &ImageBuf, op: &Operation) -> Result<ImageBuf> {
             ImageBuf::new(out, data)
         }
         Operation::Mean3x3 => Ok(mean3x3_naive(img)),
+        Operation::Resize(r) => {
+            let (rw, rh, crop_box) = r.plan(info.width(), info.height());
+            // Pillow: a resize to the same size is a copy.
+            let resized = if (rw as usize, rh as usize) == (w, h) {
+                img.clone()
+            } else {
+                let data = resize::resample_image(src, w, h, c, rw as usize, rh as usize, r.filter);
+                ImageBuf::new(ImageInfo::new(rw, rh, info.format())?, data)?
+            };
+            match crop_box {
+                Some(b) => apply(&resized, &Operation::Crop(b)),
+                None => Ok(resized),
+            }
+        }
         Operation::Blur { sigma } => {
             let t = blur::taps(*sigma);
             per_value(&|x, y, ch| blur::blur_value_naive(&t, img, x, y, ch))

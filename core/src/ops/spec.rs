@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::resize::{Filter, Fit, Resize};
 use super::{CropBox, Flip, Kernel, Operation};
 use crate::error::{CoreError, Result};
 use crate::rotate::Rotation;
@@ -61,6 +62,13 @@ pub fn canonical_bytes(ops: &[Operation]) -> Vec<u8> {
                 out.push(11);
                 out.extend(f32_bits(*g));
             }
+            Operation::Resize(r) => {
+                out.push(12);
+                out.extend(r.width.unwrap_or(0).to_le_bytes());
+                out.extend(r.height.unwrap_or(0).to_le_bytes());
+                out.push(r.fit as u8);
+                out.push(r.filter as u8);
+            }
         }
     }
     out
@@ -84,6 +92,7 @@ impl fmt::Display for Operation {
             Operation::Brightness(n) => write!(f, "brightness={n}"),
             Operation::Contrast(c) => write!(f, "contrast={c}"),
             Operation::Gamma(g) => write!(f, "gamma={g}"),
+            Operation::Resize(r) => write!(f, "{r}"),
         }
     }
 }
@@ -97,7 +106,8 @@ impl std::str::FromStr for Operation {
 }
 
 /// The spec syntax, for error messages.
-pub const SPECS: &str = "rotate=90|180|270, flip=h|v, crop=X,Y,W,H, mean, blur=SIGMA, \
+pub const SPECS: &str = "rotate=90|180|270, flip=h|v, crop=X,Y,W,H, \
+     resize=WxH[:fit|fill|exact][:lanczos3|cubic|linear|box|nearest], thumbnail=N, mean, blur=SIGMA, \
      sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray, brightness=N, \
      contrast=F, gamma=G";
 
@@ -228,6 +238,59 @@ impl Operation {
                 let n = int(nums(1)?[0])?;
                 Operation::Brightness(n.clamp(-1000, 1000) as i32)
             }
+            "resize" => {
+                let args = args.ok_or_else(|| bad("expects WxH[:fit|fill|exact][:FILTER]"))?;
+                let mut parts = args.split(':');
+                let size = parts.next().unwrap_or("");
+                let (w, h) = size
+                    .split_once(['x', 'X'])
+                    .ok_or_else(|| bad(&format!("'{size}' is not WxH, Wx or xH")))?;
+                let side = |v: &str| -> Result<Option<u32>> {
+                    match v.trim() {
+                        "" => Ok(None),
+                        v => v
+                            .parse::<u32>()
+                            .map(Some)
+                            .map_err(|_| bad(&format!("'{v}' is not a pixel count"))),
+                    }
+                };
+                let mut r = Resize {
+                    width: side(w)?,
+                    height: side(h)?,
+                    fit: Fit::Fit,
+                    filter: Filter::Lanczos3,
+                };
+                for p in parts {
+                    match p.trim().to_ascii_lowercase().as_str() {
+                        "fit" => r.fit = Fit::Fit,
+                        "fill" => r.fit = Fit::Fill,
+                        "exact" => r.fit = Fit::Exact,
+                        f => {
+                            r.filter = Filter::from_name(f).ok_or_else(|| {
+                                bad(&format!(
+                                    "'{f}' is neither fit, fill, exact nor a filter \
+                                     (lanczos3, cubic, linear, box, nearest)"
+                                ))
+                            })?
+                        }
+                    }
+                }
+                if r.width.is_none() || r.height.is_none() {
+                    r.fit = Fit::Fit; // moot with one side: one spelling
+                }
+                Operation::Resize(r)
+            }
+            "thumbnail" => {
+                let n = nums(1)?[0]
+                    .parse::<u32>()
+                    .map_err(|_| bad("expects a pixel count"))?;
+                Operation::Resize(Resize {
+                    width: Some(n),
+                    height: Some(n),
+                    fit: Fit::Fit,
+                    filter: Filter::Lanczos3,
+                })
+            }
             "contrast" => Operation::Contrast(float(nums(1)?[0])?),
             "gamma" => Operation::Gamma(float(nums(1)?[0])?),
             other => return Err(bad(&format!("unknown operation '{other}'"))),
@@ -267,6 +330,12 @@ mod tests {
             ("brightness=-20", "brightness=-20"),
             ("contrast=1.25", "contrast=1.25"),
             ("gamma=2.2", "gamma=2.2"),
+            ("resize=800x600", "resize=800x600:fit:lanczos3"),
+            ("resize=800x600:fill", "resize=800x600:fill:lanczos3"),
+            ("resize=800x600:exact:box", "resize=800x600:exact:box"),
+            ("resize=800x:cubic", "resize=800x:fit:cubic"),
+            ("resize:x600:fill:nearest", "resize=x600:fit:nearest"),
+            ("thumbnail=256", "resize=256x256:fit:lanczos3"),
         ] {
             let op = Operation::parse(spec).unwrap();
             assert_eq!(op.to_string(), canonical, "{spec}");
@@ -292,6 +361,10 @@ mod tests {
             ("brightness=300", "-255..255"),
             ("gamma=0", "gamma must be > 0"),
             ("resizee=3", "unknown operation 'resizee'"),
+            ("resize=800", "'800' is not WxH"),
+            ("resize=x", "give a width, a height or both"),
+            ("resize=0x10", "each 1..1048576"),
+            ("resize=10x10:bicubicc", "'bicubicc' is neither"),
         ] {
             let e = Operation::parse(spec).unwrap_err().to_string();
             assert!(e.contains(says), "{spec}: {e}");

@@ -8,6 +8,7 @@
 //! is kept until the input ends and then produced band by band.
 
 pub mod plan;
+mod resample;
 mod stages;
 
 use crate::error::{CoreError, Result};

@@ -28,6 +28,7 @@ use std::fmt;
 use crate::error::{CoreError, Result};
 use crate::ops::orient::Orientation;
 use crate::ops::point::{PointOps, is_point};
+use crate::ops::resize::{Coeffs, Filter};
 use crate::ops::{CropBox, Kernel, Operation, blur, crop};
 use crate::pixel::{ImageBuf, ImageInfo};
 
@@ -49,6 +50,15 @@ pub enum Step {
     /// Orient the image: a row-local mirror, or a hold when
     /// [`Orientation::needs_whole_image`].
     Orient(Orientation),
+    /// Resample to this size.
+    Resize {
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+        /// The filter.
+        filter: Filter,
+    },
 }
 
 impl Step {
@@ -57,6 +67,7 @@ impl Step {
             Step::Point(p) => Ok(p.output_info(info)),
             Step::Crop(b) => crop::output_info(*b, info),
             Step::Orient(o) => Ok(o.output_info(info)),
+            Step::Resize { width, height, .. } => ImageInfo::new(*width, *height, info.format()),
             _ => Ok(info),
         }
     }
@@ -81,6 +92,11 @@ impl fmt::Display for Step {
             Step::Blur(t) => write!(f, "blur({} taps)", t.len()),
             Step::Sharpen(t, a) => write!(f, "sharpen({} taps, {a})", t.len()),
             Step::Convolve(k) => write!(f, "convolve{}x{}", k.size, k.size),
+            Step::Resize {
+                width,
+                height,
+                filter,
+            } => write!(f, "resample={width}x{height}:{}", filter.name()),
             Step::Orient(o) if o.needs_whole_image() => write!(f, "hold {o}"),
             Step::Orient(o) => write!(f, "{o}"),
         }
@@ -143,6 +159,26 @@ impl Plan {
                     steps.push(Step::Sharpen(blur::taps(*sigma), *amount))
                 }
                 Operation::Convolve(k) => steps.push(Step::Convolve(orient_kernel(k, pending))),
+                Operation::Resize(r) => {
+                    // Resampling runs its passes in a fixed order, so it does
+                    // not commute with a quarter turn: orient first.
+                    if pending != Orientation::IDENTITY {
+                        steps.push(Step::Orient(pending));
+                        pending = Orientation::IDENTITY;
+                        info = geometry(input, &steps)?;
+                    }
+                    let (width, height, crop_box) = r.plan(info.width(), info.height());
+                    if (width, height) != (info.width(), info.height()) {
+                        steps.push(Step::Resize {
+                            width,
+                            height,
+                            filter: r.filter,
+                        });
+                    }
+                    if let Some(b) = crop_box {
+                        steps.push(Step::Crop(b));
+                    }
+                }
                 op if is_point(op) => match steps.last_mut() {
                     Some(Step::Point(p)) => p.push(op),
                     _ => {
@@ -206,6 +242,21 @@ impl Plan {
             streaming += rb + chunk_bytes as u64;
             match step {
                 Step::Orient(o) if o.needs_whole_image() => holds.push(*info),
+                Step::Resize {
+                    width,
+                    height,
+                    filter,
+                } => {
+                    // The window of horizontally resampled rows, plus one
+                    // chunk's rows of them.
+                    let out_rb = u64::from(*width) * info.channels() as u64;
+                    let rows = match filter {
+                        Filter::Nearest => 1,
+                        f => Coeffs::new(info.height() as usize, *height as usize, *f).ksize as u64,
+                    };
+                    let chunk_rows = (chunk_bytes as u64).div_ceil(rb) + 1;
+                    streaming += (rows + chunk_rows) * out_rb;
+                }
                 s => {
                     let window = (2 * s.radius() as u64 + 1).min(u64::from(info.height()));
                     if s.radius() > 0 {

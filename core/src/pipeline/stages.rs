@@ -62,6 +62,15 @@ pub(crate) fn build(
         Step::Blur(t) => Box::new(StencilStage::new(info, Filter::Blur(t.clone()))),
         Step::Sharpen(t, a) => Box::new(StencilStage::new(info, Filter::Sharpen(t.clone(), *a))),
         Step::Convolve(k) => Box::new(StencilStage::new(info, Filter::Convolve(k.clone()))),
+        Step::Resize {
+            width,
+            height,
+            filter,
+        } => Box::new(super::resample::ResizeStage::new(
+            info,
+            ImageInfo::new(*width, *height, info.format())?,
+            *filter,
+        )),
         Step::Orient(o) if !o.needs_whole_image() => Box::new(MirrorStage {
             row_bytes: info.row_bytes(),
             channels: info.channels(),
