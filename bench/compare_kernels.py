@@ -68,6 +68,18 @@ OPS = {
 for _name, (_f, _cmd) in OPS.items():
     CV[_name] = _f
 COMMAND = {name: cmd for name, (_f, cmd) in OPS.items()}
+# Resizes, whose sizes depend on the image: ours is always Lanczos3
+# (antialiased); OpenCV's INTER_AREA (a box average, its fastest downscale)
+# and INTER_LANCZOS4 (not antialiased). "thumb" fits 1024x1024: a
+# non-integer factor at every size of the sweep.
+RESIZES = {
+    "quarter_vs_area": (lambda w, h: (w // 4, h // 4), cv2.INTER_AREA),
+    "quarter_vs_lanczos4": (lambda w, h: (w // 4, h // 4), cv2.INTER_LANCZOS4),
+    "thumb_vs_area": (lambda w, h: (1024, round(h * 1024 / w)) if w >= h else (round(w * 1024 / h), 1024),
+                      cv2.INTER_AREA),
+}
+for _name, (_size, _interp) in RESIZES.items():
+    CV[_name] = None
 
 
 def time_ms(f):
@@ -109,7 +121,12 @@ def main():
         mpix = w * h / 1e6
 
         def run_ours(kernel, threads, runs):
-            ours.stdin.write(f"{COMMAND.get(kernel, kernel)} {threads} {runs}\n")
+            if kernel in RESIZES:
+                ow, oh = RESIZES[kernel][0](w, h)
+                cmd = f"op:resize={ow}x{oh}:exact"
+            else:
+                cmd = COMMAND.get(kernel, kernel)
+            ours.stdin.write(f"{cmd} {threads} {runs}\n")
             ours.stdin.flush()
             return [float(t) for t in ours.stdout.readline().split()]
 
@@ -134,6 +151,12 @@ def main():
                 dst = np.empty(((w, h, c) if rot else shape) if c > 1 else ((w, h) if rot else shape), np.uint8)
                 if kernel == "gray":
                     dst = np.empty((h, w), np.uint8)
+                if kernel in RESIZES:
+                    size, interp = RESIZES[kernel]
+                    ow, oh = size(w, h)
+                    dst = np.empty((oh, ow, c) if c > 1 else (oh, ow), np.uint8)
+                    f = (lambda size, interp: lambda s, d: cv2.resize(s, size, dst=d, interpolation=interp))(
+                        (ow, oh), interp)
                 cv_t, our_t = [], []
                 for _ in range(args.reps):
                     # The pauses let each side's idle workers stop spinning
