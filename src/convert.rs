@@ -133,7 +133,12 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
                 filter,
             })
         }
-        Some(Op::Spec(s)) => return Operation::parse(s).map_err(|e| bad(e.to_string())),
+        Some(Op::Spec(s)) => {
+            return Operation::parse(s).map_err(|e| {
+                let e = e.to_string();
+                bad(e.strip_prefix("operation ").unwrap_or(&e).to_string())
+            });
+        }
         None => {
             return Err(bad(
                 "it is empty or of a kind this server does not know".into()

@@ -45,6 +45,10 @@ pub struct Args {
     /// Where the server is and how to talk to it.
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Process the pixels as stored, ignoring the file's EXIF orientation
+    /// (by default the image is first turned upright, as browsers show it).
+    #[arg(long)]
+    pub no_auto_orient: bool,
     /// PNG output compression: none, fast, balanced or best.
     #[arg(long, value_parser = parse_png, default_value = "fast")]
     pub png_compression: PngCompression,
@@ -133,7 +137,20 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         error: e.into(),
     })?;
     let source = open_image(&args.input)?;
-    let ops = args.ordered;
+    let mut ops = args.ordered;
+    if !args.no_auto_orient {
+        // The EXIF orientation becomes the first operations: the server
+        // composes it with any turns and flips that follow.
+        let o = exif_orientation(&args.input)?;
+        let mut upright = Vec::new();
+        if o.rotation != Rotation::None {
+            upright.push(Operation::Rotate(o.rotation));
+        }
+        if o.mirror {
+            upright.push(Operation::Flip(nlimage_client::Flip::Horizontal));
+        }
+        ops.splice(0..0, upright);
+    }
     let mut client = args.connect.connect().await?;
     // The output goes to a temporary file beside the target, renamed into
     // place only once complete: a failure leaves no partial file behind.
@@ -166,6 +183,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         .map_err(|e| e.error)
         .with_context(context)?;
     Ok(())
+}
+
+/// The orientation the file's EXIF data asks for (identity without any).
+fn exif_orientation(path: &Path) -> Result<nlimage_core::ops::orient::Orientation> {
+    let file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    nlimage_core::codec::orientation(BufReader::new(file))
+        .with_context(|| format!("cannot use '{}'", path.display()))
 }
 
 /// Opens the input for row-by-row decoding (whole-image for formats that

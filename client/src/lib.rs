@@ -39,7 +39,7 @@ pub use tonic::codec::CompressionEncoding;
 mod error;
 pub use error::{ClientError, status_name};
 
-pub use nlimage_core::{CoreError, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
+pub use nlimage_core::{CoreError, Flip, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
 
 /// Size of the pixel chunks [`Client::process`] sends (the contract allows
 /// up to 1 MiB).

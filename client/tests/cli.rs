@@ -279,3 +279,55 @@ async fn a_failed_run_leaves_an_existing_output_untouched() {
     assert_eq!(r.status.code(), Some(1));
     assert_eq!(std::fs::read(&out).unwrap(), b"previous result");
 }
+
+/// A JPEG of `img` carrying EXIF orientation `tag` (an APP1 segment with a
+/// one-entry TIFF directory, after the start-of-image marker).
+fn jpeg_with_exif(img: &nlimage_core::ImageBuf, tag: u16) -> Vec<u8> {
+    let jpeg = common::encoded(img, OutputFormat::Jpeg);
+    let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec(); // header, IFD at 8, one entry
+    tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0]); // Orientation, SHORT, count 1
+    tiff.extend(tag.to_le_bytes());
+    tiff.extend([0, 0, 0, 0, 0, 0]); // value padding, no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((app1.len() + 2) as u16).to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exif_orientation_is_applied_first_unless_turned_off() {
+    use nlimage_core::Operation;
+    let server = common::server(Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = port(&server);
+    let img = common::picture(31, 18, PixelFormat::Rgb8);
+    // EXIF 6: rotate 90 clockwise to show; 5: transpose; 2: mirror.
+    for (tag, upright) in [
+        (6u16, vec!["rotate=270"]),
+        (5, vec!["rotate=270", "flip=h"]),
+        (2, vec!["flip=h"]),
+        (1, vec![]),
+    ] {
+        let input = dir.path().join(format!("in{tag}.jpg"));
+        std::fs::write(&input, jpeg_with_exif(&img, tag)).unwrap();
+        let stored = read(&input); // the decoder does not orient
+        let out = dir.path().join(format!("out{tag}.png"));
+        let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+        let r = nl_client(&["-i", i, "-o", o, "--op", "crop=0,0,10,5", "--port", &p]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let mut ops: Vec<Operation> = upright
+            .iter()
+            .map(|s| Operation::parse(s).unwrap())
+            .collect();
+        ops.push(Operation::parse("crop=0,0,10,5").unwrap());
+        let want = nlimage_core::ops::naive::apply_all(&stored, &ops).unwrap();
+        assert!(read(&out) == want, "EXIF {tag}: upright, then the crop");
+        let r = nl_client(&["-i", i, "-o", o, "--no-auto-orient", "--port", &p]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        assert!(read(&out) == stored, "EXIF {tag} ignored when asked");
+    }
+}

@@ -5,8 +5,8 @@
 //! gray stays gray, gray+alpha becomes RGBA8 (alpha is kept), palette images
 //! are expanded by their decoder to RGB8 or RGBA8, 16-bit and float channels
 //! are scaled to 8 bits with rounding (`image`'s conversion). GIF and animated
-//! WebP give their first frame. EXIF orientation is not applied: pixels are
-//! processed as stored.
+//! WebP give their first frame. EXIF orientation is not applied to pixels:
+//! [`orientation`] reads it, as operations to apply ([`Orientation`]).
 //!
 //! Encoding picks the format from the output's extension. GRAY8 is written
 //! as gray where the format has gray (PNG, JPEG, TIFF); BMP (a gray palette),
@@ -17,6 +17,9 @@ use std::io::{BufRead, Seek, Write};
 use std::path::Path;
 
 use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageError, ImageReader};
+
+use crate::ops::orient::Orientation;
+use crate::rotate::Rotation;
 
 use crate::error::{CoreError, Result};
 use crate::limits::Limits;
@@ -117,6 +120,33 @@ impl PngCompression {
             Self::Best => C::Best,
         }
     }
+}
+
+/// The EXIF orientation of an encoded image (JPEG, PNG, TIFF, WebP) as the
+/// [`Orientation`] that shows it upright, as browsers do (identity when the
+/// file has none). Reads the headers only.
+pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
+    use image::ImageDecoder;
+    use image::metadata::Orientation as Exif;
+    let mut decoder = ImageReader::new(reader)
+        .with_guessed_format()?
+        .into_decoder()
+        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    let exif = decoder
+        .orientation()
+        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    // Ours rotates counter-clockwise, then mirrors left-right.
+    let (rotation, mirror) = match exif {
+        Exif::NoTransforms => (Rotation::None, false),
+        Exif::FlipHorizontal => (Rotation::None, true),
+        Exif::Rotate180 => (Rotation::Ccw180, false),
+        Exif::FlipVertical => (Rotation::Ccw180, true),
+        Exif::Rotate90FlipH => (Rotation::Ccw270, true),
+        Exif::Rotate90 => (Rotation::Ccw270, false),
+        Exif::Rotate270FlipH => (Rotation::Ccw90, true),
+        Exif::Rotate270 => (Rotation::Ccw90, false),
+    };
+    Ok(Orientation { rotation, mirror })
 }
 
 /// Decodes an image, guessing the format from its first bytes, refusing it

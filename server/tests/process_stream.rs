@@ -344,3 +344,65 @@ async fn a_rotation_over_the_memory_budget_spills_instead_of_failing() {
         e.message()
     );
 }
+
+fn spec(s: &str) -> Operation {
+    Operation {
+        op: Some(nlimage::v1::operation::Op::Spec(s.into())),
+    }
+}
+
+#[tokio::test]
+async fn bad_operations_are_invalid_and_named() {
+    // A crop box outside the image it meets (after the turn: 5 wide, 8 high).
+    expect_error(
+        vec![header(
+            8,
+            5,
+            PixelFormat::Gray8,
+            vec![rotate(1), spec("crop=0,0,6,2")],
+        )],
+        Code::InvalidArgument,
+        "operation 1 (crop=0,0,6,2): crop box 6x2 at (0, 0)",
+    )
+    .await;
+    expect_error(
+        vec![header(8, 5, PixelFormat::Gray8, vec![spec("blur=0")])],
+        Code::InvalidArgument,
+        "operation 0: 'blur=0': sigma must be > 0",
+    )
+    .await;
+    expect_error(
+        vec![header(8, 5, PixelFormat::Gray8, vec![spec("sepia")])],
+        Code::InvalidArgument,
+        "unknown operation 'sepia'",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn new_operations_stream_and_match_the_reference() {
+    let server = common::server(Config::default()).await;
+    let (w, h) = (61u32, 47u32);
+    let data = common::noise((w * h * 3) as usize, 11);
+    let img = ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Rgb8, data.clone()).unwrap();
+    for specs in [
+        vec!["resize=30x:fill:cubic", "blur=1.5", "gray"],
+        vec!["crop=3,4,40,30", "sharpen=1,0.7", "flip=h", "contrast=1.2"],
+        vec!["flip=v", "convolve=1,2,1,2,4,2,1,2,1", "thumbnail=20"],
+    ] {
+        let ops: Vec<Operation> = specs.iter().map(|s| spec(s)).collect();
+        let mut msgs = vec![header(w, h, PixelFormat::Rgb8, ops)];
+        msgs.extend(data.chunks(1001).map(chunk));
+        let (out_header, out) = call(&server, msgs).await.unwrap();
+        let core_ops: Vec<nlimage_core::Operation> = specs
+            .iter()
+            .map(|s| nlimage_core::Operation::parse(s).unwrap())
+            .collect();
+        let want = nlimage_core::ops::naive::apply_all(&img, &core_ops).unwrap();
+        assert_eq!(
+            (out_header.width, out_header.height),
+            (want.info().width(), want.info().height())
+        );
+        assert_eq!(out, want.data(), "{specs:?}");
+    }
+}

@@ -295,7 +295,12 @@ impl Operation {
             "gamma" => Operation::Gamma(float(nums(1)?[0])?),
             other => return Err(bad(&format!("unknown operation '{other}'"))),
         };
-        op.validate().map_err(|e| bad(&e.to_string()))?;
+        op.validate().map_err(|e| {
+            // validate names the operation; the spec is named already.
+            let e = e.to_string();
+            let prefix = format!("{op}: ");
+            bad(e.strip_prefix(&prefix).unwrap_or(&e))
+        })?;
         Ok(op)
     }
 }
