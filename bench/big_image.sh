@@ -3,7 +3,8 @@
 # through nl-client -> nl-server -> back to a PNG, and the peak RSS of both
 # processes is read from /usr/bin/time -v. Then the raw pixel stream (no
 # codec) is timed against a bare tonic echo of the same messages.
-#   bench/big_image.sh            (W=... H=... to change the size)
+#   bench/big_image.sh            (W=... H=... to change the size; ONLY=ops
+#                                  runs the operations scenario alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,10 +60,16 @@ echo "${W}x${H} RGB, ${PIXEL_MB} MB of pixels; $(nproc) CPUs; $(date -u +%Y-%m-%
 echo
 echo "| nl-client flags | nl-server flags | wall s (PNG in, PNG out) | server peak RSS MiB | client peak RSS MiB |"
 echo "|---|---|---|---|---|"
-scenario "--mean" "" --mean
-scenario "--rotate NINETY_DEG" "" --rotate NINETY_DEG
-scenario "--rotate NINETY_DEG" "--spill-above-mib 64" --rotate NINETY_DEG
+if [ "${ONLY:-}" != ops ]; then
+  scenario "--mean" "" --mean
+  scenario "--rotate NINETY_DEG" "" --rotate NINETY_DEG
+  scenario "--rotate NINETY_DEG" "--spill-above-mib 64" --rotate NINETY_DEG
+fi
+# The operations issue's streaming case: a resampler window, a blur window,
+# a pixel-wise stage; the server holds rows, never the image.
+scenario "--op resize=1000x1000 --op blur=2 --op gray" "" --op resize=1000x1000 --op blur=2 --op gray
 rm -f "$OUT/big.out.png"
+[ "${ONLY:-}" = ops ] && exit 0
 
 echo
 echo "Raw pixel stream on 127.0.0.1 (no codec), ${PIXEL_MB} MB up and back, best of 5:"

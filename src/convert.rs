@@ -133,6 +133,27 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
                 filter,
             })
         }
+        Some(Op::Overlay(o)) => {
+            let header = o
+                .image
+                .as_ref()
+                .ok_or_else(|| bad("the overlay has no image size and format".into()))?;
+            let info = image_info(header).map_err(|e| bad(format!("overlay: {e}")))?;
+            if info.pixels() > nlimage_core::ops::overlay::MAX_OVERLAY_PIXELS {
+                return Err(CoreError::LimitExceeded(format!(
+                    "operation {index}: an overlay of {info} is over the limit of {} pixels",
+                    nlimage_core::ops::overlay::MAX_OVERLAY_PIXELS
+                )));
+            }
+            let image = nlimage_core::ImageBuf::new(info, o.pixels.to_vec())
+                .map_err(|e| bad(format!("overlay: {e}")))?;
+            Operation::Overlay(nlimage_core::ops::overlay::Overlay {
+                image: std::sync::Arc::new(image),
+                x: o.x,
+                y: o.y,
+                opacity: o.opacity.unwrap_or(1.0),
+            })
+        }
         Some(Op::Spec(s)) => {
             return Operation::parse(s).map_err(|e| {
                 let e = e.to_string();
@@ -198,6 +219,13 @@ pub fn to_wire(op: &Operation) -> v1::Operation {
         Operation::Brightness(n) => Op::Brightness(v1::Brightness { delta: *n }),
         Operation::Contrast(c) => Op::Contrast(v1::Contrast { factor: *c }),
         Operation::Gamma(g) => Op::Gamma(v1::Gamma { gamma: *g }),
+        Operation::Overlay(o) => Op::Overlay(v1::Overlay {
+            image: Some(image_header(o.image.info())),
+            pixels: o.image.data().to_vec().into(),
+            x: o.x,
+            y: o.y,
+            opacity: Some(o.opacity),
+        }),
         Operation::Resize(r) => {
             use nlimage_core::ops::resize::{Filter, Fit};
             Op::Resize(v1::Resize {
@@ -257,6 +285,27 @@ mod tests {
             };
             assert_eq!(operation(0, &text).unwrap(), op, "{spec}");
         }
+        // An overlay travels with its pixels.
+        let logo = nlimage_core::ImageBuf::from_raw(
+            2,
+            1,
+            PixelFormat::Rgba8,
+            vec![1, 2, 3, 4, 5, 6, 7, 8],
+        )
+        .unwrap();
+        let overlay = Operation::Overlay(nlimage_core::ops::overlay::Overlay {
+            image: std::sync::Arc::new(logo),
+            x: -3,
+            y: 7,
+            opacity: 0.25,
+        });
+        assert_eq!(operation(0, &to_wire(&overlay)).unwrap(), overlay);
+        let mut short = to_wire(&overlay);
+        if let Some(v1::operation::Op::Overlay(o)) = &mut short.op {
+            o.pixels = vec![0; 7].into();
+        }
+        let e = operation(1, &short).unwrap_err().to_string();
+        assert!(e.starts_with("operation 1: overlay:"), "{e}");
         // Absent optional fields take their documented defaults.
         let sharpen = v1::Operation {
             op: Some(v1::operation::Op::Sharpen(v1::Sharpen {

@@ -27,7 +27,8 @@ pub struct Args {
     /// An operation (repeatable; all operations apply in command-line order):
     /// rotate=90|180|270, flip=h|v, crop=X,Y,W,H, mean, blur=SIGMA,
     /// sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray,
-    /// brightness=N, contrast=F, gamma=G.
+    /// brightness=N, contrast=F, gamma=G, resize=WxH[:fit|fill|exact][:FILTER],
+    /// thumbnail=N, overlay=FILE[,X,Y][,OPACITY].
     #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
     pub ops: Vec<Operation>,
     /// Rotate counter-clockwise: NONE, NINETY_DEG, ONE_EIGHTY_DEG,
@@ -89,11 +90,16 @@ impl Args {
     }
 }
 
+/// One --op spec; an overlay's FILE is decoded here and sent with the
+/// request. (The message quotes the spec; clap names the flag.)
 fn parse_op(s: &str) -> Result<Operation, String> {
-    Operation::parse(s).map_err(|e| {
-        // The message quotes the spec; clap names the flag.
-        e.to_string()
+    Operation::parse_with(s, |file| {
+        let f = File::open(file).map_err(|e| {
+            nlimage_core::CoreError::InvalidInput(format!("cannot read '{file}': {e}"))
+        })?;
+        nlimage_core::decode(BufReader::new(f), &Limits::DEFAULT)
     })
+    .map_err(|e| e.to_string())
 }
 
 fn parse_png(s: &str) -> Result<PngCompression, String> {

@@ -331,3 +331,67 @@ async fn exif_orientation_is_applied_first_unless_turned_off() {
         assert!(read(&out) == stored, "EXIF {tag} ignored when asked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_apply_in_command_line_order_with_an_overlay_file() {
+    use nlimage_core::Operation;
+    let server = common::server(Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = port(&server);
+    let img = common::picture(40, 30, PixelFormat::Rgb8);
+    let logo = common::picture(9, 5, PixelFormat::Rgba8);
+    let (input, logo_path) = (dir.path().join("in.png"), dir.path().join("logo.png"));
+    std::fs::write(&input, common::encoded(&img, OutputFormat::Png)).unwrap();
+    std::fs::write(&logo_path, common::encoded(&logo, OutputFormat::Png)).unwrap();
+    let out = dir.path().join("out.png");
+    let overlay = format!("overlay={},3,-2,0.6", logo_path.display());
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--op",
+        "resize=20x:fill",
+        "--rotate",
+        "90",
+        "--op",
+        &overlay,
+        "--mean",
+        "--op",
+        "gray",
+        "--port",
+        &p,
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let ops = [
+        Operation::parse("resize=20x:fill").unwrap(),
+        Operation::parse("rotate=90").unwrap(),
+        Operation::Overlay(nlimage_core::ops::overlay::Overlay {
+            image: std::sync::Arc::new(logo),
+            x: 3,
+            y: -2,
+            opacity: 0.6,
+        }),
+        Operation::Mean3x3,
+        Operation::Gray,
+    ];
+    let want = nlimage_core::ops::naive::apply_all(&img, &ops).unwrap();
+    assert!(read(&out) == want);
+    // A missing overlay file is a usage error naming it.
+    let r = nl_client(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--op",
+        "overlay=nope.png",
+        "--port",
+        &p,
+    ]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("cannot read 'nope.png'"),
+        "{}",
+        stderr(&r)
+    );
+}

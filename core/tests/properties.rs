@@ -2,6 +2,7 @@
 //! naive references, on random shapes, formats and chunkings.
 
 use nlimage_core::ops::naive;
+use nlimage_core::ops::overlay::Overlay;
 use nlimage_core::ops::resize::{Filter, Fit, Resize};
 use nlimage_core::{
     Cpu, CropBox, Flip, ImageBuf, ImageInfo, Kernel, Operation, Pipeline, PixelFormat, Rotation,
@@ -30,6 +31,15 @@ fn any_rotation() -> impl Strategy<Value = Rotation> {
 /// Images from 1x1 up to 70x40, pixels random.
 fn any_image() -> impl Strategy<Value = ImageBuf> {
     (1u32..70, 1u32..40, any_format()).prop_flat_map(|(w, h, f)| {
+        let info = ImageInfo::new(w, h, f).unwrap();
+        proptest::collection::vec(any::<u8>(), info.byte_len())
+            .prop_map(move |data| ImageBuf::new(info, data).unwrap())
+    })
+}
+
+/// Overlays: 1x1 up to 19x14.
+fn any_small_image() -> impl Strategy<Value = ImageBuf> {
+    (1u32..20, 1u32..15, any_format()).prop_flat_map(|(w, h, f)| {
         let info = ImageInfo::new(w, h, f).unwrap();
         proptest::collection::vec(any::<u8>(), info.byte_len())
             .prop_map(move |data| ImageBuf::new(info, data).unwrap())
@@ -179,6 +189,16 @@ fn any_op() -> impl Strategy<Value = OpSpec> {
         (-300i32..300).prop_map(|n| OpSpec::Op(Operation::Brightness(n.clamp(-255, 255)))),
         (0.0f32..3.0).prop_map(|c| OpSpec::Op(Operation::Contrast(c))),
         (0.2f32..4.0).prop_map(|g| OpSpec::Op(Operation::Gamma(g))),
+        (any_small_image(), -10i32..60, -10i32..40, 0.0f32..=1.0).prop_map(
+            |(image, x, y, opacity)| {
+                OpSpec::Op(Operation::Overlay(Overlay {
+                    image: std::sync::Arc::new(image),
+                    x,
+                    y,
+                    opacity,
+                }))
+            }
+        ),
         (
             proptest::option::of(1u32..90),
             proptest::option::of(1u32..60),

@@ -19,6 +19,7 @@ pub mod convolve;
 pub mod crop;
 pub mod naive;
 pub mod orient;
+pub mod overlay;
 pub mod point;
 pub mod resize;
 mod spec;
@@ -109,6 +110,8 @@ pub enum Operation {
     Gamma(f32),
     /// Resize (see [`resize`]).
     Resize(resize::Resize),
+    /// Composite another image over this one (see [`overlay`]).
+    Overlay(overlay::Overlay),
 }
 
 /// The largest blur sigma accepted (a kernel of 601 taps).
@@ -145,7 +148,8 @@ impl Operation {
                 radius: blur::radius(*sigma),
             },
             Operation::Convolve(k) => OpKind::Stencil { radius: k.size / 2 },
-            Operation::Gray
+            Operation::Overlay(_)
+            | Operation::Gray
             | Operation::Brightness(_)
             | Operation::Contrast(_)
             | Operation::Gamma(_) => OpKind::RowLocal,
@@ -169,6 +173,7 @@ impl Operation {
             }
             Operation::Convolve(k) => convolve::check(k),
             Operation::Resize(r) => r.validate(),
+            Operation::Overlay(o) => o.validate(),
             Operation::Brightness(n) if !(-255..=255).contains(n) => {
                 bad(format!("{self}: brightness must be in -255..255"))
             }

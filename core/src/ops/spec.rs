@@ -7,9 +7,11 @@
 
 use std::fmt;
 
+use super::overlay::Overlay;
 use super::resize::{Filter, Fit, Resize};
 use super::{CropBox, Flip, Kernel, Operation};
 use crate::error::{CoreError, Result};
+use crate::pixel::ImageBuf;
 use crate::rotate::Rotation;
 
 /// Version byte that starts every canonical encoding; bump it when an
@@ -62,6 +64,17 @@ pub fn canonical_bytes(ops: &[Operation]) -> Vec<u8> {
                 out.push(11);
                 out.extend(f32_bits(*g));
             }
+            Operation::Overlay(o) => {
+                let info = o.image.info();
+                out.push(13);
+                out.extend(o.x.to_le_bytes());
+                out.extend(o.y.to_le_bytes());
+                out.extend(f32_bits(o.opacity));
+                out.extend(info.width().to_le_bytes());
+                out.extend(info.height().to_le_bytes());
+                out.push(info.channels() as u8);
+                out.extend(o.image.data());
+            }
             Operation::Resize(r) => {
                 out.push(12);
                 out.extend(r.width.unwrap_or(0).to_le_bytes());
@@ -93,6 +106,15 @@ impl fmt::Display for Operation {
             Operation::Contrast(c) => write!(f, "contrast={c}"),
             Operation::Gamma(g) => write!(f, "gamma={g}"),
             Operation::Resize(r) => write!(f, "{r}"),
+            // The file is not kept: the text names the overlay's geometry.
+            Operation::Overlay(o) => write!(
+                f,
+                "overlay=[{}],{},{},{}",
+                o.image.info(),
+                o.x,
+                o.y,
+                o.opacity
+            ),
         }
     }
 }
@@ -109,12 +131,26 @@ impl std::str::FromStr for Operation {
 pub const SPECS: &str = "rotate=90|180|270, flip=h|v, crop=X,Y,W,H, \
      resize=WxH[:fit|fill|exact][:lanczos3|cubic|linear|box|nearest], thumbnail=N, mean, blur=SIGMA, \
      sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray, brightness=N, \
-     contrast=F, gamma=G";
+     contrast=F, gamma=G, overlay=FILE[,X,Y][,OPACITY]";
 
 impl Operation {
     /// Parses one spec (`rotate=90`, `crop=10,10,640,480`, `blur=2`, `gray`,
-    /// ...; see [`SPECS`]) and checks its ranges.
+    /// ...; see [`SPECS`]) and checks its ranges. An overlay names a file,
+    /// which this crate does not read: use [`Operation::parse_with`].
     pub fn parse(spec: &str) -> Result<Operation> {
+        Self::parse_with(spec, |file| {
+            Err(CoreError::Unsupported(format!(
+                "an overlay's pixels must come with the request (cannot load '{file}' here)"
+            )))
+        })
+    }
+
+    /// Like [`Operation::parse`], with `load` turning an overlay's FILE into
+    /// its pixels.
+    pub fn parse_with(
+        spec: &str,
+        load: impl FnOnce(&str) -> Result<ImageBuf>,
+    ) -> Result<Operation> {
         let bad = |why: &str| {
             CoreError::InvalidInput(format!("operation '{spec}': {why} (specs: {SPECS})"))
         };
@@ -291,6 +327,32 @@ impl Operation {
                     filter: Filter::Lanczos3,
                 })
             }
+            "overlay" => {
+                // FILE[,X,Y][,OPACITY]; FILE may itself hold commas only if
+                // it is the whole value.
+                let args = args.ok_or_else(|| bad("expects FILE[,X,Y][,OPACITY]"))?;
+                let parts: Vec<&str> = args.split(',').collect();
+                let (file, x, y, opacity) = match parts.as_slice() {
+                    [f] => (*f, "0", "0", "1"),
+                    [f, o] => (*f, "0", "0", *o),
+                    [f, x, y] => (*f, *x, *y, "1"),
+                    [f, x, y, o] => (*f, *x, *y, *o),
+                    _ => return Err(bad("expects FILE[,X,Y][,OPACITY]")),
+                };
+                let pos = |v: &str| -> Result<i32> {
+                    v.trim()
+                        .parse::<i32>()
+                        .map_err(|_| bad(&format!("'{v}' is not a pixel position")))
+                };
+                let (x, y, opacity) = (pos(x)?, pos(y)?, float(opacity)?);
+                let image = load(file).map_err(|e| bad(&e.to_string()))?;
+                Operation::Overlay(Overlay {
+                    image: std::sync::Arc::new(image),
+                    x,
+                    y,
+                    opacity,
+                })
+            }
             "contrast" => Operation::Contrast(float(nums(1)?[0])?),
             "gamma" => Operation::Gamma(float(nums(1)?[0])?),
             other => return Err(bad(&format!("unknown operation '{other}'"))),
@@ -370,6 +432,8 @@ mod tests {
             ("resize=x", "give a width, a height or both"),
             ("resize=0x10", "each 1..1048576"),
             ("resize=10x10:bicubicc", "'bicubicc' is neither"),
+            ("overlay=logo.png", "cannot load 'logo.png' here"),
+            ("overlay=logo.png,1,x", "'x' is not a pixel position"),
         ] {
             let e = Operation::parse(spec).unwrap_err().to_string();
             assert!(e.contains(says), "{spec}: {e}");

@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::error::{CoreError, Result};
 use crate::ops::orient::Orientation;
+use crate::ops::overlay::Overlay;
 use crate::ops::point::{PointOps, is_point};
 use crate::ops::resize::{Coeffs, Filter};
 use crate::ops::{CropBox, Kernel, Operation, blur, crop};
@@ -50,6 +51,8 @@ pub enum Step {
     /// Orient the image: a row-local mirror, or a hold when
     /// [`Orientation::needs_whole_image`].
     Orient(Orientation),
+    /// Composite an overlay.
+    Overlay(Overlay),
     /// Resample to this size.
     Resize {
         /// Output width.
@@ -89,6 +92,7 @@ impl fmt::Display for Step {
             Step::Point(p) => write!(f, "point[{}]", p.describe()),
             Step::Crop(b) => write!(f, "crop={},{},{},{}", b.x, b.y, b.width, b.height),
             Step::Mean => f.write_str("mean"),
+            Step::Overlay(o) => write!(f, "overlay[{}]", o.image.info()),
             Step::Blur(t) => write!(f, "blur({} taps)", t.len()),
             Step::Sharpen(t, a) => write!(f, "sharpen({} taps, {a})", t.len()),
             Step::Convolve(k) => write!(f, "convolve{}x{}", k.size, k.size),
@@ -159,6 +163,14 @@ impl Plan {
                     steps.push(Step::Sharpen(blur::taps(*sigma), *amount))
                 }
                 Operation::Convolve(k) => steps.push(Step::Convolve(orient_kernel(k, pending))),
+                Operation::Overlay(o) => {
+                    // Position-dependent: orient first.
+                    if pending != Orientation::IDENTITY {
+                        steps.push(Step::Orient(pending));
+                        pending = Orientation::IDENTITY;
+                    }
+                    steps.push(Step::Overlay(o.clone()));
+                }
                 Operation::Resize(r) => {
                     // Resampling runs its passes in a fixed order, so it does
                     // not commute with a quarter turn: orient first.
@@ -242,6 +254,10 @@ impl Plan {
             streaming += rb + chunk_bytes as u64;
             match step {
                 Step::Orient(o) if o.needs_whole_image() => holds.push(*info),
+                Step::Overlay(o) => {
+                    // The overlay prepared for this background: colours and alpha.
+                    streaming += o.image.info().pixels() * 4;
+                }
                 Step::Resize {
                     width,
                     height,

@@ -17,6 +17,7 @@ use crate::ops::blur::Scratch;
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
 use crate::ops::orient::{Orientation, mirror_rows_into};
+use crate::ops::overlay::Prepared;
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
@@ -71,6 +72,11 @@ pub(crate) fn build(
             ImageInfo::new(*width, *height, info.format())?,
             *filter,
         )),
+        Step::Overlay(o) => Box::new(OverlayStage {
+            prepared: Prepared::new(o, info.format()),
+            row_bytes: info.row_bytes(),
+            next_row: 0,
+        }),
         Step::Orient(o) if !o.needs_whole_image() => Box::new(MirrorStage {
             row_bytes: info.row_bytes(),
             channels: info.channels(),
@@ -133,6 +139,27 @@ impl Stage for MirrorStage {
             .par_chunks_mut(task)
             .zip(rows.par_chunks(task))
             .for_each(|(dst, src)| mirror_rows_into(src, dst, self.row_bytes, self.channels));
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct OverlayStage {
+    prepared: Prepared,
+    row_bytes: usize,
+    next_row: usize,
+}
+
+impl Stage for OverlayStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        out.extend_from_slice(rows);
+        let (first, rb, p) = (self.next_row, self.row_bytes, &self.prepared);
+        out[start..]
+            .par_chunks_mut(rb)
+            .enumerate()
+            .for_each(|(i, row)| p.row(first + i, row));
+        self.next_row += rows.len() / rb;
         Ok(())
     }
 }
