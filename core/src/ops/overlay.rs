@@ -133,9 +133,9 @@ impl Prepared {
             let i = base + (x - self.x) as usize;
             let a = u32::from(self.alpha[i]);
             let px = &mut row[x as usize * c..(x as usize + 1) * c];
-            for ch in 0..self.colours {
-                let fg = u32::from(self.fg[i * self.colours + ch]);
-                px[ch] = div255(fg * a + u32::from(px[ch]) * (255 - a)) as u8;
+            let fg = &self.fg[i * self.colours..(i + 1) * self.colours];
+            for (b, &f) in px.iter_mut().zip(fg) {
+                *b = div255(u32::from(f) * a + u32::from(*b) * (255 - a)) as u8;
             }
             if c == 4 {
                 px[3] = (a + div255(u32::from(px[3]) * (255 - a))) as u8;
