@@ -50,6 +50,12 @@ pub struct Args {
     /// (by default the image is first turned upright, as browsers show it).
     #[arg(long)]
     pub no_auto_orient: bool,
+    /// Send colour images whose pixels are all gray (R = G = B, opaque) as
+    /// they are, not as one channel (by default they travel as GRAY8 and the
+    /// result is turned back into the colour format: identical output, a
+    /// third of the bytes).
+    #[arg(long)]
+    pub no_gray_detect: bool,
     /// PNG output compression: none, fast, balanced or best.
     #[arg(long, value_parser = parse_png, default_value = "fast")]
     pub png_compression: PngCompression,
@@ -142,7 +148,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         code: 2,
         error: e.into(),
     })?;
-    let source = open_image(&args.input)?;
+    let mut source = open_image(&args.input)?;
     let mut ops = args.ordered;
     if !args.no_auto_orient {
         // The EXIF orientation becomes the first operations: the server
@@ -156,6 +162,26 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             upright.push(Operation::Flip(nlimage_client::Flip::Horizontal));
         }
         ops.splice(0..0, upright);
+    }
+    // Gray stored as colour travels as one channel (not with an overlay,
+    // whose colours would differ from the gray result).
+    let mut expand_to = None;
+    let original = source.info();
+    if !args.no_gray_detect
+        && original.format() != nlimage_core::PixelFormat::Gray8
+        && !ops.iter().any(|o| matches!(o, Operation::Overlay(_)))
+    {
+        let gray = match source.decoded() {
+            Some(_) => nlimage_core::gray::is_gray(source.as_mut())?,
+            // Rows stream from the file: scan a second decoder, which stops
+            // at the first colour pixel.
+            None => nlimage_core::gray::is_gray(open_image(&args.input)?.as_mut())?,
+        };
+        // A plan that fails is sent as it is, for the server to explain.
+        if let (true, Ok(plan)) = (gray, nlimage_core::Plan::new(original, &ops)) {
+            source = Box::new(nlimage_core::gray::GrayRows::new(source)?);
+            expand_to = Some(plan.output_info().format());
+        }
     }
     let mut client = args.connect.connect().await?;
     // The output goes to a temporary file beside the target, renamed into
@@ -176,8 +202,14 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let file = tmp.as_file().try_clone().with_context(context)?;
     let png = args.png_compression;
     client
-        .process_rows(source, &ops, move |info| {
-            rows::open_writer(file, info, format, png)
+        .process_rows(source, &ops, move |info| match expand_to {
+            Some(to) => {
+                let colour = nlimage_core::ImageInfo::new(info.width(), info.height(), to)?;
+                let inner = rows::open_writer(file, colour, format, png)?;
+                Ok(Box::new(nlimage_core::gray::ExpandRows::new(inner, to))
+                    as Box<dyn rows::RowWriter>)
+            }
+            None => rows::open_writer(file, info, format, png),
         })
         .await
         .map_err(|e| match e {

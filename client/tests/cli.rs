@@ -395,3 +395,46 @@ async fn operations_apply_in_command_line_order_with_an_overlay_file() {
         stderr(&r)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gray_stored_as_colour_gives_the_same_file_with_or_without_the_shortcut() {
+    use nlimage_core::{ImageBuf, Operation};
+    let server = common::server(Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = port(&server);
+    let gray = common::picture(41, 27, PixelFormat::Gray8);
+    for format in [PixelFormat::Rgb8, PixelFormat::Rgba8] {
+        let c = format.channels();
+        let data: Vec<u8> = gray
+            .data()
+            .iter()
+            .flat_map(|&v| [v, v, v, 255].into_iter().take(c))
+            .collect();
+        let img = ImageBuf::from_raw(41, 27, format, data).unwrap();
+        let input = dir.path().join(format!("gray{c}.png"));
+        std::fs::write(&input, common::encoded(&img, OutputFormat::Png)).unwrap();
+        for specs in [
+            vec!["resize=20x:fill", "blur=1.2", "rotate=90"],
+            vec!["gray", "brightness=30", "flip=h"],
+            vec!["sharpen=1,2", "convolve=0,-1,0,-1,5,-1,0,-1,0", "mean"],
+        ] {
+            let mut args = vec!["-i", input.to_str().unwrap(), "--port", &p];
+            for s in &specs {
+                args.extend(["--op", s]);
+            }
+            let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+            let r = nl_client(&[&args[..], &["-o", a.to_str().unwrap()]].concat());
+            assert!(r.status.success(), "{}", stderr(&r));
+            let r =
+                nl_client(&[&args[..], &["-o", b.to_str().unwrap(), "--no-gray-detect"]].concat());
+            assert!(r.status.success(), "{}", stderr(&r));
+            let ops: Vec<Operation> = specs.iter().map(|s| Operation::parse(s).unwrap()).collect();
+            let want = nlimage_core::ops::naive::apply_all(&img, &ops).unwrap();
+            assert!(read(&b) == want, "{format} {specs:?} as colour");
+            assert!(
+                read(&a) == want,
+                "{format} {specs:?} through the gray shortcut"
+            );
+        }
+    }
+}

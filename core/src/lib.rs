@@ -22,6 +22,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod gray;
 pub mod hold;
 pub mod limits;
 pub mod mean;

@@ -23,6 +23,11 @@ pub trait RowReader: Send {
     fn is_streaming(&self) -> bool;
     /// Fills `buf` (a whole number of rows) with the next rows.
     fn read_rows(&mut self, buf: &mut [u8]) -> Result<()>;
+    /// All the pixels, when they are already decoded in memory and none has
+    /// been read yet (so a caller can inspect them without a second decode).
+    fn decoded(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A sink for pixel bytes, row-major, in pieces of any size.
@@ -104,6 +109,9 @@ struct MemoryRows {
 impl RowReader for MemoryRows {
     fn info(&self) -> ImageInfo {
         self.img.info()
+    }
+    fn decoded(&self) -> Option<&[u8]> {
+        (self.pos == 0).then(|| self.img.data())
     }
     fn is_streaming(&self) -> bool {
         false
