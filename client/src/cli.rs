@@ -50,15 +50,29 @@ pub struct Args {
     /// (by default the image is first turned upright, as browsers show it).
     #[arg(long)]
     pub no_auto_orient: bool,
-    /// Send colour images whose pixels are all gray (R = G = B, opaque) as
-    /// they are, not as one channel (by default they travel as GRAY8 and the
-    /// result is turned back into the colour format: identical output, a
-    /// third of the bytes).
-    #[arg(long)]
-    pub no_gray_detect: bool,
+    /// Colour images whose pixels are all gray (R = G = B, opaque) travel as
+    /// one channel and the result is turned back into the colour format:
+    /// identical output, a third (a quarter) of the bytes each way. `auto`
+    /// checks inputs that are decoded whole anyway (JPEG, BMP, TIFF, WebP,
+    /// GIF, interlaced PNG): a scan of memory; `always` also checks streamed
+    /// PNGs, with a second decode that stops at the first colour pixel;
+    /// `never` sends every image as stored.
+    #[arg(long, value_enum, default_value_t = GrayDetect::Auto)]
+    pub gray_detect: GrayDetect,
     /// PNG output compression: none, fast, balanced or best.
     #[arg(long, value_parser = parse_png, default_value = "fast")]
     pub png_compression: PngCompression,
+}
+
+/// When to look for gray images stored as colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrayDetect {
+    /// When the pixels are in memory anyway.
+    Auto,
+    /// Always (a streamed PNG is decoded a second time).
+    Always,
+    /// Never.
+    Never,
 }
 
 impl Args {
@@ -167,15 +181,19 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     // whose colours would differ from the gray result).
     let mut expand_to = None;
     let original = source.info();
-    if !args.no_gray_detect
+    if args.gray_detect != GrayDetect::Never
         && original.format() != nlimage_core::PixelFormat::Gray8
         && !ops.iter().any(|o| matches!(o, Operation::Overlay(_)))
     {
-        let gray = match source.decoded() {
-            Some(_) => nlimage_core::gray::is_gray(source.as_mut())?,
+        let gray = match (source.decoded(), args.gray_detect) {
+            (Some(_), _) => nlimage_core::gray::is_gray(source.as_mut())?,
             // Rows stream from the file: scan a second decoder, which stops
-            // at the first colour pixel.
-            None => nlimage_core::gray::is_gray(open_image(&args.input)?.as_mut())?,
+            // at the first colour pixel (only when asked: a gray file is
+            // decoded twice).
+            (None, GrayDetect::Always) => {
+                nlimage_core::gray::is_gray(open_image(&args.input)?.as_mut())?
+            }
+            (None, _) => false,
         };
         // A plan that fails is sent as it is, for the server to explain.
         if let (true, Ok(plan)) = (gray, nlimage_core::Plan::new(original, &ops)) {

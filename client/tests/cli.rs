@@ -411,22 +411,42 @@ async fn gray_stored_as_colour_gives_the_same_file_with_or_without_the_shortcut(
             .flat_map(|&v| [v, v, v, 255].into_iter().take(c))
             .collect();
         let img = ImageBuf::from_raw(41, 27, format, data).unwrap();
-        let input = dir.path().join(format!("gray{c}.png"));
-        std::fs::write(&input, common::encoded(&img, OutputFormat::Png)).unwrap();
+        // BMP is decoded whole (checked by default); PNG streams (checked
+        // with --gray-detect always).
+        let ext = if c == 3 { "bmp" } else { "png" };
+        let input = dir.path().join(format!("gray{c}.{ext}"));
+        let codec = if c == 3 {
+            OutputFormat::Bmp
+        } else {
+            OutputFormat::Png
+        };
+        std::fs::write(&input, common::encoded(&img, codec)).unwrap();
         for specs in [
             vec!["resize=20x:fill", "blur=1.2", "rotate=90"],
             vec!["gray", "brightness=30", "flip=h"],
             vec!["sharpen=1,2", "convolve=0,-1,0,-1,5,-1,0,-1,0", "mean"],
         ] {
             let mut args = vec!["-i", input.to_str().unwrap(), "--port", &p];
+            let detect = if c == 3 { "auto" } else { "always" };
             for s in &specs {
                 args.extend(["--op", s]);
             }
             let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
-            let r = nl_client(&[&args[..], &["-o", a.to_str().unwrap()]].concat());
+            let r = nl_client(
+                &[
+                    &args[..],
+                    &["-o", a.to_str().unwrap(), "--gray-detect", detect],
+                ]
+                .concat(),
+            );
             assert!(r.status.success(), "{}", stderr(&r));
-            let r =
-                nl_client(&[&args[..], &["-o", b.to_str().unwrap(), "--no-gray-detect"]].concat());
+            let r = nl_client(
+                &[
+                    &args[..],
+                    &["-o", b.to_str().unwrap(), "--gray-detect", "never"],
+                ]
+                .concat(),
+            );
             assert!(r.status.success(), "{}", stderr(&r));
             let ops: Vec<Operation> = specs.iter().map(|s| Operation::parse(s).unwrap()).collect();
             let want = nlimage_core::ops::naive::apply_all(&img, &ops).unwrap();
