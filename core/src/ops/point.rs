@@ -166,12 +166,10 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((9798 * u32::from(r) + 19235 * u32::from(g) + 3735 * u32::from(b) + 16384) >> 15) as u8
 }
 
-/// RGB pixels to gray: `dst` holds one byte per pixel of `src`.
+/// RGB pixels to gray: `dst` holds one byte per pixel of `src` (the best
+/// path of this machine: [`crate::simd::point`]).
 pub fn gray_rgb(src: &[u8], dst: &mut [u8]) {
-    let (px, _) = src.as_chunks::<3>();
-    for (o, &[r, g, b]) in dst.iter_mut().zip(px) {
-        *o = luma(r, g, b);
-    }
+    crate::simd::point::gray_rgb_with(crate::simd::Cpu::detect(), src, dst)
 }
 
 /// RGBA pixels to R = G = B = Y in place, alpha kept.

@@ -24,6 +24,7 @@ use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
 use crate::simd::blur::{blur_row_with, sharpen_row_with};
 use crate::simd::convolve::convolve_row_with;
+use crate::simd::store::par_extend;
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -96,13 +97,20 @@ struct PointStage {
 
 impl Stage for PointStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let start = out.len();
         let out_row = self.ops.output_len(self.in_row);
-        out.resize(start + self.ops.output_len(rows.len()), 0);
         let per_task = (TASK_BYTES / self.in_row).max(1);
-        rows.par_chunks(per_task * self.in_row)
-            .zip(out[start..].par_chunks_mut(per_task * out_row))
-            .for_each(|(src, dst)| self.ops.apply_into(src, dst));
+        let (in_part, ops) = (per_task * self.in_row, &self.ops);
+        par_extend(
+            out,
+            ops.output_len(rows.len()),
+            per_task * out_row,
+            |i, dst| {
+                ops.apply_into(
+                    &rows[i * in_part..][..dst.len() / out_row * self.in_row],
+                    dst,
+                )
+            },
+        );
         Ok(())
     }
 }
@@ -132,13 +140,11 @@ struct MirrorStage {
 
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let start = out.len();
-        out.resize(start + rows.len(), 0);
         let task = (TASK_BYTES / self.row_bytes).max(1) * self.row_bytes;
-        out[start..]
-            .par_chunks_mut(task)
-            .zip(rows.par_chunks(task))
-            .for_each(|(dst, src)| mirror_rows_into(src, dst, self.row_bytes, self.channels));
+        let (rb, c) = (self.row_bytes, self.channels);
+        par_extend(out, rows.len(), task, |i, dst| {
+            mirror_rows_into(&rows[i * task..][..dst.len()], dst, rb, c)
+        });
         Ok(())
     }
 }
@@ -252,8 +258,6 @@ impl Stage for StencilStage {
         };
         if ready > self.rows_out {
             let first = self.rows_out;
-            let start = out.len();
-            out.resize(start + (ready - first) * rb, 0);
             let (buf, first_row, filter) = (&self.buf, self.first_row, &self.filter);
             let channels = self.info.channels();
             let row = |y: usize| {
@@ -264,23 +268,19 @@ impl Stage for StencilStage {
                 }
             };
             let per_task = (TASK_BYTES / rb).max(1);
-            out[start..]
-                .par_chunks_mut(per_task * rb)
-                .enumerate()
-                .for_each_init(
-                    || (RowScratch::default(), Vec::with_capacity(2 * r + 1)),
-                    |(scratch, window), (i, band)| {
-                        for (j, o) in band.chunks_exact_mut(rb).enumerate() {
-                            let y = first + i * per_task + j;
-                            window.clear();
-                            window.extend(
-                                (-(r as isize)..=r as isize)
-                                    .map(|d| row(reflect101(y as isize + d, height))),
-                            );
-                            filter.row(window, channels, scratch, o);
-                        }
-                    },
-                );
+            par_extend(out, (ready - first) * rb, per_task * rb, |i, band| {
+                let mut scratch = RowScratch::default();
+                let mut window = Vec::with_capacity(2 * r + 1);
+                for (j, o) in band.chunks_exact_mut(rb).enumerate() {
+                    let y = first + i * per_task + j;
+                    window.clear();
+                    window.extend(
+                        (-(r as isize)..=r as isize)
+                            .map(|d| row(reflect101(y as isize + d, height))),
+                    );
+                    filter.row(&window, channels, &mut scratch, o);
+                }
+            });
             self.rows_out = ready;
         }
         // Keep the rows that later output rows read: from rows_out - r on.

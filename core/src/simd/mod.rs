@@ -14,6 +14,7 @@ pub(crate) mod convolve;
 pub(crate) mod mean;
 #[cfg(target_arch = "x86_64")]
 mod mean_x86;
+pub(crate) mod point;
 pub(crate) mod resize;
 pub(crate) mod rotate;
 pub(crate) mod store;

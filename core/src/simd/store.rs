@@ -27,3 +27,33 @@ impl Drop for FenceOnDrop {
         }
     }
 }
+
+/// Appends `n` bytes to `out`, made in parallel: `fill(i, part)` writes the
+/// `i`-th part of `part_len` bytes (the last may be shorter). Each part is
+/// zeroed by the task that fills it, right before, while its lines are in
+/// cache: a `resize` first would zero the whole output in one serial pass
+/// (a gray conversion on two threads measured slower than on one).
+pub(crate) fn par_extend(
+    out: &mut Vec<u8>,
+    n: usize,
+    part_len: usize,
+    fill: impl Fn(usize, &mut [u8]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    out.reserve(n);
+    let start = out.len();
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(part_len.max(1))
+        .enumerate()
+        .for_each(|(i, part)| {
+            part.fill(MaybeUninit::new(0));
+            // SAFETY: every element of `part` was initialised just above, and
+            // `MaybeUninit<u8>` has the layout of `u8`.
+            let part = unsafe { &mut *(part as *mut [MaybeUninit<u8>] as *mut [u8]) };
+            fill(i, part);
+        });
+    // SAFETY: the parts cover all `n` bytes after `start`, each initialised
+    // by its task (a panic in `fill` propagates before this line).
+    unsafe { out.set_len(start + n) };
+}
