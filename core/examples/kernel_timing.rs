@@ -104,7 +104,7 @@ fn main() {
                     out.clear();
                     p.push(src, &mut out).unwrap();
                     let mut rest = p.finish().unwrap();
-                    while let Some(b) = rest.next_band(8 << 20).unwrap() {
+                    while let Some(b) = rest.next_band(1 << 20).unwrap() {
                         out.extend_from_slice(&b);
                     }
                 }
