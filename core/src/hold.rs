@@ -62,7 +62,7 @@ fn orient_band(
         });
         return Ok(());
     }
-    // Whole sub-bands of the kernels (32 rows: see `simd::rotate`) per
+    // Whole sub-bands of the kernels (32 rows: see `ops::rotate::kernels`) per
     // task, a few tasks per thread.
     let per_task = (rows / (4 * rayon::current_num_threads()))
         .max(1)

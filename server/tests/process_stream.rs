@@ -380,6 +380,21 @@ async fn bad_operations_are_invalid_and_named() {
 }
 
 #[tokio::test]
+async fn an_enlargement_over_the_limits_is_refused_before_allocation() {
+    expect_error(
+        vec![header(
+            4,
+            4,
+            PixelFormat::Rgb8,
+            vec![spec("resize=1048576x1048576:exact")],
+        )],
+        Code::ResourceExhausted,
+        "the operations make a 1048576x1048576",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn new_operations_stream_and_match_the_reference() {
     let server = common::server(Config::default()).await;
     let (w, h) = (61u32, 47u32);

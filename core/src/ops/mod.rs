@@ -17,11 +17,13 @@ pub mod blur;
 pub mod border;
 pub mod convolve;
 pub mod crop;
+pub mod mean;
 pub mod naive;
 pub mod orient;
 pub mod overlay;
 pub mod point;
 pub mod resize;
+pub mod rotate;
 mod spec;
 
 use crate::rotate::Rotation;

@@ -9,10 +9,10 @@ use rayon::prelude::*;
 
 use super::stages::Stage;
 use crate::error::Result;
+use crate::ops::resize::kernels::{HorizontalTable, horizontal_row_with, vertical_row_with};
 use crate::ops::resize::{Coeffs, Filter, nearest_indices, premultiply, unpremultiply};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::resize::{HorizontalTable, horizontal_row_with, vertical_row_with};
 
 /// Input rows (or output rows) a parallel task takes.
 const TASK_BYTES: usize = 128 * 1024;

@@ -14,16 +14,16 @@ use super::plan::Step;
 use crate::error::Result;
 use crate::hold::{Hold, Produce};
 use crate::ops::blur::Scratch;
+use crate::ops::blur::kernels::{blur_row_with, sharpen_row_with};
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
+use crate::ops::convolve::kernels::convolve_row_with;
 use crate::ops::orient::{Orientation, mirror_rows_into};
 use crate::ops::overlay::Prepared;
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::blur::{blur_row_with, sharpen_row_with};
-use crate::simd::convolve::convolve_row_with;
 use crate::simd::store::par_extend;
 use crate::stream::StreamingMean;
 

@@ -9,14 +9,6 @@
 
 use std::sync::OnceLock;
 
-pub(crate) mod blur;
-pub(crate) mod convolve;
-pub(crate) mod mean;
-#[cfg(target_arch = "x86_64")]
-mod mean_x86;
-pub(crate) mod point;
-pub(crate) mod resize;
-pub(crate) mod rotate;
 pub(crate) mod store;
 
 /// Asks for the cache line at the start of `line` to be fetched into the

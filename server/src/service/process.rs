@@ -182,6 +182,27 @@ pub fn parse_header(
     let info = convert::image_info(image).map_err(from_core)?;
     let ops = convert::operations(&header.operations).map_err(from_core)?;
     limits.check(&info).map_err(from_core)?;
+    // Every image the operations make (a resize can enlarge) is within the
+    // same limits, before anything is allocated for it.
+    let plan = nlimage_core::Plan::new(info, &ops).map_err(from_core)?;
+    for made in plan
+        .steps()
+        .iter()
+        .skip(1)
+        .map(|(g, _)| *g)
+        .chain([plan.output_info()])
+    {
+        limits.check(&made).map_err(|e| {
+            from_core(match e {
+                nlimage_core::CoreError::LimitExceeded(m) => {
+                    nlimage_core::CoreError::LimitExceeded(format!(
+                        "the operations make a {made} image: {m}"
+                    ))
+                }
+                e => e,
+            })
+        })?;
+    }
     Ok((info, ops))
 }
 

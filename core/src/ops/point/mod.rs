@@ -14,6 +14,8 @@
 //! Tables act on colour channels only: alpha is never changed. Consecutive
 //! tables compose into one table.
 
+pub(crate) mod kernels;
+
 use super::Operation;
 use crate::pixel::{ImageInfo, PixelFormat};
 
@@ -167,9 +169,9 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// RGB pixels to gray: `dst` holds one byte per pixel of `src` (the best
-/// path of this machine: [`crate::simd::point`]).
+/// path of this machine: [`kernels`]).
 pub fn gray_rgb(src: &[u8], dst: &mut [u8]) {
-    crate::simd::point::gray_rgb_with(crate::simd::Cpu::detect(), src, dst)
+    kernels::gray_rgb_with(crate::simd::Cpu::detect(), src, dst)
 }
 
 /// RGBA pixels to R = G = B = Y in place, alpha kept.

@@ -1,14 +1,15 @@
 //! The 3x3 mean's row kernel, per CPU level.
 //!
-//! On AVX-512 and AVX2 a hand-written single-pass kernel (`super::mean_x86`,
+//! On AVX-512 and AVX2 a hand-written single-pass kernel (`super::x86`,
 //! one body over both vector widths) fetches a later row ahead and, on
 //! AVX-512, can write with non-temporal stores: whole images larger than the
 //! cache are bound by that traffic (see [`Ahead`]). Elsewhere (SSSE3 and
 //! portable, and rows one pixel wide) one plain-Rust body ([`row`]) is
 //! written so that LLVM vectorises it for the baseline target (zipped
 //! slices, u16 lanes, division as a multiply-high).
+#![allow(unsafe_code)]
 
-use super::Cpu;
+use crate::simd::Cpu;
 
 /// `RECIP[d]` is `ceil(2^16 / d)`: for every `s <= 255 * d`,
 /// `(s * RECIP[d]) >> 16 == s / d` (checked exhaustively in the tests), which
@@ -64,12 +65,12 @@ pub(crate) fn row_ahead(
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx512 if cur.len() > c => {
             // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
-            unsafe { super::mean_x86::row_avx512(above, cur, below, c, out, ahead) }
+            unsafe { super::x86::row_avx512(above, cur, below, c, out, ahead) }
         }
         #[cfg(target_arch = "x86_64")]
         Cpu::Avx2 if cur.len() > c => {
             // SAFETY: clamp() returned Avx2, so the CPU has AVX2.
-            unsafe { super::mean_x86::row_avx2(above, cur, below, c, out, ahead) }
+            unsafe { super::x86::row_avx2(above, cur, below, c, out, ahead) }
         }
         _ => row(above, cur, below, c, scratch, out, ahead.prefetch),
     }
@@ -108,7 +109,7 @@ fn row(
                 .zip(a.chunks(64).zip(cur.chunks(64)).zip(b.chunks(64)));
             for (k, (vs, ((a, cur), b))) in lines.enumerate() {
                 if let Some(p) = prefetch.and_then(|p| p.get(64 * k..)) {
-                    super::prefetch(p);
+                    crate::simd::prefetch(p);
                 }
                 for (((s, &x), &y), &z) in vs.iter_mut().zip(a).zip(cur).zip(b) {
                     *s = x as u16 + y as u16 + z as u16;
@@ -217,7 +218,7 @@ mod tests {
                                 };
                                 let mut scratch = Vec::new();
                                 row_ahead(cpu, above, &b, below, c, &mut scratch, out, ahead);
-                                super::super::store::fence();
+                                crate::simd::store::fence();
                                 assert!(
                                     out == &want[..],
                                     "{} path, c {c}, width {w}, align {align}, nt {nontemporal}, \

@@ -11,6 +11,8 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod kernels;
+
 use super::Kernel;
 use super::border::reflect101;
 use crate::error::{CoreError, Result};

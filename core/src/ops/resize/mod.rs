@@ -29,6 +29,8 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod kernels;
+
 use std::fmt;
 
 use super::CropBox;

@@ -15,10 +15,11 @@
 //!   byte shuffles; gray half turns reverse 32-byte blocks with AVX2, and
 //!   RGBA half turns (and gray below AVX2) are loops the compiler vectorises
 //!   on its own.
+#![allow(unsafe_code)]
 
-use super::Cpu;
 use crate::pixel::ImageInfo;
 use crate::rotate::Rotation;
+use crate::simd::Cpu;
 
 /// Input rows a scalar quarter-turn tile spans. With 64 output rows per band
 /// a tile touches 16 input and 64 output pages at most, within the L1 TLB;
@@ -786,7 +787,7 @@ mod x86 {
                                     let sr = if ccw90 { y } else { h - 1 - y };
                                     let line = &src[sr * src_row + band_x0 * C..];
                                     for o in (0..band_bytes).step_by(64) {
-                                        super::super::prefetch(&line[o..]);
+                                        crate::simd::prefetch(&line[o..]);
                                     }
                                 }
                             }
@@ -799,7 +800,7 @@ mod x86 {
                                 for r in ((y0 - t0) / B..s_rows).step_by(n) {
                                     let row = &dst[(s0 + r - first) * out_row..][..out_row];
                                     for c in ((c0 & !63)..c1).step_by(64) {
-                                        super::super::prefetch(&row[c..]);
+                                        crate::simd::prefetch(&row[c..]);
                                     }
                                 }
                             }
@@ -974,7 +975,7 @@ mod tests {
                 let dst = &mut buf[shift..shift + info.byte_len()];
                 // SAFETY: the CPU has SSSE3 (checked above).
                 unsafe { x86::half_turn_rgb_ssse3(&src, info, 0, dst, true) };
-                super::super::store::fence();
+                crate::simd::store::fence();
                 assert_eq!(dst, &want[..], "{w}x{h}, shift {shift}");
             }
         }

@@ -3,9 +3,10 @@
 //! deinterleaved with byte shuffles, then two 16-bit multiply-adds per
 //! pixel pair). The compiler left the portable loop scalar (3-byte pixels);
 //! this path measured about 3x faster.
+#![allow(unsafe_code)]
 
-use super::Cpu;
 use crate::ops::point::luma;
+use crate::simd::Cpu;
 
 /// RGB pixels of `src` to gray in `dst` (one byte per pixel) on path `cpu`.
 pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [u8]) {

@@ -17,19 +17,20 @@
 //!   vectors laid out the same way ([`HorizontalTable`], built once per
 //!   resize). Pixels whose last group would read past the row use the
 //!   portable code.
+#![allow(unsafe_code)]
 // Kernels index several slices at the same offsets; index loops say so
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::Cpu;
 use crate::ops::resize::{Coeffs, horizontal_row, vertical_row};
+use crate::simd::Cpu;
 
 /// Taps per group of the horizontal kernel for `channels`.
 fn group_taps(channels: usize) -> usize {
     if channels == 1 { 16 } else { 4 }
 }
 
-/// A weight split into the two i16 halves of [`crate::simd::resize`].
+/// A weight split into the two i16 halves of [`self`](crate::ops::resize::kernels).
 fn split(w: i32) -> (i16, i16) {
     ((w >> 11) as i16, (w & 0x7ff) as i16)
 }

@@ -12,6 +12,10 @@
 //! whole-image form and the streaming filter in [`crate::stream`] are built
 //! on.
 
+pub(crate) mod kernels;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
@@ -89,7 +93,7 @@ fn filter_image(cpu: Cpu, src: &[u8], info: ImageInfo, dst: &mut [u8], streaming
     // kernel can, the output goes out with non-temporal stores, sparing the
     // read of each output line that a normal store costs. Smaller images stay
     // in cache instead.
-    let nontemporal = streaming_stores && simd::mean::stores_nontemporal(cpu);
+    let nontemporal = streaming_stores && kernels::stores_nontemporal(cpu);
     dst.par_chunks_mut(rb * band_rows)
         .enumerate()
         .for_each_init(
@@ -124,7 +128,7 @@ impl Window<'_> {
     /// Filters output rows `first..first + out.len() / row_bytes`; the window
     /// must hold each of those rows and its neighbours inside the image.
     /// `nontemporal` writes them with non-temporal stores (see
-    /// [`simd::mean::Ahead`]); whole-image filtering also fetches the row
+    /// [`kernels::Ahead`]); whole-image filtering also fetches the row
     /// after each window ahead when the window holds it.
     pub fn filter_into(
         &self,
@@ -140,11 +144,11 @@ impl Window<'_> {
             let y = first + i;
             let above = (y > 0).then(|| self.row(y - 1));
             let below = (y + 1 < self.height).then(|| self.row(y + 1));
-            let ahead = simd::mean::Ahead {
+            let ahead = kernels::Ahead {
                 prefetch: (y + 2 < last).then(|| self.row(y + 2)),
                 nontemporal,
             };
-            simd::mean::row_ahead(cpu, above, self.row(y), below, channels, scratch, o, ahead);
+            kernels::row_ahead(cpu, above, self.row(y), below, channels, scratch, o, ahead);
         }
     }
 }
@@ -168,8 +172,8 @@ pub fn mean3x3_row(
     scratch: &mut Vec<u16>,
     out: &mut [u8],
 ) {
-    let ahead = simd::mean::Ahead::default();
-    simd::mean::row_ahead(
+    let ahead = kernels::Ahead::default();
+    kernels::row_ahead(
         Cpu::detect(),
         above,
         row,
@@ -188,7 +192,7 @@ mod tests {
 
     #[test]
     fn reciprocal_division_is_exact_for_every_reachable_sum() {
-        use crate::simd::mean::RECIP;
+        use kernels::RECIP;
         for d in 1..10u32 {
             for s in 0..=255 * d {
                 assert_eq!((s * RECIP[d as usize]) >> 16, s / d, "s={s} d={d}");

@@ -21,6 +21,8 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod kernels;
+
 use super::border::reflect101;
 use crate::pixel::ImageBuf;
 

@@ -10,6 +10,8 @@
 //! with rayon, and a streaming consumer can pull the rotated image band by
 //! band without a second full-size buffer.
 
+pub(crate) mod kernels;
+
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
@@ -143,13 +145,13 @@ fn rotate_bands(
     nontemporal: bool,
 ) {
     let out_row = rotation.output_info(info).row_bytes();
-    let band_rows = simd::rotate::band_rows(info, rotation);
+    let band_rows = kernels::band_rows(info, rotation);
     dst.par_chunks_mut(out_row * band_rows)
         .enumerate()
         .for_each_init(
             || simd::store::FenceOnDrop(nontemporal),
             |_, (i, band)| {
-                simd::rotate::rows_with(cpu, src, info, rotation, i * band_rows, band, nontemporal)
+                kernels::rows_with(cpu, src, info, rotation, i * band_rows, band, nontemporal)
             },
         );
 }
@@ -174,7 +176,7 @@ pub fn rotate_rows_into(
             dst.len()
         )));
     }
-    simd::rotate::rows_with(Cpu::detect(), src, info, rotation, first_row, dst, false);
+    kernels::rows_with(Cpu::detect(), src, info, rotation, first_row, dst, false);
     Ok(())
 }
 

@@ -2,13 +2,14 @@
 //! body ([`crate::ops::convolve::convolve_row`], written so that the compiler
 //! vectorises its exact f32 multiply-adds), instantiated again with AVX2
 //! enabled. Bit-exact by construction: the same code, exact sums.
+#![allow(unsafe_code)]
 // Kernels index several slices at the same offsets; index loops say so
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::Cpu;
 use crate::ops::Kernel;
 use crate::ops::convolve::{Scratch, accumulate, convolve_row as body, finish, sums_fit_f32};
+use crate::simd::Cpu;
 
 /// One output row of the convolution on path `cpu` (clamped to what this
 /// machine runs).
@@ -40,7 +41,7 @@ unsafe fn convolve_row_avx2(
     s: &mut Scratch,
     out: &mut [u8],
 ) {
-    let in_f32 = if sums_fit_f32(k) && super::blur::has_fma() {
+    let in_f32 = if sums_fit_f32(k) && crate::ops::blur::kernels::has_fma() {
         // SAFETY: AVX2 is enabled in this function; FMA checked.
         unsafe { accumulate_avx2(k, rows, channels, s, out.len()) };
         true

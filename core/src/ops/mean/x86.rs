@@ -2,10 +2,11 @@
 //! vector width ([`Avx512`]: 32 u16 lanes, [`Avx2`]: 16): a later row is
 //! fetched ahead, and on AVX-512 whole images can be written with
 //! non-temporal stores (see `super::mean::Ahead`).
+#![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::mean::{Ahead, RECIP};
+use super::kernels::{Ahead, RECIP};
 
 /// The most lanes a width has: the size of the scratch arrays.
 const MAX_B: usize = 32;
@@ -346,7 +347,7 @@ unsafe fn row_in<W: Width, const R: usize, const C: usize>(
     for k in 0..pairs {
         let at = first_pair + 2 * b * k;
         if let Some(row) = ahead.prefetch {
-            super::prefetch(&row[at..]);
+            crate::simd::prefetch(&row[at..]);
         }
         let mid = unsafe { rows.inside::<W>(at + b) };
         let next = unsafe { rows.inside::<W>(at + 2 * b) };
