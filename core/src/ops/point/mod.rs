@@ -185,14 +185,8 @@ pub fn gray_rgba(px: &mut [u8]) {
 
 /// Applies `t` to the colour channels of `px` (alpha untouched).
 pub fn apply_table(t: &[u8; 256], px: &mut [u8], format: PixelFormat) {
-    match format {
-        PixelFormat::Rgba8 => {
-            for p in px.as_chunks_mut::<4>().0 {
-                *p = [t[p[0] as usize], t[p[1] as usize], t[p[2] as usize], p[3]];
-            }
-        }
-        _ => px.iter_mut().for_each(|v| *v = t[*v as usize]),
-    }
+    let keep_alpha = format == PixelFormat::Rgba8;
+    kernels::table_with(crate::simd::Cpu::detect(), t, px, keep_alpha)
 }
 
 #[cfg(test)]
