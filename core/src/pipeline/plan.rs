@@ -268,7 +268,7 @@ impl Plan {
                     let out_rb = u64::from(*width) * info.channels() as u64;
                     let rows = match filter {
                         Filter::Nearest => 1,
-                        f => Coeffs::new(info.height() as usize, *height as usize, *f).ksize as u64,
+                        f => Coeffs::ksize(info.height() as usize, *height as usize, *f) as u64,
                     };
                     let chunk_rows = (chunk_bytes as u64).div_ceil(rb) + 1;
                     streaming += (rows + chunk_rows) * out_rb;

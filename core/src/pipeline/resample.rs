@@ -100,15 +100,16 @@ pub(crate) struct ResizeStage {
 
 impl ResizeStage {
     pub(crate) fn new(input: ImageInfo, out: ImageInfo, filter: Filter) -> Self {
+        let axis = Axis::new(input.width() as usize, out.width() as usize, filter);
         Self {
             input,
             out,
             horizontal: Horizontal {
-                table: match Axis::new(input.width() as usize, out.width() as usize, filter) {
-                    Axis::Weights(c) => Some(HorizontalTable::new(&c, input.channels())),
+                table: match &axis {
+                    Axis::Weights(c) => Some(HorizontalTable::new(c, input.channels())),
                     _ => None,
                 },
-                axis: Axis::new(input.width() as usize, out.width() as usize, filter),
+                axis,
                 channels: input.channels(),
                 premultiplied: input.channels() == 4 && filter != Filter::Nearest,
             },

@@ -59,7 +59,6 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use crate::ops::blur::{Scratch, sharpen_value};
-    use crate::ops::border::reflect101;
 
     /// # Safety
     /// The CPU must support AVX2 and FMA. `rows` are `taps.len()` rows of
@@ -77,7 +76,6 @@ mod x86 {
         let r = n / 2;
         let len = out.len();
         assert!(rows.len() == n && rows.iter().all(|row| row.len() >= len));
-        let width = len / channels;
         let pad = r * channels;
         let v = scratch.padded_mut(len + 2 * pad);
         // Columns: 16 values per vector, exact in u16.
@@ -112,14 +110,7 @@ mod x86 {
             }
             v[pad + x] = f32::from(acc);
         }
-        for j in 0..r {
-            let left = reflect101(j as isize - r as isize, width);
-            let right = reflect101((width + j) as isize, width);
-            for ch in 0..channels {
-                v[j * channels + ch] = v[pad + left * channels + ch];
-                v[pad + len + j * channels + ch] = v[pad + right * channels + ch];
-            }
-        }
+        crate::ops::blur::pad_columns(v, r, channels, len);
         // Rows: 16 outputs per step in two f32 vectors, fused multiply-adds
         // (exact: every value is an integer below 2^24).
         let ft: Vec<f32> = taps[..=r].iter().map(|&t| f32::from(t)).collect();

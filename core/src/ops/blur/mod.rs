@@ -94,7 +94,6 @@ pub fn blur_row(
     let n = taps.len();
     let r = n / 2;
     let len = out.len();
-    let width = len / channels;
     let pad = r * channels;
     // The column sums, straight into f32 with room for the padding.
     let v = scratch.padded_mut(len + 2 * pad);
@@ -130,14 +129,7 @@ pub fn blur_row(
         }
         v[pad + x] = f32::from(acc);
     }
-    for j in 0..r {
-        let left = reflect101(j as isize - r as isize, width);
-        let right = reflect101((width + j) as isize, width);
-        for ch in 0..channels {
-            v[j * channels + ch] = v[pad + left * channels + ch];
-            v[pad + len + j * channels + ch] = v[pad + right * channels + ch];
-        }
-    }
+    pad_columns(v, r, channels, len);
     let mut ftaps = [0f32; 512];
     for (f, &t) in ftaps.iter_mut().zip(&taps[..=r]) {
         *f = f32::from(t);
@@ -168,6 +160,20 @@ pub fn blur_row(
             s += ftaps[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
         }
         out[x] = round_out(s);
+    }
+}
+
+/// Fills the `r` pixels of padding on each side of the column sums in `v`
+/// (`len` values from `r * channels` on) with their reflect-101 copies.
+pub(crate) fn pad_columns(v: &mut [f32], r: usize, channels: usize, len: usize) {
+    let (pad, width) = (r * channels, len / channels);
+    for j in 0..r {
+        let left = reflect101(j as isize - r as isize, width);
+        let right = reflect101((width + j) as isize, width);
+        for ch in 0..channels {
+            v[j * channels + ch] = v[pad + left * channels + ch];
+            v[pad + len + j * channels + ch] = v[pad + right * channels + ch];
+        }
     }
 }
 

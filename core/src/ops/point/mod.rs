@@ -54,7 +54,10 @@ pub fn table(op: &Operation) -> Option<[u8; 256]> {
 
 /// Whether `op` is pixel-wise (and so fuses into a [`PointOps`]).
 pub fn is_point(op: &Operation) -> bool {
-    matches!(op, Operation::Gray) || table(op).is_some()
+    matches!(
+        op,
+        Operation::Gray | Operation::Brightness(_) | Operation::Contrast(_) | Operation::Gamma(_)
+    )
 }
 
 impl PointOps {

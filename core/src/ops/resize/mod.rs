@@ -257,7 +257,7 @@ impl Coeffs {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = filter.support() * filterscale;
-        let ksize = support.ceil() as usize * 2 + 1;
+        let ksize = Self::ksize(in_size, out_size, filter);
         let mut bounds = Vec::with_capacity(out_size);
         let mut weights = vec![0i32; out_size * ksize];
         let mut k = vec![0f64; ksize];
@@ -291,6 +291,13 @@ impl Coeffs {
             weights,
             ksize,
         }
+    }
+
+    /// The most input positions one output reads (the stride of the
+    /// weights), without computing them.
+    pub fn ksize(in_size: usize, out_size: usize, filter: Filter) -> usize {
+        let filterscale = (in_size as f64 / out_size as f64).max(1.0);
+        (filter.support() * filterscale).ceil() as usize * 2 + 1
     }
 
     /// The input positions output `i` reads.
