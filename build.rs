@@ -3,7 +3,11 @@
 
 use std::{env, error::Error, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["proto/nlimage.proto", "proto/nlimage/v1/nlimage.proto"];
+const PROTOS: &[&str] = &[
+    "proto/nlimage.proto",
+    "proto/nlimage/v1/nlimage.proto",
+    "proto/nlimage/v1/store.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=proto");

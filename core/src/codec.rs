@@ -62,6 +62,30 @@ impl OutputFormat {
         })
     }
 
+    /// The usual extension of files in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpg",
+            Self::Bmp => "bmp",
+            Self::Tiff => "tiff",
+            Self::WebP => "webp",
+            Self::Gif => "gif",
+        }
+    }
+
+    /// The media type of files in this format (`image/png`, ...).
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Bmp => "image/bmp",
+            Self::Tiff => "image/tiff",
+            Self::WebP => "image/webp",
+            Self::Gif => "image/gif",
+        }
+    }
+
     /// The format a path's extension names, or an error saying what is known.
     pub fn from_path(path: &Path) -> Result<Self> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -120,6 +144,102 @@ impl PngCompression {
             Self::Best => C::Best,
         }
     }
+}
+
+/// How results are encoded: JPEG quality and PNG compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EncodeOptions {
+    /// JPEG quality, 1-100.
+    pub jpeg_quality: u8,
+    /// PNG compression level.
+    pub png: PngCompression,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self {
+            jpeg_quality: JPEG_QUALITY,
+            png: PngCompression::default(),
+        }
+    }
+}
+
+impl EncodeOptions {
+    /// Checks the quality (1-100) and returns the options.
+    pub fn new(jpeg_quality: u8, png: PngCompression) -> Result<Self> {
+        if !(1..=100).contains(&jpeg_quality) {
+            return Err(CoreError::InvalidInput(format!(
+                "JPEG quality {jpeg_quality} is out of range: use 1 to 100"
+            )));
+        }
+        Ok(Self { jpeg_quality, png })
+    }
+
+    /// A stable byte form, for cache keys: the quality, then the PNG level.
+    pub fn canonical_bytes(self) -> [u8; 2] {
+        let png = match self.png {
+            PngCompression::None => 0,
+            PngCompression::Fast => 1,
+            PngCompression::Balanced => 2,
+            PngCompression::Best => 3,
+        };
+        [self.jpeg_quality, png]
+    }
+}
+
+/// What the header of an encoded file says, read without decoding pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The file's format, as an extension ("png", "jpeg", "gif", "bmp",
+    /// "tiff", "webp").
+    pub format: &'static str,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// Reads the format and size of an encoded image from its first bytes
+/// (`head` may be a prefix of the file), and checks the size against
+/// `limits`: a decompression bomb is refused before a pixel is decoded.
+/// Bytes in no known format are [`CoreError::Decode`]; a header that does not
+/// fit in `head` is [`CoreError::InvalidInput`].
+pub fn probe(head: &[u8], limits: &Limits) -> Result<Probe> {
+    let reader = ImageReader::new(std::io::Cursor::new(head)).with_guessed_format()?;
+    let format = match reader.format() {
+        Some(image::ImageFormat::Png) => "png",
+        Some(image::ImageFormat::Jpeg) => "jpeg",
+        Some(image::ImageFormat::Gif) => "gif",
+        Some(image::ImageFormat::Bmp) => "bmp",
+        Some(image::ImageFormat::Tiff) => "tiff",
+        Some(image::ImageFormat::WebP) => "webp",
+        _ => {
+            return Err(CoreError::Decode(
+                "not an image in a known format (can read png, jpeg, gif, bmp, tiff, webp)".into(),
+            ));
+        }
+    };
+    let (width, height) = reader.into_dimensions().map_err(|e| match e {
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CoreError::InvalidInput(format!(
+                "the {format} header does not end within the first {} bytes",
+                head.len()
+            ))
+        }
+        other => map_image_error(other),
+    })?;
+    if width == 0 || height == 0 {
+        return Err(CoreError::InvalidInput(format!(
+            "the {format} header declares a {width}x{height} image"
+        )));
+    }
+    // The channel count does not matter for the pixel and side limits.
+    limits.check(&ImageInfo::new(width, height, PixelFormat::Gray8)?)?;
+    Ok(Probe {
+        format,
+        width,
+        height,
+    })
 }
 
 /// The EXIF orientation of an encoded image (JPEG, PNG, TIFF, WebP) as the
@@ -197,6 +317,21 @@ pub fn encode_with<W: Write + Seek>(
     png: PngCompression,
     out: W,
 ) -> Result<()> {
+    let options = EncodeOptions {
+        png,
+        ..EncodeOptions::default()
+    };
+    encode_options(img, format, options, out)
+}
+
+/// Encodes `img` as `format` into `out` with `options`.
+pub fn encode_options<W: Write + Seek>(
+    img: &ImageBuf,
+    format: OutputFormat,
+    options: EncodeOptions,
+    out: W,
+) -> Result<()> {
+    let png = options.png;
     let info = img.info();
     let (w, h) = (info.width(), info.height());
     let color = match info.format() {
@@ -211,7 +346,7 @@ pub fn encode_with<W: Write + Seek>(
             image::codecs::png::PngEncoder::new_with_quality(out, png.to_image(), filter)
                 .write_image(data, w, h, color)
         }
-        OutputFormat::Jpeg => return encode_jpeg(img, out),
+        OutputFormat::Jpeg => return encode_jpeg(img, options.jpeg_quality, out),
         OutputFormat::Bmp => {
             let mut out = out;
             image::codecs::bmp::BmpEncoder::new(&mut out).write_image(data, w, h, color)
@@ -241,7 +376,7 @@ pub fn encode_with<W: Write + Seek>(
 /// JPEG through libjpeg-turbo (feature `turbojpeg`): 4:2:0 chroma, the
 /// library's defaults otherwise. RGBA is written without its alpha.
 #[cfg(feature = "turbojpeg")]
-fn encode_jpeg<W: Write>(img: &ImageBuf, mut out: W) -> Result<()> {
+fn encode_jpeg<W: Write>(img: &ImageBuf, quality: u8, mut out: W) -> Result<()> {
     let info = img.info();
     let (format, subsamp) = match info.format() {
         PixelFormat::Gray8 => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
@@ -255,7 +390,7 @@ fn encode_jpeg<W: Write>(img: &ImageBuf, mut out: W) -> Result<()> {
         height: info.height() as usize,
         format,
     };
-    let jpeg = turbojpeg::compress(image, JPEG_QUALITY as i32, subsamp)
+    let jpeg = turbojpeg::compress(image, i32::from(quality), subsamp)
         .map_err(|e| CoreError::Encode(e.to_string()))?;
     out.write_all(&jpeg)?;
     Ok(())
@@ -266,7 +401,7 @@ fn encode_jpeg<W: Write>(img: &ImageBuf, mut out: W) -> Result<()> {
 /// `image`'s own encoder, with 4:2:0 chroma (`bench/compare_jpeg.py`). RGBA is
 /// written without its alpha.
 #[cfg(not(feature = "turbojpeg"))]
-fn encode_jpeg<W: Write>(img: &ImageBuf, out: W) -> Result<()> {
+fn encode_jpeg<W: Write>(img: &ImageBuf, quality: u8, out: W) -> Result<()> {
     let info = img.info();
     let side = |v: u32| {
         u16::try_from(v).map_err(|_| {
@@ -283,7 +418,7 @@ fn encode_jpeg<W: Write>(img: &ImageBuf, out: W) -> Result<()> {
         PixelFormat::Rgb8 => jpeg_encoder::ColorType::Rgb,
         PixelFormat::Rgba8 => jpeg_encoder::ColorType::Rgba,
     };
-    let mut enc = jpeg_encoder::Encoder::new(out, JPEG_QUALITY);
+    let mut enc = jpeg_encoder::Encoder::new(out, quality);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     // Not `set_optimized_huffman_tables(true)`: `image`'s decoder misreads
     // those files (see the regression test `jpeg_stays_close_to_its_source`).
@@ -413,6 +548,52 @@ mod tests {
         };
         let e = decode(buf, &tight).unwrap_err();
         assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+    }
+
+    #[test]
+    fn probe_reads_the_header_only_and_checks_limits() {
+        let img = sample(PixelFormat::Rgb8);
+        for (f, name) in [
+            (OutputFormat::Png, "png"),
+            (OutputFormat::Jpeg, "jpeg"),
+            (OutputFormat::Bmp, "bmp"),
+            (OutputFormat::Tiff, "tiff"),
+            (OutputFormat::WebP, "webp"),
+            (OutputFormat::Gif, "gif"),
+        ] {
+            let mut buf = Cursor::new(Vec::new());
+            encode(&img, f, &mut buf).unwrap();
+            let p = probe(buf.get_ref(), &Limits::DEFAULT).unwrap();
+            assert_eq!((p.format, p.width, p.height), (name, 13, 7), "{f:?}");
+        }
+        let mut buf = Cursor::new(Vec::new());
+        encode(&img, OutputFormat::Png, &mut buf).unwrap();
+        let tight = Limits {
+            max_pixels: 50,
+            max_dimension: 1000,
+        };
+        let e = probe(buf.get_ref(), &tight).unwrap_err();
+        assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+        let e = probe(&buf.get_ref()[..10], &Limits::DEFAULT).unwrap_err();
+        assert!(matches!(e, CoreError::InvalidInput(_)), "{e:?}");
+        let e = probe(b"GIF? no, text", &Limits::DEFAULT).unwrap_err();
+        assert!(matches!(e, CoreError::Decode(_)), "{e:?}");
+        let e = probe(b"", &Limits::DEFAULT).unwrap_err();
+        assert!(matches!(e, CoreError::Decode(_)), "{e:?}");
+    }
+
+    #[test]
+    fn jpeg_quality_changes_the_file_and_is_checked() {
+        let img = sample(PixelFormat::Rgb8);
+        let sized = |q| {
+            let mut buf = Cursor::new(Vec::new());
+            let o = EncodeOptions::new(q, PngCompression::Fast).unwrap();
+            encode_options(&img, OutputFormat::Jpeg, o, &mut buf).unwrap();
+            buf.into_inner().len()
+        };
+        assert!(sized(20) < sized(100));
+        assert!(EncodeOptions::new(0, PngCompression::Fast).is_err());
+        assert!(EncodeOptions::new(101, PngCompression::Fast).is_err());
     }
 
     #[test]

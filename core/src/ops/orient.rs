@@ -34,6 +34,19 @@ impl Orientation {
         }
     }
 
+    /// The operations that apply this orientation: the rotation (if any),
+    /// then a left-right flip (if mirrored).
+    pub fn operations(self) -> Vec<super::Operation> {
+        let mut ops = Vec::with_capacity(2);
+        if self.rotation != Rotation::None {
+            ops.push(super::Operation::Rotate(self.rotation));
+        }
+        if self.mirror {
+            ops.push(super::Operation::Flip(Flip::Horizontal));
+        }
+        ops
+    }
+
     /// A flip: left-right is the mirror alone; top-bottom is a half turn then
     /// the mirror.
     pub const fn flip(flip: Flip) -> Self {

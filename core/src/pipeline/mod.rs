@@ -15,7 +15,7 @@ use crate::error::{CoreError, Result};
 use crate::hold::{Hold, MemoryHold};
 use crate::ops::Operation;
 use crate::ops::orient::Orientation;
-use crate::pixel::ImageInfo;
+use crate::pixel::{ImageBuf, ImageInfo};
 pub use plan::{MemoryPlan, Plan, Step};
 use stages::Stage;
 
@@ -70,6 +70,22 @@ impl Pipeline {
             partial: Vec::new(),
             received: 0,
         })
+    }
+
+    /// Applies `ops` to a whole image in memory (for callers that hold the
+    /// image already, such as the store decoding a file).
+    pub fn apply(img: &ImageBuf, ops: &[Operation]) -> Result<ImageBuf> {
+        let mut p = Self::new(img.info(), ops)?;
+        let out_info = p.output_info();
+        let mut out = Vec::new();
+        out.try_reserve_exact(out_info.byte_len())
+            .map_err(|_| CoreError::OutOfMemory(out_info.byte_len()))?;
+        p.push(img.data(), &mut out)?;
+        let mut rest = p.finish()?;
+        while let Some(band) = rest.next_band(1 << 22)? {
+            out.extend_from_slice(&band);
+        }
+        ImageBuf::new(out_info, out)
     }
 
     /// The geometry of the input.
