@@ -51,6 +51,9 @@ pub struct Config {
     pub auth_token: Option<String>,
     /// Serve TLS with this identity, if set.
     pub tls: Option<TlsPem>,
+    /// The image store [default: none; `nl-server` keeps one in its data
+    /// directory].
+    pub store: crate::store::StoreConfig,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             spill_dir: std::env::temp_dir(),
             auth_token: None,
             tls: None,
+            store: crate::store::StoreConfig::default(),
         }
     }
 }

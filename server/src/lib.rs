@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod service;
 pub mod spill;
 pub mod status;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nlimage::classic::nl_image_service_server::NlImageServiceServer;
 use nlimage::v1::image_service_server::ImageServiceServer;
+use nlimage::v1::image_store_server::ImageStoreServer;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -43,6 +45,7 @@ use middleware::compression::CompressionPolicy;
 use service::Shared;
 use service::classic::ClassicService;
 use service::process::ProcessService;
+use service::store::StoreService;
 
 /// HTTP/2 flow-control window per stream: four pixel chunks.
 const STREAM_WINDOW: u32 = 4 * MAX_CHUNK_BYTES as u32;
@@ -69,6 +72,9 @@ pub enum ServerError {
     /// The gRPC transport failed (or the TLS identity is unusable).
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(String),
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -108,7 +114,13 @@ pub async fn run(
         admission,
         spill_above: config.spill_above,
         spill_dir: config.spill_dir.clone().into(),
+        store: store::Store::open(&config.store)
+            .await
+            .map_err(ServerError::Store)?,
     };
+    if let Some(s) = &shared.store {
+        tracing::info!("image store: {}", s.describe());
+    }
     let draining = Arc::new(AtomicBool::new(false));
     let gate = Gate::new(config.auth_token.clone(), Arc::clone(&draining));
     // Classic messages are as large as the image limits allow; the memory
@@ -131,6 +143,10 @@ pub async fn run(
         config.response_compression,
     );
     // A Process message holds at most one chunk plus a few bytes of framing.
+    // Put and Get carry encoded files in chunks of at most 1 MiB too.
+    let store_service = compressed!(ImageStoreServer::new(StoreService::new(shared.clone())))
+        .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
+        .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
     let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared)))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
@@ -141,6 +157,9 @@ pub async fn run(
         .await;
     health
         .set_serving::<ImageServiceServer<ProcessService>>()
+        .await;
+    health
+        .set_serving::<ImageStoreServer<StoreService>>()
         .await;
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(nlimage::FILE_DESCRIPTOR_SET)
@@ -171,7 +190,11 @@ pub async fn run(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .add_service(classic)
         .add_service(CompressionPolicy::new(
-            InterceptedService::new(streaming, gate),
+            InterceptedService::new(streaming, gate.clone()),
+            config.response_compression,
+        ))
+        .add_service(CompressionPolicy::new(
+            InterceptedService::new(store_service, gate),
             config.response_compression,
         ))
         .add_service(health_service)
@@ -210,6 +233,9 @@ pub async fn run(
         .await;
     health
         .set_not_serving::<ImageServiceServer<ProcessService>>()
+        .await;
+    health
+        .set_not_serving::<ImageStoreServer<StoreService>>()
         .await;
     health
         .set_service_status("", ServingStatus::NotServing)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
+use nlimage_server::store::{StoreConfig, StoreLocation};
 use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
 
@@ -80,6 +81,23 @@ struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Directory for the server's data (the image store by default)
+    /// [default: $XDG_DATA_HOME/nlimage, else ~/.local/share/nlimage].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where the image store keeps images: a directory, s3://BUCKET[/PREFIX]
+    /// (configured by the AWS_* variables: AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true), or
+    /// `none` for no store [default: DATA_DIR/store].
+    #[arg(long)]
+    store: Option<String>,
+    /// Largest file accepted by the store, in MiB.
+    #[arg(long, default_value_t = 256)]
+    max_upload_mib: u64,
+    /// Cached results in a local store beyond this many MiB are evicted,
+    /// least recently used first (originals never are).
+    #[arg(long, default_value_t = 1024)]
+    cache_max_mib: u64,
     /// Do not serve: ask the server at --host/--port (plaintext) whether it is
     /// SERVING (grpc.health.v1) and exit 0 if so, 1 if not. For container
     /// health checks.
@@ -173,6 +191,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         spill_dir: args.spill_dir.unwrap_or(defaults.spill_dir),
         auth_token,
         tls,
+        store: StoreConfig {
+            location: match &args.store {
+                Some(s) => StoreLocation::parse(s).map_err(anyhow::Error::msg)?,
+                None => StoreLocation::Dir(data_dir(args.data_dir.as_deref())?.join("store")),
+            },
+            max_upload: args.max_upload_mib.saturating_mul(1 << 20),
+            cache_max: args.cache_max_mib.saturating_mul(1 << 20),
+        },
     };
     keep_freed_memory(config.memory_budget);
     if let Some(addr) = args.metrics_addr {
@@ -186,6 +212,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     nlimage_server::run(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `--data-dir`, or the XDG data directory.
+fn data_dir(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d.to_owned());
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
+    if let Some(x) = xdg {
+        return Ok(PathBuf::from(x).join("nlimage"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/nlimage")),
+        None => bail!("no data directory: set --data-dir (or HOME), or run with --store none"),
+    }
 }
 
 /// Whole-image buffers are reused instead of mapped afresh for every call.

@@ -3,6 +3,7 @@
 
 pub mod classic;
 pub mod process;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -24,4 +25,6 @@ pub struct Shared {
     pub spill_above: usize,
     /// Where spill files go.
     pub spill_dir: std::sync::Arc<std::path::Path>,
+    /// The image store, if the server has one.
+    pub store: Option<crate::store::Store>,
 }

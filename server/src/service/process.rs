@@ -181,10 +181,20 @@ pub fn parse_header(
         .ok_or_else(|| invalid("the header has no image size and format"))?;
     let info = convert::image_info(image).map_err(from_core)?;
     let ops = convert::operations(&header.operations).map_err(from_core)?;
+    check_plan(info, &ops, limits)?;
+    Ok((info, ops))
+}
+
+/// Plans `ops` over an `info` image, checking the input and every image the
+/// operations make (a resize can enlarge) against `limits` before anything is
+/// allocated for them.
+pub fn check_plan(
+    info: ImageInfo,
+    ops: &[Operation],
+    limits: &Limits,
+) -> Result<nlimage_core::Plan, Status> {
     limits.check(&info).map_err(from_core)?;
-    // Every image the operations make (a resize can enlarge) is within the
-    // same limits, before anything is allocated for it.
-    let plan = nlimage_core::Plan::new(info, &ops).map_err(from_core)?;
+    let plan = nlimage_core::Plan::new(info, ops).map_err(from_core)?;
     for made in plan
         .steps()
         .iter()
@@ -203,7 +213,7 @@ pub fn parse_header(
             })
         })?;
     }
-    Ok((info, ops))
+    Ok(plan)
 }
 
 /// A message after the header, which must be a pixel chunk of at most

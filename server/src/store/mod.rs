@@ -1,0 +1,377 @@
+//! The image store: encoded originals under an id derived from their bytes,
+//! their metadata, and cached results, on one object-storage abstraction
+//! (`object_store`: a local directory or S3-compatible storage).
+//!
+//! Layout under the store's root (a directory or `s3://bucket/prefix`):
+//! - `images/{id}`: the file as uploaded; `images/{id}.json`: its
+//!   [`Meta`]. An image exists once its metadata does, which is written only
+//!   after its bytes are in place; both writes are atomic (a rename on disk,
+//!   a single PUT or a completed multipart upload on S3), so a crash leaves
+//!   no partial image visible.
+//! - `results/{id}/{key}.{ext}`: a derived result, keyed on the canonical
+//!   encoding of the operations, the format and the encoder options
+//!   ([`cache`]).
+//! - `staging/{uuid}`: uploads in progress, renamed into `images/` when
+//!   complete and verified; leftovers of crashed servers are removed after a
+//!   day.
+//!
+//! Handlers call this module; it knows nothing of gRPC messages or HTTP.
+
+pub mod cache;
+pub mod id;
+pub mod render;
+pub mod upload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+pub use cache::ResultCache;
+
+/// Where the store keeps its objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// No store: the store's calls answer UNAVAILABLE.
+    None,
+    /// A local directory (created if missing).
+    Dir(PathBuf),
+    /// S3-compatible storage, `s3://bucket[/prefix]`, configured by the
+    /// standard `AWS_*` environment variables.
+    S3(String),
+}
+
+impl StoreLocation {
+    /// Parses `--store`: `none`, `s3://bucket[/prefix]`, `file:///dir` or a
+    /// directory path.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Self::None);
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(format!("'{s}' names no bucket: use s3://BUCKET[/PREFIX]"));
+            }
+            return Ok(Self::S3(s.to_owned()));
+        }
+        if let Some(dir) = s.strip_prefix("file://") {
+            return Ok(Self::Dir(dir.into()));
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "'{s}' is not a store this server knows: use a directory, s3://BUCKET[/PREFIX] or none"
+            ));
+        }
+        Ok(Self::Dir(s.into()))
+    }
+}
+
+/// What the store keeps about an image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// SHA-256 of the bytes, hex.
+    pub id: String,
+    /// Format as an extension ("png", "jpeg", ...).
+    pub format: String,
+    /// Size in pixels.
+    pub width: u32,
+    /// Size in pixels.
+    pub height: u32,
+    /// File length.
+    pub bytes: u64,
+    /// As given by the first upload.
+    #[serde(default)]
+    pub filename: String,
+    /// As given by the first upload.
+    #[serde(default)]
+    pub content_type: String,
+    /// As given by the first upload.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Seconds since the Unix epoch when the first upload completed.
+    pub created_unix: i64,
+}
+
+/// What an upload declares besides its bytes.
+#[derive(Clone, Debug, Default)]
+pub struct PutInfo {
+    /// Optional file name.
+    pub filename: String,
+    /// Optional content type.
+    pub content_type: String,
+    /// Optional labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The store: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    /// Where it lives, for messages.
+    describe: Arc<str>,
+    /// The local staging directory, for cleaning up after crashes.
+    local_root: Option<PathBuf>,
+    /// Largest upload accepted, in bytes.
+    pub max_upload: u64,
+    /// Results, their index and single flight.
+    pub cache: Arc<ResultCache>,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Where objects go.
+    pub location: StoreLocation,
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+    /// Cached results beyond this many bytes are evicted, least recently
+    /// used first (local directories only; on S3 use a lifecycle rule).
+    pub cache_max: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            location: StoreLocation::None,
+            max_upload: 256 << 20,
+            cache_max: 1 << 30,
+        }
+    }
+}
+
+/// A backend error as a status a client can act on.
+pub fn backend_error(e: object_store::Error) -> Status {
+    match e {
+        object_store::Error::NotFound { .. } => Status::not_found("no such object in the store"),
+        other => Status::unavailable(format!("the store failed: {other}")),
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The object holding an image's bytes.
+pub fn original_path(id: &str) -> Path {
+    Path::from(format!("images/{id}"))
+}
+
+fn meta_path(id: &str) -> Path {
+    Path::from(format!("images/{id}.json"))
+}
+
+impl Store {
+    /// Opens the store `config` names, or `None` for `StoreLocation::None`.
+    pub async fn open(config: &StoreConfig) -> Result<Option<Self>, String> {
+        let (objects, describe, local_root): (Arc<dyn ObjectStore>, String, _) =
+            match &config.location {
+                StoreLocation::None => return Ok(None),
+                StoreLocation::Dir(dir) => {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        format!("cannot create the store directory '{}': {e}", dir.display())
+                    })?;
+                    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                        .map_err(|e| format!("cannot open the store '{}': {e}", dir.display()))?
+                        .with_automatic_cleanup(true);
+                    (Arc::new(fs), dir.display().to_string(), Some(dir.clone()))
+                }
+                StoreLocation::S3(url) => {
+                    // HTTPS to S3 goes through rustls on ring, as tonic's TLS
+                    // does; a provider installed earlier is kept.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    let s3 = object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(url)
+                        .build()
+                        .map_err(|e| format!("cannot open the store '{url}': {e}"))?;
+                    (Arc::new(s3), url.clone(), None)
+                }
+            };
+        let cache_max = local_root.as_ref().map(|_| config.cache_max);
+        let store = Self {
+            cache: Arc::new(ResultCache::new(Arc::clone(&objects), cache_max)),
+            objects,
+            describe: describe.into(),
+            local_root,
+            max_upload: config.max_upload,
+        };
+        store.clean_staging().await;
+        store.cache.load_index().await;
+        Ok(Some(store))
+    }
+
+    /// Where the store lives, for logs.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// The object store underneath.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    /// Whether the store answers (for health checks): a one-item listing.
+    pub async fn reachable(&self) -> bool {
+        let probe = async {
+            let mut l = self.objects.list(Some(&Path::from("images")));
+            !matches!(l.next().await, Some(Err(_)))
+        };
+        tokio::time::timeout(Duration::from_secs(2), probe)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Removes uploads that crashed servers left behind (older than a day,
+    /// so that other replicas' uploads in progress are safe).
+    async fn clean_staging(&self) {
+        let day = Duration::from_secs(24 * 3600);
+        if let Some(root) = &self.local_root {
+            // Local multipart uploads write `staging/{uuid}#N` files that the
+            // object store's listing hides.
+            let Ok(dir) = std::fs::read_dir(root.join("staging")) else {
+                return;
+            };
+            for entry in dir.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > day);
+                if old {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            return;
+        }
+        let mut list = self.objects.list(Some(&Path::from("staging")));
+        let cutoff = chrono_cutoff(day);
+        while let Some(Ok(o)) = list.next().await {
+            if o.last_modified.timestamp() < cutoff {
+                let _ = self.objects.delete(&o.location).await;
+            }
+        }
+    }
+
+    /// The metadata of `id`, NOT_FOUND if it is not stored.
+    pub async fn stat(&self, id: &str) -> Result<Meta, Status> {
+        id::check(id).map_err(Status::invalid_argument)?;
+        let got = match self.objects.get(&meta_path(id)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Status::not_found(format!("no image with id {id}")));
+            }
+            Err(e) => return Err(backend_error(e)),
+        };
+        let body = got.bytes().await.map_err(backend_error)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Status::internal(format!("the metadata of {id} is damaged: {e}")))
+    }
+
+    /// The stored bytes of `id`.
+    pub async fn original(&self, id: &str) -> Result<Bytes, Status> {
+        match self.objects.get(&original_path(id)).await {
+            Ok(g) => g.bytes().await.map_err(backend_error),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(Status::not_found(format!("no image with id {id}")))
+            }
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    /// Records `meta` unless an earlier upload of the same bytes did (the
+    /// first upload's name and labels are kept); returns what is stored.
+    async fn publish(&self, meta: Meta) -> Result<Meta, Status> {
+        let body = serde_json::to_vec(&meta).map_err(|e| Status::internal(e.to_string()))?;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .objects
+            .put_opts(&meta_path(&meta.id), PutPayload::from(body), create)
+            .await
+        {
+            Ok(_) => Ok(meta),
+            Err(object_store::Error::AlreadyExists { .. }) => self.stat(&meta.id).await,
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    /// Removes `id`'s metadata, bytes and every cached result; returns how
+    /// many results went. NOT_FOUND if it was not stored.
+    pub async fn delete(&self, id: &str) -> Result<u64, Status> {
+        self.stat(id).await?;
+        // Metadata first: the image stops being visible before its bytes go.
+        for p in [meta_path(id), original_path(id)] {
+            match self.objects.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend_error(e)),
+            }
+        }
+        self.cache.remove_all(id).await
+    }
+
+    /// Up to `page_size` images with ids after `after`, ordered by id, and
+    /// whether more follow.
+    pub async fn list(&self, page_size: usize, after: &str) -> Result<(Vec<Meta>, bool), Status> {
+        if !after.is_empty() {
+            id::check(after).map_err(|_| {
+                Status::invalid_argument(format!("'{after}' is not a page token from List"))
+            })?;
+        }
+        let prefix = Path::from("images");
+        let mut list = if after.is_empty() {
+            self.objects.list(Some(&prefix))
+        } else {
+            self.objects
+                .list_with_offset(Some(&prefix), &meta_path(after))
+        };
+        // A local directory lists in no order, so every id after the token is
+        // gathered and sorted (ids are small; S3 lists in order anyway).
+        let mut ids = Vec::new();
+        while let Some(o) = list.next().await {
+            let o = o.map_err(backend_error)?;
+            let Some(id) = o
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if id::check(&id).is_ok() && id.as_str() > after {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let more = ids.len() > page_size;
+        ids.truncate(page_size);
+        let metas = tokio_stream::iter(ids)
+            .map(|id| async move { self.stat(&id).await })
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            match m.await {
+                Ok(m) => out.push(m),
+                // Deleted between the listing and now.
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => return Err(s),
+            }
+        }
+        Ok((out, more))
+    }
+}
+
+fn chrono_cutoff(age: Duration) -> i64 {
+    now_unix() - age.as_secs() as i64
+}

@@ -1,0 +1,192 @@
+//! Fetching: a stored image as uploaded, or converted with operations
+//! applied -- from the result cache when it is there, else decoded, processed
+//! and encoded on the compute pool within the admission budget (once,
+//! however many ask at the same time), then cached.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use nlimage_core::{EncodeOptions, ImageInfo, Operation, OutputFormat, Pipeline, PixelFormat};
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::cache::result_path;
+use super::{Store, id};
+use crate::service::Shared;
+use crate::service::process::check_plan;
+use crate::status::from_core;
+
+/// What to fetch.
+#[derive(Clone, Debug, Default)]
+pub struct RenderRequest {
+    /// The stored image.
+    pub id: String,
+    /// Output format; `None`: the stored bytes as they are.
+    pub format: Option<OutputFormat>,
+    /// Operations, in order, after the EXIF orientation.
+    pub ops: Vec<Operation>,
+    /// Encoder options.
+    pub options: EncodeOptions,
+    /// An `If-None-Match` value.
+    pub if_none_match: Option<String>,
+}
+
+/// A fetched result.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// Its media type.
+    pub content_type: &'static str,
+    /// A strong tag of its bytes, quoted.
+    pub tag: String,
+    /// Its size in pixels (0 when not modified and not known).
+    pub width: u32,
+    /// Its size in pixels.
+    pub height: u32,
+    /// Whether it came from the result cache.
+    pub cached: bool,
+    /// Its bytes; `None` when the request's tag matched (not modified).
+    pub body: Option<Bytes>,
+}
+
+fn mime_of(format: &str) -> &'static str {
+    OutputFormat::from_extension(format).map_or("application/octet-stream", OutputFormat::mime)
+}
+
+fn not_modified(inm: &Option<String>, tag: &str) -> bool {
+    inm.as_deref().is_some_and(|v| id::matches(v, tag))
+}
+
+impl Store {
+    /// Fetches what `req` asks for.
+    pub async fn render(
+        &self,
+        shared: &Shared,
+        req: RenderRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Rendered, Status> {
+        id::check(&req.id).map_err(Status::invalid_argument)?;
+        let Some(format) = req.format else {
+            if !req.ops.is_empty() {
+                return Err(Status::invalid_argument(
+                    "operations need an output format: name one (png, jpg, webp, ...)",
+                ));
+            }
+            let meta = self.stat(&req.id).await?;
+            let tag = id::original_tag(&req.id);
+            let body = if not_modified(&req.if_none_match, &tag) {
+                None
+            } else {
+                Some(self.original(&req.id).await?)
+            };
+            return Ok(Rendered {
+                content_type: mime_of(&meta.format),
+                tag,
+                width: meta.width,
+                height: meta.height,
+                cached: true,
+                body,
+            });
+        };
+        let path = result_path(&req.id, &req.ops, format, req.options);
+        if req.if_none_match.is_some()
+            && let Some(tag) = self.cache.tag(&path).await?
+            && not_modified(&req.if_none_match, &tag)
+        {
+            return Ok(Rendered {
+                content_type: format.mime(),
+                tag,
+                width: 0,
+                height: 0,
+                cached: true,
+                body: None,
+            });
+        }
+        if let Some(hit) = self.cached(&path, format, &req.if_none_match).await? {
+            return Ok(hit);
+        }
+        let flight = self.cache.flight(&path).await;
+        if let Some(hit) = self.cached(&path, format, &req.if_none_match).await? {
+            return Ok(hit);
+        }
+        let meta = self.stat(&req.id).await?;
+        // Operations are checked against the limits before anything is read
+        // (as RGBA, the largest layout a decoder gives).
+        let probe_info = ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8)
+            .map_err(from_core)?;
+        let plan = check_plan(probe_info, &req.ops, &shared.limits)?;
+        let out = plan.output_info();
+        // The file, its decoded pixels (a decoder may hold 16-bit samples),
+        // the output pixels and their encoding.
+        let memory = meta.bytes + 2 * probe_info.byte_len() as u64 + 2 * out.byte_len() as u64;
+        if !shared.admission.fits(memory) {
+            return Err(Status::resource_exhausted(format!(
+                "fetching this needs about {} MiB, more than the server's whole memory budget (nl-server --memory-budget-mib)",
+                memory >> 20
+            )));
+        }
+        let permit = shared.admission.admit(memory, deadline).await?;
+        let file = self.original(&req.id).await?;
+        let limits = shared.limits;
+        let (ops, options) = (req.ops, req.options);
+        let (bytes, width, height) = shared
+            .compute
+            .run(move || {
+                let orientation = nlimage_core::codec::orientation(Cursor::new(&file[..]))?;
+                let img = nlimage_core::decode(Cursor::new(&file[..]), &limits)?;
+                drop(file);
+                let mut all = orientation.operations();
+                all.extend(ops);
+                let img = Pipeline::apply(&img, &all)?;
+                let mut out = Cursor::new(Vec::new());
+                nlimage_core::encode_options(&img, format, options, &mut out)?;
+                Ok::<_, nlimage_core::CoreError>((
+                    out.into_inner(),
+                    img.info().width(),
+                    img.info().height(),
+                ))
+            })
+            .await?
+            .map_err(from_core)?;
+        drop(permit);
+        let bytes = Bytes::from(bytes);
+        let tag = id::tag_of(&bytes);
+        self.cache.insert(&path, bytes.clone(), tag.clone()).await;
+        drop(flight);
+        let body = (!not_modified(&req.if_none_match, &tag)).then_some(bytes);
+        Ok(Rendered {
+            content_type: format.mime(),
+            tag,
+            width,
+            height,
+            cached: false,
+            body,
+        })
+    }
+
+    async fn cached(
+        &self,
+        path: &object_store::path::Path,
+        format: OutputFormat,
+        inm: &Option<String>,
+    ) -> Result<Option<Rendered>, Status> {
+        let Some((bytes, tag)) = self.cache.get(path).await? else {
+            return Ok(None);
+        };
+        // Sizes from the header alone: no pixel is decoded for a hit.
+        let (width, height) =
+            nlimage_core::codec::probe(&bytes[..bytes.len().min(1 << 16)], &nlimage_core::Limits {
+                max_pixels: u64::MAX,
+                max_dimension: u32::MAX,
+            })
+                .map_or((0, 0), |p| (p.width, p.height));
+        let body = (!not_modified(inm, &tag)).then_some(bytes);
+        Ok(Some(Rendered {
+            content_type: format.mime(),
+            tag,
+            width,
+            height,
+            cached: true,
+            body,
+        }))
+    }
+}

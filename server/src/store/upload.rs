@@ -1,0 +1,220 @@
+//! Uploads: an encoded file arrives in chunks; its header is read (format,
+//! size, limits) before anything is stored, its bytes are hashed on the way,
+//! and it becomes visible under its id only when all of it is stored.
+//!
+//! A file of at most [`SMALL`] bytes is kept in memory and written with one
+//! atomic PUT (a rename on disk). A larger one streams into a staging object
+//! (a multipart upload, [`PART`] bytes per part) that is renamed to its id
+//! once complete; a stream that ends early or fails aborts the upload, so
+//! nothing is left behind.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use nlimage_core::{CoreError, Limits};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+use super::{Meta, PutInfo, Store, backend_error, now_unix, original_path};
+use crate::status::from_core;
+
+/// The header must be found within this many bytes.
+pub const HEAD_MAX: usize = 4 << 20;
+/// Files up to this size are written with a single PUT.
+pub const SMALL: usize = 8 << 20;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+pub const PART: usize = 8 << 20;
+/// Memory an upload holds at most: the small-file buffer or two parts in
+/// flight plus one filling.
+pub const UPLOAD_MEMORY: u64 = (SMALL + 3 * PART) as u64;
+
+/// Checks an upload's labels: at most 32, keys 1-256 bytes, values at most
+/// 256 bytes.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Status> {
+    if labels.len() > 32 {
+        return Err(Status::invalid_argument(format!(
+            "{} labels: at most 32 are allowed",
+            labels.len()
+        )));
+    }
+    for (k, v) in labels {
+        if k.is_empty() || k.len() > 256 || v.len() > 256 {
+            return Err(Status::invalid_argument(format!(
+                "label '{}': keys must be 1 to 256 bytes and values at most 256",
+                k.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What the first bytes told so far.
+enum Head {
+    /// The header is complete: format and size are known and within limits.
+    Known(nlimage_core::codec::Probe),
+    /// More bytes are needed.
+    Pending,
+}
+
+fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Status> {
+    match nlimage_core::codec::probe(prefix, limits) {
+        Ok(p) => Ok(Head::Known(p)),
+        // Too few bytes to tell the format yet.
+        Err(CoreError::Decode(_)) if prefix.len() < 32 && !ended => Ok(Head::Pending),
+        Err(CoreError::InvalidInput(_)) if !ended && prefix.len() < HEAD_MAX => Ok(Head::Pending),
+        Err(CoreError::InvalidInput(m)) if ended => Err(Status::invalid_argument(format!(
+            "the file ends inside its header ({m})"
+        ))),
+        Err(e @ CoreError::Decode(_)) => Err(Status::invalid_argument(format!(
+            "refused before storing: {e}"
+        ))),
+        Err(e) => Err(from_core(e)),
+    }
+}
+
+impl Store {
+    /// Stores the file `chunks` carry; returns its metadata (that of the
+    /// first upload if these bytes were stored before).
+    pub async fn put<S>(&self, info: PutInfo, limits: &Limits, mut chunks: S) -> Result<Meta, Status>
+    where
+        S: Stream<Item = Result<Bytes, Status>> + Unpin,
+    {
+        check_labels(&info.labels)?;
+        let too_big = |n: u64| {
+            Status::resource_exhausted(format!(
+                "the upload is over {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
+                self.max_upload >> 20
+            ))
+        };
+        let mut hasher = Sha256::new();
+        let mut total: u64 = 0;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut head = None;
+        let mut staged: Option<(Path, WriteMultipart)> = None;
+        let result = async {
+            loop {
+                let chunk = chunks.next().await.transpose()?;
+                let ended = chunk.is_none();
+                if let Some(c) = &chunk {
+                    total += c.len() as u64;
+                    if total > self.max_upload {
+                        return Err(too_big(total));
+                    }
+                    hasher.update(c);
+                }
+                if head.is_none() {
+                    if let Some(c) = &chunk {
+                        buffer.extend_from_slice(c);
+                    }
+                    if ended && buffer.is_empty() {
+                        return Err(Status::invalid_argument("the upload holds no bytes"));
+                    }
+                    match read_head(&buffer, limits, ended)? {
+                        Head::Known(p) => head = Some(p),
+                        Head::Pending => continue,
+                    }
+                } else if let Some(c) = &chunk {
+                    match &mut staged {
+                        Some((_, w)) => {
+                            w.put(c.clone());
+                            w.wait_for_capacity(2).await.map_err(backend_error)?;
+                        }
+                        None => buffer.extend_from_slice(c),
+                    }
+                }
+                if staged.is_none() && buffer.len() > SMALL {
+                    // Too large to hold: stream the rest into a staging object.
+                    let path = Path::from(format!("staging/{}", uuid::Uuid::new_v4()));
+                    let upload = self.objects.put_multipart(&path).await.map_err(backend_error)?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+                    w.put(Bytes::from(std::mem::take(&mut buffer)));
+                    staged = Some((path, w));
+                }
+                if ended {
+                    break;
+                }
+            }
+            let probe = head.expect("the loop ends only with a header");
+            let id = hex::encode(hasher.finalize_reset());
+            let target = original_path(&id);
+            match staged.take() {
+                None => {
+                    self.objects
+                        .put(&target, PutPayload::from(std::mem::take(&mut buffer)))
+                        .await
+                        .map_err(backend_error)?;
+                }
+                Some((path, w)) => {
+                    w.finish().await.map_err(backend_error)?;
+                    let stored = self.objects.head(&path).await.map_err(backend_error)?;
+                    if stored.size != total {
+                        let _ = self.objects.delete(&path).await;
+                        return Err(Status::unavailable(format!(
+                            "the store kept {} of {total} bytes: retry the upload",
+                            stored.size
+                        )));
+                    }
+                    // Identical bytes under the same name: overwriting is harmless.
+                    self.objects
+                        .rename(&path, &target)
+                        .await
+                        .map_err(backend_error)?;
+                }
+            }
+            self.publish(Meta {
+                id,
+                format: probe.format.to_owned(),
+                width: probe.width,
+                height: probe.height,
+                bytes: total,
+                filename: info.filename.clone(),
+                content_type: info.content_type.clone(),
+                labels: info.labels.clone(),
+                created_unix: now_unix(),
+            })
+            .await
+        }
+        .await;
+        if let Some((path, w)) = staged.take() {
+            // Failed part-way: nothing of it stays.
+            let _ = w.abort().await;
+            let _ = self.objects.delete(&path).await;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        let mut l = BTreeMap::new();
+        assert!(check_labels(&l).is_ok());
+        l.insert("k".into(), "v".repeat(256));
+        assert!(check_labels(&l).is_ok());
+        l.insert("big".into(), "v".repeat(257));
+        assert_eq!(
+            check_labels(&l).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let many: BTreeMap<_, _> = (0..33).map(|i| (i.to_string(), String::new())).collect();
+        assert!(check_labels(&many).is_err());
+    }
+
+    #[test]
+    fn a_header_is_awaited_then_judged() {
+        let l = Limits::DEFAULT;
+        assert!(matches!(read_head(b"\x89PN", &l, false), Ok(Head::Pending)));
+        let e = read_head(b"\x89PN", &l, true).err().unwrap();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let text = b"this is certainly not an image file, just text";
+        let e = read_head(text, &l, false).err().unwrap();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("not an image"), "{}", e.message());
+    }
+}
