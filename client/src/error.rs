@@ -35,6 +35,9 @@ pub enum ClientError {
     /// A thread of this client failed (a bug on this side).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(String),
     /// A local image or limit problem.
     #[error(transparent)]
     Core(#[from] nlimage_core::CoreError),

@@ -38,6 +38,8 @@ pub use tonic::codec::CompressionEncoding;
 
 mod error;
 pub use error::{ClientError, status_name};
+pub mod store;
+pub use store::{Fetched, GetOptions, PutOptions, StoredImage};
 
 pub use nlimage_core::{CoreError, Flip, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
 

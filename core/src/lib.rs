@@ -33,7 +33,9 @@ pub mod rows;
 pub mod simd;
 pub mod stream;
 
-pub use codec::{EncodeOptions, OutputFormat, PngCompression, decode, encode, encode_options, encode_with};
+pub use codec::{
+    EncodeOptions, OutputFormat, PngCompression, decode, encode, encode_options, encode_with,
+};
 pub use error::{CoreError, Result};
 pub use limits::Limits;
 pub use mean::{mean3x3, mean3x3_into, mean3x3_into_with, mean3x3_naive, mean3x3_row};

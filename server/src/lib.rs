@@ -158,9 +158,7 @@ pub async fn run(
     health
         .set_serving::<ImageServiceServer<ProcessService>>()
         .await;
-    health
-        .set_serving::<ImageStoreServer<StoreService>>()
-        .await;
+    health.set_serving::<ImageStoreServer<StoreService>>().await;
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(nlimage::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

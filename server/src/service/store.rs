@@ -128,9 +128,15 @@ impl ImageStore for StoreService {
                 labels: header.labels.into_iter().collect(),
             };
             log.describe(format!("put '{}'", info.filename));
-            let _memory = self.shared.admission.reserve(UPLOAD_MEMORY, deadline).await?;
+            let _memory = self
+                .shared
+                .admission
+                .reserve(UPLOAD_MEMORY, deadline)
+                .await?;
             let chunks = inbound.map(|m| match m?.message {
-                Some(put_request::Message::Chunk(c)) if c.len() <= MAX_CHUNK_BYTES => Ok::<Bytes, Status>(c),
+                Some(put_request::Message::Chunk(c)) if c.len() <= MAX_CHUNK_BYTES => {
+                    Ok::<Bytes, Status>(c)
+                }
                 Some(put_request::Message::Chunk(c)) => Err(Status::invalid_argument(format!(
                     "a chunk of {} bytes: chunks are at most {MAX_CHUNK_BYTES}",
                     c.len()
@@ -139,7 +145,9 @@ impl ImageStore for StoreService {
                     "a second header: after the header, send only chunks",
                 )),
             });
-            let meta = store.put(info, &self.shared.limits, Box::pin(chunks)).await?;
+            let meta = store
+                .put(info, &self.shared.limits, Box::pin(chunks))
+                .await?;
             log.add_in(meta.bytes as usize);
             Ok(stored_image(meta))
         }
@@ -160,7 +168,12 @@ impl ImageStore for StoreService {
         let result = async {
             let store = self.store()?;
             let ops = convert::operations(&req.operations).map_err(from_core)?;
-            log.describe(format!("get {} as '{}' ({} ops)", req.id, req.format, ops.len()));
+            log.describe(format!(
+                "get {} as '{}' ({} ops)",
+                req.id,
+                req.format,
+                ops.len()
+            ));
             let r = RenderRequest {
                 id: req.id,
                 format: output_format(&req.format)?,
@@ -198,7 +211,10 @@ impl ImageStore for StoreService {
                 .is_ok();
             while ok && !body.is_empty() {
                 let piece = body.split_to(body.len().min(MAX_CHUNK_BYTES));
-                ok = tx.send(msg(get_response::Message::Chunk(piece))).await.is_ok();
+                ok = tx
+                    .send(msg(get_response::Message::Chunk(piece)))
+                    .await
+                    .is_ok();
             }
             let left = Status::cancelled("the client stopped reading");
             log.finish(if ok { Ok(()) } else { Err(&left) });

@@ -327,13 +327,19 @@ mod tests {
             result_path(&id, &[Operation::Gray], OutputFormat::Png, o)
         );
         assert_ne!(a, result_path(&id, &[], OutputFormat::Png, o));
-        assert_ne!(a, result_path(&id, &[Operation::Gray], OutputFormat::Jpeg, o));
+        assert_ne!(
+            a,
+            result_path(&id, &[Operation::Gray], OutputFormat::Jpeg, o)
+        );
         let q = EncodeOptions::new(50, o.png).unwrap();
         assert_ne!(
             result_path(&id, &[], OutputFormat::Jpeg, o),
             result_path(&id, &[], OutputFormat::Jpeg, q)
         );
         let other = "1".repeat(64);
-        assert_ne!(a, result_path(&other, &[Operation::Gray], OutputFormat::Png, o));
+        assert_ne!(
+            a,
+            result_path(&other, &[Operation::Gray], OutputFormat::Png, o)
+        );
     }
 }

@@ -111,8 +111,8 @@ impl Store {
         let meta = self.stat(&req.id).await?;
         // Operations are checked against the limits before anything is read
         // (as RGBA, the largest layout a decoder gives).
-        let probe_info = ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8)
-            .map_err(from_core)?;
+        let probe_info =
+            ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8).map_err(from_core)?;
         let plan = check_plan(probe_info, &req.ops, &shared.limits)?;
         let out = plan.output_info();
         // The file, its decoded pixels (a decoder may hold 16-bit samples),
@@ -173,12 +173,14 @@ impl Store {
             return Ok(None);
         };
         // Sizes from the header alone: no pixel is decoded for a hit.
-        let (width, height) =
-            nlimage_core::codec::probe(&bytes[..bytes.len().min(1 << 16)], &nlimage_core::Limits {
+        let (width, height) = nlimage_core::codec::probe(
+            &bytes[..bytes.len().min(1 << 16)],
+            &nlimage_core::Limits {
                 max_pixels: u64::MAX,
                 max_dimension: u32::MAX,
-            })
-                .map_or((0, 0), |p| (p.width, p.height));
+            },
+        )
+        .map_or((0, 0), |p| (p.width, p.height));
         let body = (!not_modified(inm, &tag)).then_some(bytes);
         Ok(Some(Rendered {
             content_type: format.mime(),

@@ -78,7 +78,12 @@ fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Status
 impl Store {
     /// Stores the file `chunks` carry; returns its metadata (that of the
     /// first upload if these bytes were stored before).
-    pub async fn put<S>(&self, info: PutInfo, limits: &Limits, mut chunks: S) -> Result<Meta, Status>
+    pub async fn put<S>(
+        &self,
+        info: PutInfo,
+        limits: &Limits,
+        mut chunks: S,
+    ) -> Result<Meta, Status>
     where
         S: Stream<Item = Result<Bytes, Status>> + Unpin,
     {
@@ -128,7 +133,11 @@ impl Store {
                 if staged.is_none() && buffer.len() > SMALL {
                     // Too large to hold: stream the rest into a staging object.
                     let path = Path::from(format!("staging/{}", uuid::Uuid::new_v4()));
-                    let upload = self.objects.put_multipart(&path).await.map_err(backend_error)?;
+                    let upload = self
+                        .objects
+                        .put_multipart(&path)
+                        .await
+                        .map_err(backend_error)?;
                     let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
                     w.put(Bytes::from(std::mem::take(&mut buffer)));
                     staged = Some((path, w));
