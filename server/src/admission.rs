@@ -93,6 +93,11 @@ impl Admission {
         bytes.div_ceil(UNIT) <= self.budget_units as u64
     }
 
+    /// Requests waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Bytes reserved by admitted requests now.
     pub fn in_use(&self) -> u64 {
         (self.budget_units as u64 - self.memory.available_permits() as u64) * UNIT

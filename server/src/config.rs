@@ -51,6 +51,12 @@ pub struct Config {
     pub auth_token: Option<String>,
     /// Serve TLS with this identity, if set.
     pub tls: Option<TlsPem>,
+    /// Serve the plain-HTTP gateway on this address [default: off].
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// With a key, every image GET over HTTP must be signed with it.
+    pub url_signing_key: Option<Vec<u8>>,
+    /// Requests each client may make (by verified token, else address).
+    pub rate_limit: Option<crate::ratelimit::RateSpec>,
     /// The image store [default: none; `nl-server` keeps one in its data
     /// directory].
     pub store: crate::store::StoreConfig,
@@ -71,6 +77,9 @@ impl Default for Config {
             spill_dir: std::env::temp_dir(),
             auth_token: None,
             tls: None,
+            http_addr: None,
+            url_signing_key: None,
+            rate_limit: None,
             store: crate::store::StoreConfig::default(),
         }
     }

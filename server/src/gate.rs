@@ -4,6 +4,7 @@
 //! read). Also the per-request metadata the handlers use: the deadline from
 //! `grpc-timeout` and a request id.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tonic::{Request, Status};
 pub struct Gate {
     token: Option<Arc<str>>,
     draining: Arc<AtomicBool>,
+    rate: Option<Arc<crate::ratelimit::RateLimit>>,
 }
 
 impl Gate {
@@ -26,28 +28,31 @@ impl Gate {
         Self {
             token: token.map(Into::into),
             draining,
+            rate: None,
         }
     }
-}
 
-/// Compares without an early exit, so timing does not reveal the prefix.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+    /// The same gate, also limiting each client's request rate.
+    pub fn with_rate_limit(mut self, rate: Option<Arc<crate::ratelimit::RateLimit>>) -> Self {
+        self.rate = rate;
+        self
+    }
 
-impl Gate {
-    /// Refuses a request while draining, or without the right bearer token.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        if self.draining.load(Ordering::SeqCst) {
+    /// Whether the server is shutting down.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Refuses a request while draining or without the right bearer token
+    /// (`authorization` is the header's value, if sent).
+    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Status> {
+        if self.draining() {
             return Err(Status::unavailable(
                 "the server is shutting down: retry elsewhere or later",
             ));
         }
         if let Some(token) = &self.token {
-            let given = metadata
-                .get("authorization")
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
+            let given = authorization.unwrap_or_default();
             let want = format!("Bearer {token}");
             if !same(given, want.as_bytes()) {
                 let why = if given.is_empty() { "missing" } else { "wrong" };
@@ -58,11 +63,35 @@ impl Gate {
         }
         Ok(())
     }
+
+    /// Takes one request from the client's rate bucket (keyed by the
+    /// verified token, else by `remote`); the wait if it is empty.
+    pub fn check_rate(&self, remote: Option<IpAddr>) -> Result<(), std::time::Duration> {
+        match &self.rate {
+            None => Ok(()),
+            Some(r) => r.check(&crate::ratelimit::client_key(self.token.as_deref(), remote)),
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the prefix.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Gate {
+    /// Refuses a request while draining, without the right bearer token, or
+    /// over its client's rate limit.
+    pub fn check(&self, metadata: &MetadataMap, remote: Option<IpAddr>) -> Result<(), Status> {
+        self.check_token(metadata.get("authorization").map(|v| v.as_bytes()))?;
+        self.check_rate(remote)
+            .map_err(crate::ratelimit::RateLimit::status)
+    }
 }
 
 impl Interceptor for Gate {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        self.check(req.metadata())?;
+        self.check(req.metadata(), req.remote_addr().map(|a| a.ip()))?;
         Ok(req)
     }
 }

@@ -10,9 +10,11 @@ pub mod compute;
 pub mod config;
 pub mod gate;
 pub mod handle;
+pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod middleware;
+pub mod ratelimit;
 pub mod service;
 pub mod spill;
 pub mod status;
@@ -101,7 +103,22 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let http = match config.http_addr {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    serve(listener, http, config, shutdown).await
+}
+
+/// [`run`] with the HTTP gateway's listener bound by the caller.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
+    let started = std::time::Instant::now();
     let admission = Admission::new(
         config.workers,
         config.memory_budget,
@@ -122,7 +139,23 @@ pub async fn run(
         tracing::info!("image store: {}", s.describe());
     }
     let draining = Arc::new(AtomicBool::new(false));
-    let gate = Gate::new(config.auth_token.clone(), Arc::clone(&draining));
+    let rate = config.rate_limit.map(|spec| {
+        let limiter = Arc::new(ratelimit::RateLimit::new(spec));
+        let idle = Arc::downgrade(&limiter);
+        // Buckets of clients gone quiet are forgotten every minute.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match idle.upgrade() {
+                    Some(l) => l.forget_idle(),
+                    None => break,
+                }
+            }
+        });
+        limiter
+    });
+    let gate = Gate::new(config.auth_token.clone(), Arc::clone(&draining)).with_rate_limit(rate);
     // Classic messages are as large as the image limits allow; the memory
     // of each is reserved from the budget before its body is read.
     let limit = config.classic_message_limit();
@@ -147,7 +180,7 @@ pub async fn run(
     let store_service = compressed!(ImageStoreServer::new(StoreService::new(shared.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
-    let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared)))
+    let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
 
@@ -179,6 +212,21 @@ pub async fn run(
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)))?;
     }
     let stop = CancellationToken::new();
+    let http_task = match http {
+        Some(l) => {
+            let http_addr = l.local_addr()?;
+            tracing::info!("HTTP gateway on http://{http_addr}");
+            let app = http::App {
+                shared: shared.clone(),
+                gate: gate.clone(),
+                signing_key: config.url_signing_key.clone().map(Into::into),
+                started,
+                workers: config.workers,
+            };
+            Some(tokio::spawn(http::serve(l, app, stop.clone())))
+        }
+        None => None,
+    };
     // Flow-control windows of several chunks let the client keep sending
     // while a chunk is being filtered (the 64 KiB HTTP/2 default would stall
     // it on every chunk).
@@ -239,7 +287,14 @@ pub async fn run(
         .set_service_status("", ServingStatus::NotServing)
         .await;
     stop.cancel();
-    match tokio::time::timeout(config.shutdown_grace, server).await {
+    let both = async {
+        let r = server.await;
+        if let Some(t) = http_task {
+            let _ = t.await;
+        }
+        r
+    };
+    match tokio::time::timeout(config.shutdown_grace, both).await {
         Ok(r) => r?,
         Err(_) => tracing::warn!("grace period over: closing with requests still in flight"),
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
+use nlimage_server::ratelimit::RateSpec;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
@@ -81,6 +82,22 @@ struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve the plain-HTTP gateway to the image store on HOST:PORT
+    /// (GET/HEAD/POST/DELETE /v1/images, GET /healthz) [default: off].
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// File holding the key that HTTP image URLs must be signed with
+    /// (sig=HMAC-SHA256 of path and query, hex); unsigned GETs get 403.
+    #[arg(long)]
+    url_signing_key_file: Option<PathBuf>,
+    /// Requests each client may make, N/s or N/m (clients are told apart by
+    /// bearer token, else by address); more get RESOURCE_EXHAUSTED on gRPC
+    /// and 429 with Retry-After on HTTP [default: unlimited].
+    #[arg(long)]
+    rate_limit: Option<String>,
+    /// Requests a client may make at once after a quiet spell [default: N of --rate-limit].
+    #[arg(long, requires = "rate_limit")]
+    rate_burst: Option<std::num::NonZeroU32>,
     /// Directory for the server's data (the image store by default)
     /// [default: $XDG_DATA_HOME/nlimage, else ~/.local/share/nlimage].
     #[arg(long)]
@@ -191,6 +208,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         spill_dir: args.spill_dir.unwrap_or(defaults.spill_dir),
         auth_token,
         tls,
+        http_addr: args.http_addr,
+        url_signing_key: match &args.url_signing_key_file {
+            Some(p) => {
+                let mut key = read(p, "URL-signing key file")?;
+                while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    key.pop();
+                }
+                if key.is_empty() {
+                    bail!("the URL-signing key file '{}' is empty", p.display());
+                }
+                Some(key)
+            }
+            None => None,
+        },
+        rate_limit: match &args.rate_limit {
+            Some(r) => Some(RateSpec {
+                burst: args.rate_burst,
+                ..RateSpec::parse(r).map_err(anyhow::Error::msg)?
+            }),
+            None => None,
+        },
         store: StoreConfig {
             location: match &args.store {
                 Some(s) => StoreLocation::parse(s).map_err(anyhow::Error::msg)?,

@@ -150,7 +150,17 @@ where
             Ok(status.into_http())
         };
         // Draining and the token first: nothing is read before they pass.
-        if let Err(status) = self.gate.check(&metadata) {
+        use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+        let ext = req.extensions();
+        let remote = ext
+            .get::<TcpConnectInfo>()
+            .or_else(|| {
+                ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(|t| t.get_ref())
+            })
+            .and_then(|i| i.remote_addr())
+            .map(|a| a.ip());
+        if let Err(status) = self.gate.check(&metadata, remote) {
             return refused(status);
         }
         let deadline = gate::deadline(&metadata);

@@ -65,7 +65,18 @@ impl Store {
         deadline: Option<Instant>,
     ) -> Result<Rendered, Status> {
         id::check(&req.id).map_err(Status::invalid_argument)?;
-        let Some(format) = req.format else {
+        let mut format = req.format;
+        if let Some(f) = format
+            && req.ops.is_empty()
+            && req.options == EncodeOptions::default()
+        {
+            // The stored file in its own format is served as it is.
+            let meta = self.stat(&req.id).await?;
+            if OutputFormat::from_extension(&meta.format) == Some(f) {
+                format = None;
+            }
+        }
+        let Some(format) = format else {
             if !req.ops.is_empty() {
                 return Err(Status::invalid_argument(
                     "operations need an output format: name one (png, jpg, webp, ...)",

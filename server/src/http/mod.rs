@@ -1,0 +1,463 @@
+//! The plain-HTTP gateway (`--http-addr`): the image store for browsers,
+//! CDNs and `curl`, on the same store, admission, limits, auth, rate limits
+//! and shutdown as the gRPC services (one process, one budget).
+//!
+//! - `GET|HEAD /v1/images/{id}[.{ext}]?op=SPEC&op=...&q=QUALITY&png=LEVEL`:
+//!   the image in the format the extension names (none: as uploaded), with
+//!   the operations applied; `ETag`, `Cache-Control: public,
+//!   max-age=31536000, immutable`, `304` on `If-None-Match`. With a signing
+//!   key, `sig=` is required ([`sign`]); a valid signature stands in for the
+//!   bearer token.
+//! - `POST /v1/images[?filename=NAME]`: uploads the body; JSON answer.
+//! - `DELETE /v1/images/{id}`: removes it and its cached results.
+//! - `GET /healthz`: JSON for load balancers and people.
+
+// Handlers return their error answer as `Err(Response)`: one per request,
+// built once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod sign;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nlimage_core::{EncodeOptions, Operation, PngCompression};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic::{Code, Status};
+
+use crate::gate::Gate;
+use crate::service::Shared;
+use crate::service::store::output_format;
+use crate::store::render::RenderRequest;
+use crate::store::upload::UPLOAD_MEMORY;
+use crate::store::{PutInfo, Store};
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Pool, limits, admission, store.
+    pub shared: Shared,
+    /// Draining, the bearer token, rate limits.
+    pub gate: Gate,
+    /// The URL-signing key, if GETs must be signed.
+    pub signing_key: Option<Arc<[u8]>>,
+    /// When the server started.
+    pub started: Instant,
+    /// Threads in the compute pool.
+    pub workers: usize,
+}
+
+/// The gateway's routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/images", post(upload))
+        .route("/v1/images/{file}", get(fetch).delete(remove))
+        .with_state(app)
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await
+}
+
+/// An error answer: JSON `{"error": ..., "code": ...}`.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "error": message.into(), "code": code });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The HTTP answer for a status the store or admission gave.
+fn from_status(s: &Status) -> Response {
+    let m = s.message();
+    let http = match s.code() {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted if m.starts_with("rate limit") => StatusCode::TOO_MANY_REQUESTS,
+        Code::ResourceExhausted if m.starts_with("server busy") => StatusCode::SERVICE_UNAVAILABLE,
+        Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut r = error(http, &format!("{:?}", s.code()), m);
+    if http == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn record(route: &'static str, status: StatusCode, started: Instant) {
+    metrics::counter!("nlimage_http_requests_total", "route" => route, "status" => status.as_u16().to_string())
+        .increment(1);
+    metrics::histogram!("nlimage_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+}
+
+impl App {
+    fn store(&self) -> Result<&Store, Response> {
+        self.shared.store.as_ref().ok_or_else(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "this server runs without a store (nl-server --store none)",
+            )
+        })
+    }
+
+    /// Draining, then the client's rate, then (unless `signed`) the token.
+    fn admit(&self, headers: &HeaderMap, remote: IpAddr, signed: bool) -> Result<(), Response> {
+        if self.gate.draining() {
+            return Err(from_status(&Status::unavailable(
+                "the server is shutting down: retry elsewhere or later",
+            )));
+        }
+        if let Err(wait) = self.gate.check_rate(Some(remote)) {
+            let mut r = from_status(&crate::ratelimit::RateLimit::status(wait));
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Err(r);
+        }
+        if !signed {
+            let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            self.gate.check_token(auth).map_err(|s| from_status(&s))?;
+        }
+        Ok(())
+    }
+}
+
+/// An operation as a URL writes it: the CLI's spec, with `:` allowed in
+/// place of the first `=` (`resize:800x600:fit`, `blur:2`).
+fn url_operation(spec: &str) -> Result<Operation, String> {
+    let spec = if spec.contains('=') {
+        spec.to_owned()
+    } else {
+        spec.replacen(':', "=", 1)
+    };
+    Operation::parse(&spec).map_err(|e| e.to_string())
+}
+
+/// What a GET's query asks for besides the image.
+fn parse_query(query: &str) -> Result<(Vec<Operation>, EncodeOptions), String> {
+    let mut ops = Vec::new();
+    let mut options = EncodeOptions::default();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "op" => ops.push(url_operation(&v).map_err(|e| format!("op={v}: {e}"))?),
+            "q" => {
+                let q = v
+                    .parse::<u8>()
+                    .map_err(|_| format!("q={v}: use 1 to 100"))?;
+                options = EncodeOptions::new(q, options.png).map_err(|e| e.to_string())?;
+            }
+            "png" => {
+                options.png = PngCompression::from_name(&v)
+                    .ok_or_else(|| format!("png={v}: use none, fast, balanced or best"))?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown query parameter '{other}': use op, q, png (and sig)"
+                ));
+            }
+        }
+    }
+    Ok((ops, options))
+}
+
+async fn fetch(
+    State(app): State<App>,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let r = fetch_inner(&app, &file, query.as_deref().unwrap_or(""), peer, &headers).await;
+    let r = r.unwrap_or_else(|e| e);
+    record(
+        if method == Method::HEAD {
+            "HEAD /v1/images"
+        } else {
+            "GET /v1/images"
+        },
+        r.status(),
+        started,
+    );
+    r
+}
+
+async fn fetch_inner(
+    app: &App,
+    file: &str,
+    query: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Response, Response> {
+    let (unsigned_query, sig) = sign::split_signature(query);
+    let path = format!("/v1/images/{file}");
+    let signed = match (&app.signing_key, sig) {
+        (None, _) => false,
+        (Some(_), None) => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "PermissionDenied",
+                "this server serves signed URLs only: add sig=HMAC-SHA256(key, path?query) in hex",
+            ));
+        }
+        (Some(key), Some(sig)) => {
+            if !sign::verify(key, &sign::message(&path, &unsigned_query), sig) {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "PermissionDenied",
+                    "the URL's signature does not match its path and query",
+                ));
+            }
+            true
+        }
+    };
+    app.admit(headers, peer.ip(), signed)?;
+    let store = app.store()?;
+    let (id, ext) = match file.split_once('.') {
+        Some((id, ext)) => (id, ext),
+        None => (file, ""),
+    };
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "InvalidArgument", m);
+    let format = output_format(ext).map_err(|s| bad(s.message().to_owned()))?;
+    let (ops, options) = parse_query(&unsigned_query).map_err(bad)?;
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let deadline = None;
+    let req = RenderRequest {
+        id: id.to_owned(),
+        format,
+        ops,
+        options,
+        if_none_match,
+    };
+    let rendered = store
+        .render(&app.shared, req, deadline)
+        .await
+        .map_err(|s| from_status(&s))?;
+    let mut h = HeaderMap::new();
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+    h.insert(header::ETAG, value(&rendered.tag));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    let Some(body) = rendered.body else {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    };
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(rendered.content_type),
+    );
+    h.insert(
+        "x-nlimage-cache",
+        HeaderValue::from_static(if rendered.cached { "hit" } else { "miss" }),
+    );
+    Ok((StatusCode::OK, h, body).into_response())
+}
+
+async fn upload(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let r = async {
+        app.admit(&headers, peer.ip(), false)?;
+        let store = app.store()?;
+        let mut info = PutInfo {
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            ..PutInfo::default()
+        };
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*k {
+                "filename" => info.filename = v.into_owned(),
+                other => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidArgument",
+                        format!("unknown query parameter '{other}': use filename"),
+                    ));
+                }
+            }
+        }
+        let _memory = app
+            .shared
+            .admission
+            .reserve(UPLOAD_MEMORY, None)
+            .await
+            .map_err(|s| from_status(&s))?;
+        let chunks = body
+            .into_data_stream()
+            .map(|c| c.map_err(|e| Status::cancelled(format!("the upload broke off: {e}"))));
+        let meta = store
+            .put(info, &app.shared.limits, Box::pin(chunks))
+            .await
+            .map_err(|s| from_status(&s))?;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        let url = format!("http://{host}/v1/images/{}.{}", meta.id, meta.format);
+        Ok::<_, Response>(
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, url.clone())],
+                axum::Json(json!({
+                    "id": meta.id,
+                    "url": url,
+                    "format": meta.format,
+                    "width": meta.width,
+                    "height": meta.height,
+                    "bytes": meta.bytes,
+                    "filename": meta.filename,
+                })),
+            )
+                .into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(|e| e);
+    record("POST /v1/images", r.status(), started);
+    r
+}
+
+async fn remove(
+    State(app): State<App>,
+    Path(file): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let r = async {
+        app.admit(&headers, peer.ip(), false)?;
+        let n = app
+            .store()?
+            .delete(&file)
+            .await
+            .map_err(|s| from_status(&s))?;
+        Ok::<_, Response>(
+            axum::Json(json!({ "deleted": file, "results_removed": n })).into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(|e| e);
+    record("DELETE /v1/images", r.status(), started);
+    r
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let admission = &app.shared.admission;
+    let store = match &app.shared.store {
+        None => json!({ "configured": false }),
+        Some(s) => json!({
+            "configured": true,
+            "location": s.describe(),
+            "reachable": s.reachable().await,
+            "cached_result_bytes": s.cache.bytes(),
+        }),
+    };
+    let draining = app.gate.draining();
+    let healthy = !draining && store.get("reachable").is_none_or(|r| r == true);
+    let body = json!({
+        "status": if draining { "draining" } else if healthy { "serving" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "workers": app.workers,
+        "queue_depth": admission.queued(),
+        "memory_budget_bytes": admission.budget(),
+        "memory_in_use_bytes": admission.in_use(),
+        "store": store,
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_name_operations_like_the_cli() {
+        let (ops, o) = parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70").unwrap();
+        assert_eq!(
+            ops,
+            [
+                Operation::parse("resize=800x600:fit").unwrap(),
+                Operation::parse("blur=2").unwrap(),
+                Operation::Gray
+            ]
+        );
+        assert_eq!(o.jpeg_quality, 70);
+        let (ops, _) = parse_query("op=rotate%3D90").unwrap();
+        assert_eq!(ops, [Operation::parse("rotate=90").unwrap()]);
+        assert!(
+            parse_query("op=wobble:3")
+                .unwrap_err()
+                .contains("op=wobble:3")
+        );
+        assert!(parse_query("q=0").is_err());
+        assert!(parse_query("size=3").unwrap_err().contains("'size'"));
+    }
+
+    #[test]
+    fn statuses_map_to_http_codes() {
+        let c = |s: Status| from_status(&s).status();
+        assert_eq!(c(Status::invalid_argument("x")), StatusCode::BAD_REQUEST);
+        assert_eq!(c(Status::not_found("x")), StatusCode::NOT_FOUND);
+        assert_eq!(
+            c(Status::resource_exhausted("rate limit: x")),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            c(Status::resource_exhausted("server busy: x")),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            c(Status::resource_exhausted("image is 9x9")),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(c(Status::unauthenticated("x")), StatusCode::UNAUTHORIZED);
+    }
+}
