@@ -126,7 +126,11 @@ fn parse_png(s: &str) -> Result<PngCompression, String> {
     PngCompression::from_name(s).ok_or_else(|| "use none, fast, balanced or best".into())
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success, 1 the operation failed, 2 usage error.";
+const EXIT_CODES: &str =
+    "The image store: nl-client put FILE|DIR..., nl-client get ID OUT.ext [--op SPEC]..., \
+nl-client rm ID..., nl-client ls (each with --help).
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error.";
 
 /// Accepts the contract's names and plain degrees, in any case.
 fn parse_rotation(s: &str) -> Result<Rotation, String> {

@@ -12,28 +12,28 @@ use nlimage_client::{Client, CompressionEncoding, Options};
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Server host.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, global = true, default_value = "127.0.0.1")]
     pub host: String,
     /// Server port.
-    #[arg(long, default_value_t = 50051)]
+    #[arg(long, global = true, default_value_t = 50051)]
     pub port: u16,
     /// Connect with TLS, trusting the public web roots (see --ca).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub tls: bool,
     /// Connect with TLS, trusting this CA certificate (PEM).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ca: Option<PathBuf>,
     /// Check the server certificate against this name [default: --host].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub tls_domain: Option<String>,
     /// File holding the bearer token to send [default: $NL_TOKEN, if set].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// Compress what is sent (and accept compressed answers): gzip or zstd.
-    #[arg(long, value_parser = parse_compression)]
+    #[arg(long, global = true, value_parser = parse_compression)]
     pub compress: Option<CompressionEncoding>,
     /// Give up on a call after this many seconds (the server stops its work too).
-    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
+    #[arg(long, global = true, value_parser = parse_seconds, allow_negative_numbers = true)]
     pub timeout: Option<f64>,
 }
 

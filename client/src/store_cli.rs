@@ -1,0 +1,440 @@
+//! `nl-client put|get|rm|ls`: the image store from the command line, for
+//! people (a progress bar on a terminal) and for scripts (`id  path` lines on
+//! stdout, plain progress lines on stderr otherwise, a summary, and exit 1
+//! listing what failed).
+//!
+//! Bulk uploads run `--jobs` transfers at once and retry each with
+//! exponential backoff and full jitter on UNAVAILABLE, RESOURCE_EXHAUSTED and
+//! DEADLINE_EXCEEDED (and on a refused or broken connection): safe, because an upload
+//! is content-addressed and storing the same bytes twice is harmless.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use backon::{ExponentialBuilder, Retryable};
+use clap::{Parser, Subcommand};
+use nlimage_client::{Client, ClientError, GetOptions, Operation};
+use nlimage_core::OutputFormat;
+use tonic::Code;
+
+use crate::cli::Failure;
+use crate::connect::ConnectArgs;
+
+/// The image store's commands.
+#[derive(Parser, Debug)]
+#[command(name = "nl-client", version)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where the server is and how to talk to it.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Attempts per transfer after the first, on UNAVAILABLE,
+    /// RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (exponential backoff with
+    /// jitter, 100 ms to 5 s).
+    #[arg(long, global = true, default_value_t = 8)]
+    pub retries: usize,
+}
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Upload files, and the images in directories (recursively, by
+    /// extension); prints `ID  PATH` per file.
+    Put {
+        /// Files and directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Transfers at once.
+        #[arg(long, short, default_value_t = 4)]
+        jobs: usize,
+        /// A label for every upload, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Fetch an image into OUT; OUT's extension picks the format (the same
+    /// format and no operations: the stored bytes as uploaded).
+    Get {
+        /// The image's id.
+        id: String,
+        /// Where to write it.
+        out: PathBuf,
+        /// An operation, as for the default command (repeatable, in order).
+        #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
+        ops: Vec<Operation>,
+        /// JPEG quality, 1-100.
+        #[arg(long)]
+        quality: Option<u32>,
+        /// PNG compression: none, fast, balanced or best.
+        #[arg(long)]
+        png_compression: Option<String>,
+    },
+    /// Delete images and their cached results.
+    Rm {
+        /// Ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List stored images: ID  FORMAT  WIDTHxHEIGHT  BYTES  FILENAME.
+    Ls,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "use KEY=VALUE".into())
+}
+
+fn parse_op(s: &str) -> Result<Operation, String> {
+    Operation::parse(s).map_err(|e| e.to_string())
+}
+
+/// Whether a store command's first argument names one.
+pub fn is_store_command(arg: Option<&std::ffi::OsStr>) -> bool {
+    matches!(
+        arg.and_then(|a| a.to_str()),
+        Some("put" | "get" | "rm" | "ls")
+    )
+}
+
+/// A client error as one line (a server status's message once, not again
+/// as its cause).
+fn plain(e: ClientError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Whether an error is worth another attempt.
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Status(s) => {
+            matches!(
+                s.code(),
+                Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+            )
+            // A connection that broke mid-call (the server restarting):
+            // tonic reports the HTTP/2 reset as CANCELLED (this program
+            // cancels nothing), INTERNAL or UNKNOWN.
+            || s.code() == Code::Cancelled
+            || (matches!(s.code(), Code::Internal | Code::Unknown)
+                && (s.message().starts_with("h2 protocol error")
+                    || s.message().contains("transport error")))
+        }
+        ClientError::Connect { .. } => true,
+        _ => false,
+    }
+}
+
+fn backoff(retries: usize) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(retries)
+        .with_jitter()
+}
+
+/// Connects, retrying while the server is not there yet.
+async fn connect(args: &StoreArgs) -> Result<Client> {
+    let options = args.connect.options()?;
+    let addr = args.connect.addr();
+    let client = (|| Client::connect_with(addr.clone(), options.clone()))
+        .retry(backoff(args.retries))
+        .when(retryable)
+        .await
+        .map_err(plain)?;
+    Ok(client)
+}
+
+/// Runs a store command.
+pub async fn run(args: StoreArgs) -> Result<(), Failure> {
+    match &args.command {
+        Command::Put {
+            paths,
+            jobs,
+            labels,
+        } => put(&args, paths, (*jobs).max(1), labels).await,
+        Command::Get {
+            id,
+            out,
+            ops,
+            quality,
+            png_compression,
+        } => {
+            let format = OutputFormat::from_path(out).map_err(|e| Failure {
+                code: 2,
+                error: e.into(),
+            })?;
+            let client = connect(&args).await?;
+            let options = GetOptions {
+                format: Some(format.extension().to_owned()),
+                ops: ops.clone(),
+                jpeg_quality: *quality,
+                png_compression: png_compression.clone(),
+                if_none_match: None,
+            };
+            let fetched = (|| client.get(id, &options))
+                .retry(backoff(args.retries))
+                .when(retryable)
+                .await
+                .map_err(plain)?;
+            write_atomically(out, &fetched.bytes)?;
+            Ok(())
+        }
+        Command::Rm { ids } => {
+            let client = connect(&args).await?;
+            let mut failed = Vec::new();
+            for id in ids {
+                match client.delete(id).await {
+                    Ok(n) => println!("deleted {id} ({n} cached results)"),
+                    Err(e) => {
+                        eprintln!("nl-client: {id}: {e}");
+                        failed.push(id.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                return Err(
+                    anyhow::anyhow!("{} of {} not deleted", failed.len(), ids.len()).into(),
+                );
+            }
+            Ok(())
+        }
+        Command::Ls => {
+            let client = connect(&args).await?;
+            let mut token = String::new();
+            let mut out = std::io::stdout().lock();
+            loop {
+                let (page, next) = client.list(1000, &token).await.map_err(plain)?;
+                for i in page {
+                    writeln!(
+                        out,
+                        "{}  {}  {}x{}  {}  {}",
+                        i.id, i.format, i.width, i.height, i.bytes, i.filename
+                    )?;
+                }
+                if next.is_empty() {
+                    return Ok(());
+                }
+                token = next;
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `out` through a temporary file beside it.
+fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+    let context = || format!("cannot write '{}'", out.display());
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nl-client-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .with_context(context)?;
+    tmp.write_all(bytes).with_context(context)?;
+    tmp.persist(out)
+        .map_err(|e| e.error)
+        .with_context(context)?;
+    Ok(())
+}
+
+/// The files to upload: each file named, and the images under each
+/// directory (by extension, sorted).
+fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the directory '{}'", dir.display()))?
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("cannot read the directory '{}'", dir.display()))?;
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| OutputFormat::from_extension(x).is_some())
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let meta =
+            std::fs::metadata(p).with_context(|| format!("cannot read '{}'", p.display()))?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Progress on stderr: a bar on a terminal, a line every few seconds
+/// otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    files: u64,
+    done: AtomicU64,
+    bytes: AtomicU64,
+    started: Instant,
+    last_line: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(files: u64, total_bytes: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_bytes);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            files,
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+            last_line: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn file_done(&self, bytes: u64) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let sent = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(bytes);
+                bar.set_message(format!("{done}/{} files", self.files));
+            }
+            None => {
+                let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+                if last.elapsed() >= Duration::from_secs(2) || done == self.files {
+                    *last = Instant::now();
+                    let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "nl-client: {done}/{} files, {:.1} MiB, {:.1} MiB/s",
+                        self.files,
+                        sent as f64 / 1048576.0,
+                        sent as f64 / 1048576.0 / secs
+                    );
+                }
+            }
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+}
+
+async fn put(
+    args: &StoreArgs,
+    paths: &[PathBuf],
+    jobs: usize,
+    labels: &[(String, String)],
+) -> Result<(), Failure> {
+    let files = collect(paths).map_err(|e| Failure { code: 2, error: e })?;
+    if files.is_empty() {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "no image files among the {} paths given (directories are searched for png, jpg, jpeg, bmp, tif, tiff, webp, gif)",
+                paths.len()
+            ),
+        });
+    }
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    let client = connect(args).await?;
+    let progress = Arc::new(Progress::new(files.len() as u64, total));
+    let gate = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let labels: std::collections::HashMap<_, _> = labels.iter().cloned().collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, file) in files.iter().enumerate() {
+        let (client, progress, gate, file) = (
+            client.clone(),
+            Arc::clone(&progress),
+            Arc::clone(&gate),
+            file.clone(),
+        );
+        let (retries, labels) = (args.retries, labels.clone());
+        tasks.spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            let result = (|| async {
+                let reader = tokio::fs::File::open(&file).await.map_err(|e| {
+                    ClientError::Io(format!("cannot read '{}': {e}", file.display()))
+                })?;
+                let options = nlimage_client::PutOptions {
+                    filename: file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    labels: labels.clone(),
+                    ..Default::default()
+                };
+                client.put_reader(reader, options).await
+            })
+            .retry(backoff(retries))
+            .when(retryable)
+            .await;
+            match &result {
+                Ok(stored) => {
+                    progress.file_done(stored.bytes);
+                    progress.println(&format!("{}  {}", stored.id, file.display()));
+                }
+                Err(_) => progress.file_done(0),
+            }
+            (i, file, result)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (_, file, result) = joined.map_err(|e| anyhow::anyhow!("a transfer failed: {e}"))?;
+        if let Err(e) = result {
+            failed.push((file, e));
+        }
+    }
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    let secs = progress.started.elapsed().as_secs_f64();
+    let stored = files.len() - failed.len();
+    eprintln!(
+        "nl-client: {stored} of {} files stored ({:.1} MiB) in {secs:.1} s",
+        files.len(),
+        progress.bytes.load(Ordering::Relaxed) as f64 / 1048576.0
+    );
+    if failed.is_empty() {
+        return Ok(());
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (file, e) in &failed {
+        eprintln!("nl-client: failed: {}: {e}", file.display());
+    }
+    Err(anyhow::anyhow!(
+        "{} of {} files failed (listed above)",
+        failed.len(),
+        files.len()
+    )
+    .into())
+}
