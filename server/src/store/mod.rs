@@ -188,11 +188,36 @@ impl Store {
                     // HTTPS to S3 goes through rustls on ring, as tonic's TLS
                     // does; a provider installed earlier is kept.
                     let _ = rustls::crypto::ring::default_provider().install_default();
+                    // A store that is down fails requests within seconds
+                    // (UNAVAILABLE, retried by clients) instead of holding
+                    // them for object_store's default three minutes.
+                    let retry = object_store::RetryConfig {
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(15),
+                        ..object_store::RetryConfig::default()
+                    };
+                    use object_store::ClientConfigKey as C;
+                    use object_store::aws::AmazonS3ConfigKey as K;
                     let s3 = object_store::aws::AmazonS3Builder::from_env()
                         .with_url(url)
+                        .with_retry(retry)
+                        // Set key by key: `with_client_options` would drop
+                        // what `from_env` read (AWS_ALLOW_HTTP, proxies).
+                        .with_config(K::Client(C::ConnectTimeout), "5s")
+                        .with_config(K::Client(C::Timeout), "300s")
                         .build()
                         .map_err(|e| format!("cannot open the store '{url}': {e}"))?;
-                    (Arc::new(s3), url.clone(), None)
+                    // The bucket comes from the URL; the prefix is ours to apply.
+                    let prefix = url
+                        .trim_start_matches("s3://")
+                        .split_once('/')
+                        .map_or("", |(_, p)| p.trim_matches('/'));
+                    let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                        Arc::new(s3)
+                    } else {
+                        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+                    };
+                    (objects, url.clone(), None)
                 }
             };
         let cache_max = local_root.as_ref().map(|_| config.cache_max);
