@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +52,9 @@ def objects(text):
 
 
 def start(server):
-    proc = subprocess.Popen([server, "--port", "0"], stderr=subprocess.PIPE, text=True)
+    # The store goes in a fresh directory, not the user's data directory.
+    env = dict(os.environ, XDG_DATA_HOME=tempfile.mkdtemp(prefix="nl-grpcurl-"))
+    proc = subprocess.Popen([server, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 20
     for line in proc.stderr:
         m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)

@@ -41,8 +41,10 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_zero() {
         .local_addr()
         .unwrap()
         .port();
+    let data = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_nl-server"))
         .args(["--port", &port.to_string(), "--shutdown-grace", "20"])
+        .env("XDG_DATA_HOME", data.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
