@@ -247,7 +247,31 @@ impl Client {
         let header = ProcessHeader {
             image: Some(convert::image_header(info)),
             operations: ops.iter().map(convert::to_wire).collect(),
+            source_id: String::new(),
         };
+        self.start_process(header, chunks).await
+    }
+
+    /// Runs `ops` on the image stored under `id` (see [`Client::put`]) and
+    /// returns its output as raw pixels, like [`Client::process_stream`].
+    pub async fn process_stored(
+        &mut self,
+        id: &str,
+        ops: &[Operation],
+    ) -> Result<ProcessOutput, ClientError> {
+        let header = ProcessHeader {
+            image: None,
+            operations: ops.iter().map(convert::to_wire).collect(),
+            source_id: id.to_owned(),
+        };
+        self.start_process(header, tokio_stream::empty()).await
+    }
+
+    async fn start_process(
+        &mut self,
+        header: ProcessHeader,
+        chunks: impl Stream<Item = Bytes> + Send + 'static,
+    ) -> Result<ProcessOutput, ClientError> {
         let first = ProcessRequest {
             message: Some(process_request::Message::Header(header)),
         };

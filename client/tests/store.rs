@@ -279,3 +279,37 @@ async fn a_server_without_a_store_says_so() {
     assert_eq!(code(e), Code::Unavailable);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn process_takes_a_stored_image_as_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(with_store(dir.path())).await;
+    let mut client = common::client(&server).await;
+    let img = picture(29, 31, PixelFormat::Rgba8);
+    let png = encoded(&img, OutputFormat::Png);
+    let id = client
+        .put(Bytes::from(png), PutOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let ops = [
+        Operation::parse("blur=1.5").unwrap(),
+        Operation::Rotate(Rotation::Ccw270),
+    ];
+    let mut out = client.process_stored(&id, &ops).await.unwrap();
+    let info = out.info();
+    let mut pixels = Vec::new();
+    while let Some(c) = out.next_chunk().await.unwrap() {
+        pixels.extend_from_slice(&c);
+    }
+    let want = nlimage_core::Pipeline::apply(&img, &ops).unwrap();
+    assert_eq!(info, want.info());
+    assert!(pixels == want.data(), "the same pixels as uploading them");
+    let e = client
+        .process_stored(&"cd".repeat(32), &ops)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(e), Code::NotFound);
+    server.shutdown().await.unwrap();
+}

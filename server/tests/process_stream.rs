@@ -205,6 +205,7 @@ async fn bad_headers_are_invalid() {
         message: Some(Req::Header(ProcessHeader {
             image: None,
             operations: vec![],
+            source_id: String::new(),
         })),
     };
     expect_error(vec![no_image], Code::InvalidArgument, "no image").await;

@@ -48,7 +48,10 @@ async fn connect(port: u16) -> ImageStoreClient<Channel> {
                 .max_decoding_message_size(2 << 20)
                 .max_encoding_message_size(2 << 20);
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "nl-server did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nl-server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -71,7 +74,10 @@ async fn upload(mut c: ImageStoreClient<Channel>, file: Arc<Vec<u8>>) -> Option<
             message: Some(put_request::Message::Chunk(Bytes::copy_from_slice(chunk))),
         });
     }
-    c.put(tokio_stream::iter(msgs)).await.ok().map(|r| r.into_inner().id)
+    c.put(tokio_stream::iter(msgs))
+        .await
+        .ok()
+        .map(|r| r.into_inner().id)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +113,10 @@ async fn a_sigkill_during_uploads_leaves_only_whole_images() {
     // Kill once some have been confirmed and others are still under way.
     let t0 = Instant::now();
     while confirmed.lock().unwrap().len() < 20 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no upload completed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no upload completed"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     drop(server); // SIGKILL
@@ -115,7 +124,10 @@ async fn a_sigkill_during_uploads_leaves_only_whole_images() {
         t.await.unwrap();
     }
     let confirmed = confirmed.lock().unwrap().clone();
-    assert!(confirmed.len() < 100, "the kill came too late to test anything");
+    assert!(
+        confirmed.len() < 100,
+        "the kill came too late to test anything"
+    );
 
     let _server = start(port, dir.path());
     let mut client = connect(port).await;
@@ -155,7 +167,11 @@ async fn a_sigkill_during_uploads_leaves_only_whole_images() {
             }
         }
         assert_eq!(bytes.len() as u64, image.bytes);
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), image.id, "whole, not partial");
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            image.id,
+            "whole, not partial"
+        );
     }
     eprintln!(
         "{} uploads confirmed before the kill, {} listed after the restart",

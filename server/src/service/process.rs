@@ -43,6 +43,58 @@ impl ProcessService {
     pub fn new(shared: Shared) -> Self {
         Self { shared }
     }
+
+    /// A Process call whose source is a stored image: decoded whole within
+    /// the budget, processed, and sent back as raw pixels.
+    async fn process_stored(
+        &self,
+        header: &nlimage::v1::ProcessHeader,
+        deadline: Option<tokio::time::Instant>,
+        log: &mut RequestLog,
+    ) -> Result<mpsc::Receiver<Result<ProcessResponse, Status>>, Status> {
+        use crate::store::render::{decode_apply, whole_image_memory};
+        let store = self.shared.store.as_ref().ok_or_else(|| {
+            Status::unavailable("this server runs without a store (nl-server --store none)")
+        })?;
+        if header.image.is_some() {
+            return Err(invalid(
+                "the header names both a stored source and an image size: a stored image has its own, leave `image` unset",
+            ));
+        }
+        let ops = convert::operations(&header.operations).map_err(from_core)?;
+        let meta = store.stat(&header.source_id).await?;
+        log.describe(format!("stored {} [{}]", meta.id, describe_ops(&ops)));
+        let probe = ImageInfo::new(meta.width, meta.height, nlimage_core::PixelFormat::Rgba8)
+            .map_err(from_core)?;
+        let out = check_plan(probe, &ops, &self.shared.limits)?.output_info();
+        let permit = self
+            .shared
+            .admission
+            .admit(whole_image_memory(meta.bytes, probe, out), deadline)
+            .await?;
+        let file = store.original(&meta.id).await?;
+        let limits = self.shared.limits;
+        let img = self
+            .shared
+            .compute
+            .run(move || decode_apply(&file, &ops, &limits))
+            .await?
+            .map_err(from_core)?;
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let header = convert::image_header(img.info());
+        tokio::spawn(async move {
+            let _permit = permit;
+            if tx
+                .send(Ok(response(process_response::Message::Header(header))))
+                .await
+                .is_ok()
+            {
+                let _ = send_chunks(&tx, img.into_data()).await;
+            }
+        });
+        log.add_out(out.byte_len());
+        Ok(rx)
+    }
 }
 
 #[tonic::async_trait]
@@ -58,10 +110,28 @@ impl ImageService for ProcessService {
         let deadline = gate::deadline(request.metadata());
         let mut log = RequestLog::start("nlimage.v1.ImageService/Process", id);
         let mut inbound = request.into_inner();
+        let first = match inbound.message().await {
+            Ok(m) => m,
+            Err(e) => {
+                log.finish(Err(&e));
+                return Err(e);
+            }
+        };
+        if let Some(ProcessRequest {
+            message: Some(process_request::Message::Header(h)),
+        }) = &first
+            && !h.source_id.is_empty()
+        {
+            let answer = self.process_stored(h, deadline, &mut log).await;
+            // The result is computed; what is left is sending it.
+            log.finish(answer.as_ref().map(|_| ()));
+            return answer
+                .map(|rx| Response::new(Box::pin(ReceiverStream::new(rx)) as Self::ProcessStream));
+        }
         // Validate, then wait for a worker slot and the memory this request
         // will hold; nothing is allocated before both.
         let started = async {
-            let plan = start(&mut inbound, &mut log, &self.shared).await?;
+            let plan = start(first, &mut log, &self.shared).await?;
             let permit = self.shared.admission.admit(plan.memory, deadline).await?;
             let pipeline = Pipeline::from_plan(&plan.plan, |info, orientation| {
                 crate::spill::hold_for(info, orientation, plan.spill, &self.shared.spill_dir)
@@ -119,11 +189,11 @@ struct Plan {
 /// core's plan: its streaming stages, the chunks in flight on either side,
 /// and each hold's image (or one strip of it, when spilled).
 async fn start(
-    inbound: &mut Streaming<ProcessRequest>,
+    first: Option<ProcessRequest>,
     log: &mut RequestLog,
     shared: &Shared,
 ) -> Result<Plan, Status> {
-    let (info, ops) = parse_header(inbound.message().await?, &shared.limits)?;
+    let (info, ops) = parse_header(first, &shared.limits)?;
     log.describe(format!("{info} [{}]", describe_ops(&ops)));
     let plan = nlimage_core::Plan::new(info, &ops).map_err(from_core)?;
     let mem = plan.memory(MAX_CHUNK_BYTES);
@@ -175,6 +245,11 @@ pub fn parse_header(
             return Err(invalid("the first message is empty: send a header first"));
         }
     };
+    if !header.source_id.is_empty() {
+        return Err(invalid(
+            "a stored source (source_id) is read by the server: send no pixels with it",
+        ));
+    }
     let image = header
         .image
         .as_ref()

@@ -48,6 +48,26 @@ pub struct Rendered {
     pub body: Option<Bytes>,
 }
 
+/// Decodes a stored file, turns it upright by its EXIF orientation, and
+/// applies `ops` (on the calling thread: run it on the compute pool).
+pub fn decode_apply(
+    file: &[u8],
+    ops: &[Operation],
+    limits: &nlimage_core::Limits,
+) -> nlimage_core::Result<nlimage_core::ImageBuf> {
+    let orientation = nlimage_core::codec::orientation(Cursor::new(file))?;
+    let img = nlimage_core::decode(Cursor::new(file), limits)?;
+    let mut all = orientation.operations();
+    all.extend_from_slice(ops);
+    Pipeline::apply(&img, &all)
+}
+
+/// Memory a whole-image fetch holds: the file, its decoded pixels (a
+/// decoder may hold 16-bit samples), the output pixels and their encoding.
+pub fn whole_image_memory(file_bytes: u64, input: ImageInfo, output: ImageInfo) -> u64 {
+    file_bytes + 2 * input.byte_len() as u64 + 2 * output.byte_len() as u64
+}
+
 fn mime_of(format: &str) -> &'static str {
     OutputFormat::from_extension(format).map_or("application/octet-stream", OutputFormat::mime)
 }
@@ -126,9 +146,7 @@ impl Store {
             ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8).map_err(from_core)?;
         let plan = check_plan(probe_info, &req.ops, &shared.limits)?;
         let out = plan.output_info();
-        // The file, its decoded pixels (a decoder may hold 16-bit samples),
-        // the output pixels and their encoding.
-        let memory = meta.bytes + 2 * probe_info.byte_len() as u64 + 2 * out.byte_len() as u64;
+        let memory = whole_image_memory(meta.bytes, probe_info, out);
         if !shared.admission.fits(memory) {
             return Err(Status::resource_exhausted(format!(
                 "fetching this needs about {} MiB, more than the server's whole memory budget (nl-server --memory-budget-mib)",
@@ -142,12 +160,8 @@ impl Store {
         let (bytes, width, height) = shared
             .compute
             .run(move || {
-                let orientation = nlimage_core::codec::orientation(Cursor::new(&file[..]))?;
-                let img = nlimage_core::decode(Cursor::new(&file[..]), &limits)?;
+                let img = decode_apply(&file, &ops, &limits)?;
                 drop(file);
-                let mut all = orientation.operations();
-                all.extend(ops);
-                let img = Pipeline::apply(&img, &all)?;
                 let mut out = Cursor::new(Vec::new());
                 nlimage_core::encode_options(&img, format, options, &mut out)?;
                 Ok::<_, nlimage_core::CoreError>((

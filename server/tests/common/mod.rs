@@ -63,6 +63,7 @@ pub mod msg {
             message: Some(Req::Header(ProcessHeader {
                 image,
                 operations: ops,
+                source_id: String::new(),
             })),
         }
     }
