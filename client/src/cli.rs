@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
@@ -17,13 +18,34 @@ use nlimage_core::{Limits, OutputFormat, PngCompression, rows};
 #[derive(Parser, Debug)]
 #[command(name = "nl-client", version, after_help = EXIT_CODES)]
 pub struct Args {
-    /// Image to read (png, jpeg, gif, bmp, tiff, webp).
-    #[arg(long, short)]
-    pub input: PathBuf,
+    /// Image to read (png, jpeg, gif, bmp, tiff, webp); several (each after
+    /// its own -i, or after one) with --output-dir.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
     /// Where to write the result; its extension picks the format
     /// (png, jpg, jpeg, bmp, tif, tiff, webp, gif).
-    #[arg(long, short)]
-    pub output: PathBuf,
+    #[arg(
+        long,
+        short,
+        required_unless_present = "output_dir",
+        conflicts_with = "output_dir"
+    )]
+    pub output: Option<PathBuf>,
+    /// Write each input's result into this directory, named after the input
+    /// with the extension of --format (or the input's own).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// With --output-dir: the output format, as an extension (png, jpg, ...).
+    #[arg(long, requires = "output_dir")]
+    pub format: Option<String>,
+    /// With several inputs: images processed at once.
+    #[arg(long, short, default_value_t = 4)]
+    pub jobs: usize,
+    /// With several inputs: attempts per image after the first, on
+    /// UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (exponential
+    /// backoff with jitter).
+    #[arg(long, default_value_t = 8)]
+    pub retries: usize,
     /// An operation (repeatable; all operations apply in command-line order):
     /// rotate=90|180|270, flip=h|v, crop=X,Y,W,H, mean, blur=SIGMA,
     /// sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray,
@@ -160,18 +182,75 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// Does the whole job.
+/// Does the whole job: one image, or each of several into --output-dir.
 pub async fn run(args: Args) -> Result<(), Failure> {
-    let format = OutputFormat::from_path(&args.output).map_err(|e| Failure {
+    let usage = |e: anyhow::Error| Failure { code: 2, error: e };
+    let jobs: Vec<(PathBuf, PathBuf)> = match (&args.output, &args.output_dir) {
+        (Some(out), _) => {
+            if args.input.len() > 1 {
+                return Err(usage(anyhow::anyhow!(
+                    "{} inputs and one --output: use --output-dir for several",
+                    args.input.len()
+                )));
+            }
+            vec![(args.input[0].clone(), out.clone())]
+        }
+        (None, Some(dir)) => args
+            .input
+            .iter()
+            .map(|i| {
+                let ext = match &args.format {
+                    Some(f) => f.trim_start_matches('.').to_owned(),
+                    None => i
+                        .extension()
+                        .map(|e| e.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                };
+                let stem = i.file_stem().unwrap_or(i.as_os_str());
+                (i.clone(), dir.join(stem).with_extension(ext))
+            })
+            .collect(),
+        (None, None) => {
+            return Err(usage(anyhow::anyhow!(
+                "name an --output or an --output-dir"
+            )));
+        }
+    };
+    for (_, out) in &jobs {
+        OutputFormat::from_path(out).map_err(|e| usage(e.into()))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some((_, dup)) = jobs.iter().find(|(_, o)| !seen.insert(o.clone())) {
+        return Err(usage(anyhow::anyhow!(
+            "two inputs would both be written to '{}'",
+            dup.display()
+        )));
+    }
+    let client = args.connect.connect().await?;
+    if jobs.len() == 1 {
+        let (input, output) = &jobs[0];
+        return run_one(&args, client, input, output).await;
+    }
+    crate::bulk::process_all(Arc::new(args), client, jobs).await
+}
+
+/// Sends one file through the server and writes its result.
+pub async fn run_one(
+    args: &Args,
+    mut client: nlimage_client::Client,
+    input: &Path,
+    output: &Path,
+) -> Result<(), Failure> {
+    let format = OutputFormat::from_path(output).map_err(|e| Failure {
         code: 2,
         error: e.into(),
     })?;
-    let mut source = open_image(&args.input)?;
-    let mut ops = args.ordered;
+    let mut source = open_image(input)?;
+    let mut ops = args.ordered.clone();
     if !args.no_auto_orient {
         // The EXIF orientation becomes the first operations: the server
         // composes it with any turns and flips that follow.
-        let o = exif_orientation(&args.input)?;
+        let o = exif_orientation(input)?;
         let mut upright = Vec::new();
         if o.rotation != Rotation::None {
             upright.push(Operation::Rotate(o.rotation));
@@ -194,9 +273,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             // Rows stream from the file: scan a second decoder, which stops
             // at the first colour pixel (only when asked: a gray file is
             // decoded twice).
-            (None, GrayDetect::Always) => {
-                nlimage_core::gray::is_gray(open_image(&args.input)?.as_mut())?
-            }
+            (None, GrayDetect::Always) => nlimage_core::gray::is_gray(open_image(input)?.as_mut())?,
             (None, _) => false,
         };
         // A plan that fails is sent as it is, for the server to explain.
@@ -205,10 +282,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             expand_to = Some(plan.output_info().format());
         }
     }
-    let mut client = args.connect.connect().await?;
     // The output goes to a temporary file beside the target, renamed into
     // place only once complete: a failure leaves no partial file behind.
-    let out = &args.output;
+    let out = output;
     let context = || format!("cannot write '{}'", out.display());
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

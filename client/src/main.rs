@@ -1,5 +1,6 @@
 //! `nl-client`: a thin command line over the `nlimage-client` library.
 
+mod bulk;
 mod cli;
 mod connect;
 mod store_cli;

@@ -8,19 +8,18 @@
 //! DEADLINE_EXCEEDED (and on a refused or broken connection): safe, because an upload
 //! is content-addressed and storing the same bytes twice is harmless.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use clap::{Parser, Subcommand};
 use nlimage_client::{Client, ClientError, GetOptions, Operation};
 use nlimage_core::OutputFormat;
-use tonic::Code;
 
+use crate::bulk::{Progress, backoff, plain, retryable};
 use crate::cli::Failure;
 use crate::connect::ConnectArgs;
 
@@ -99,41 +98,6 @@ pub fn is_store_command(arg: Option<&std::ffi::OsStr>) -> bool {
         arg.and_then(|a| a.to_str()),
         Some("put" | "get" | "rm" | "ls")
     )
-}
-
-/// A client error as one line (a server status's message once, not again
-/// as its cause).
-fn plain(e: ClientError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
-}
-
-/// Whether an error is worth another attempt.
-fn retryable(e: &ClientError) -> bool {
-    match e {
-        ClientError::Status(s) => {
-            matches!(
-                s.code(),
-                Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
-            )
-            // A connection that broke mid-call (the server restarting):
-            // tonic reports the HTTP/2 reset as CANCELLED (this program
-            // cancels nothing), INTERNAL or UNKNOWN.
-            || s.code() == Code::Cancelled
-            || (matches!(s.code(), Code::Internal | Code::Unknown)
-                && (s.message().starts_with("h2 protocol error")
-                    || s.message().contains("transport error")))
-        }
-        ClientError::Connect { .. } => true,
-        _ => false,
-    }
-}
-
-fn backoff(retries: usize) -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(retries)
-        .with_jitter()
 }
 
 /// Connects, retrying while the server is not there yet.
@@ -277,72 +241,6 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-/// Progress on stderr: a bar on a terminal, a line every few seconds
-/// otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    files: u64,
-    done: AtomicU64,
-    bytes: AtomicU64,
-    started: Instant,
-    last_line: std::sync::Mutex<Instant>,
-}
-
-impl Progress {
-    fn new(files: u64, total_bytes: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total_bytes);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Self {
-            bar,
-            files,
-            done: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            started: Instant::now(),
-            last_line: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-
-    fn file_done(&self, bytes: u64) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let sent = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        match &self.bar {
-            Some(bar) => {
-                bar.inc(bytes);
-                bar.set_message(format!("{done}/{} files", self.files));
-            }
-            None => {
-                let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-                if last.elapsed() >= Duration::from_secs(2) || done == self.files {
-                    *last = Instant::now();
-                    let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-                    eprintln!(
-                        "nl-client: {done}/{} files, {:.1} MiB, {:.1} MiB/s",
-                        self.files,
-                        sent as f64 / 1048576.0,
-                        sent as f64 / 1048576.0 / secs
-                    );
-                }
-            }
-        }
-    }
-
-    fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{line}")),
-            None => println!("{line}"),
-        }
-    }
 }
 
 async fn put(

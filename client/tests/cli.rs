@@ -458,3 +458,75 @@ async fn gray_stored_as_colour_gives_the_same_file_with_or_without_the_shortcut(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_inputs_go_to_an_output_dir() {
+    let server = common::server(Config::default()).await;
+    let p = port(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut inputs = Vec::new();
+    for (i, (w, h)) in [(13u32, 7u32), (5, 9), (20, 20)].iter().enumerate() {
+        let path = d.join(format!("in{i}.png"));
+        let img = common::picture(*w, *h, PixelFormat::Rgb8);
+        std::fs::write(&path, common::encoded(&img, OutputFormat::Png)).unwrap();
+        inputs.push(path.to_str().unwrap().to_owned());
+    }
+    let out_dir = d.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let o = out_dir.to_str().unwrap();
+    let mut argv = vec!["-i"];
+    argv.extend(inputs.iter().map(String::as_str));
+    argv.extend([
+        "--output-dir",
+        o,
+        "--format",
+        "bmp",
+        "--rotate",
+        "90",
+        "--port",
+        &p,
+    ]);
+    let out = nl_client(&argv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 of 3 images processed"),
+        "{}",
+        stderr(&out)
+    );
+    for (i, (w, h)) in [(13u32, 7u32), (5, 9), (20, 20)].iter().enumerate() {
+        let got = read(&out_dir.join(format!("in{i}.bmp")));
+        assert_eq!((got.info().width(), got.info().height()), (*h, *w));
+    }
+    // A missing input fails alone, listed; the others are written.
+    let missing = d.join("missing.png");
+    let out = nl_client(&[
+        "-i",
+        &inputs[0],
+        missing.to_str().unwrap(),
+        "--output-dir",
+        o,
+        "--port",
+        &p,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("failed: ") && stderr(&out).contains("missing.png"));
+    assert!(out_dir.join("in0.png").exists());
+    assert!(!out_dir.join("missing.png").exists());
+    // Usage errors: several inputs and one --output; two inputs, one name.
+    let out = nl_client(&["-i", &inputs[0], &inputs[1], "-o", "x.png", "--port", &p]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = nl_client(&[
+        "-i",
+        &inputs[0],
+        &inputs[0],
+        "--output-dir",
+        o,
+        "--port",
+        &p,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("both be written"), "{}", stderr(&out));
+    assert!(strays(&out_dir, &["in0.bmp", "in1.bmp", "in2.bmp", "in0.png"]).is_empty());
+    server.shutdown().await.unwrap();
+}
