@@ -19,7 +19,7 @@ fn with_store(dir: &std::path::Path) -> Config {
         store: StoreConfig {
             location: StoreLocation::Dir(dir.to_owned()),
             max_upload: 16 << 20,
-            cache_max: 1 << 30,
+            ..StoreConfig::default()
         },
         ..Config::default()
     }

@@ -92,7 +92,7 @@ fn s3_config(url: &str) -> Config {
         store: StoreConfig {
             location: StoreLocation::S3(url.into()),
             max_upload: 64 << 20,
-            cache_max: 1 << 30,
+            ..StoreConfig::default()
         },
         ..Config::default()
     }

@@ -115,6 +115,10 @@ struct Args {
     /// least recently used first (originals never are).
     #[arg(long, default_value_t = 1024)]
     cache_max_mib: u64,
+    /// MiB of recently served results also kept in memory, with a local store
+    /// (0: none; not with S3, where other replicas may delete images).
+    #[arg(long, default_value_t = 64)]
+    memory_cache_mib: u64,
     /// Do not serve: ask the server at --host/--port (plaintext) whether it is
     /// SERVING (grpc.health.v1) and exit 0 if so, 1 if not. For container
     /// health checks.
@@ -236,6 +240,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             },
             max_upload: args.max_upload_mib.saturating_mul(1 << 20),
             cache_max: args.cache_max_mib.saturating_mul(1 << 20),
+            memory_cache: args.memory_cache_mib.saturating_mul(1 << 20),
         },
     };
     keep_freed_memory(config.memory_budget);

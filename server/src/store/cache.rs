@@ -25,6 +25,72 @@ use super::backend_error;
 /// Entries remembered at most when nothing is evicted (S3).
 const MAX_INDEX_ENTRIES: usize = 200_000;
 
+/// Results larger than this share of the memory tier are not kept there.
+const HOT_MAX_SHARE: u64 = 8;
+
+/// A result kept in memory: its bytes, tag and size in pixels.
+#[derive(Clone, Debug)]
+pub struct HotResult {
+    /// The encoded bytes.
+    pub bytes: Bytes,
+    /// Their strong tag.
+    pub tag: String,
+    /// Size in pixels.
+    pub width: u32,
+    /// Size in pixels.
+    pub height: u32,
+}
+
+/// The memory tier: recently served results, least recently used evicted
+/// past a byte budget, so that a hot thumbnail costs no I/O at all.
+#[derive(Debug)]
+struct Hot {
+    entries: lru::LruCache<String, HotResult>,
+    bytes: u64,
+    max: u64,
+}
+
+impl Hot {
+    fn get(&mut self, path: &str) -> Option<HotResult> {
+        self.entries.get(path).cloned()
+    }
+
+    fn put(&mut self, path: String, r: HotResult) {
+        let size = r.bytes.len() as u64;
+        if self.max == 0 || size > self.max / HOT_MAX_SHARE {
+            return;
+        }
+        if let Some(old) = self.entries.put(path, r) {
+            self.bytes -= old.bytes.len() as u64;
+        }
+        self.bytes += size;
+        while self.bytes > self.max {
+            match self.entries.pop_lru() {
+                Some((_, e)) => self.bytes -= e.bytes.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(e) = self.entries.pop(path) {
+            self.bytes -= e.bytes.len() as u64;
+        }
+    }
+
+    fn remove_prefix(&mut self, prefix: &str) {
+        let gone: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.remove(&k);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     size: u64,
@@ -90,6 +156,7 @@ pub struct ResultCache {
     /// Evict past this many bytes (local directories); `None`: never.
     max_bytes: Option<u64>,
     index: Mutex<Index>,
+    hot: Mutex<Hot>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -130,14 +197,54 @@ pub fn result_path(
 }
 
 impl ResultCache {
-    /// A cache on `objects`, evicting past `max_bytes` if set.
-    pub fn new(objects: Arc<dyn ObjectStore>, max_bytes: Option<u64>) -> Self {
+    /// A cache on `objects`, evicting past `max_bytes` if set, with a
+    /// memory tier of `hot_bytes`. A store other replicas share (S3) gets no
+    /// memory tier: another replica may delete an image, and only the store
+    /// knows.
+    pub fn new(
+        objects: Arc<dyn ObjectStore>,
+        max_bytes: Option<u64>,
+        hot_bytes: u64,
+        shared: bool,
+    ) -> Self {
         Self {
             objects,
             max_bytes,
             index: Mutex::new(Index::default()),
+            hot: Mutex::new(Hot {
+                entries: lru::LruCache::unbounded(),
+                bytes: 0,
+                max: if shared { 0 } else { hot_bytes },
+            }),
             flights: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn hot(&self) -> std::sync::MutexGuard<'_, Hot> {
+        self.hot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The result at `path` if it is in the memory tier.
+    pub fn get_hot(&self, path: &Path) -> Option<HotResult> {
+        let r = self.hot().get(path.as_ref());
+        if let Some(r) = &r {
+            metrics::counter!("nlimage_cache_hits_total", "tier" => "memory").increment(1);
+            metrics::counter!("nlimage_cache_hit_bytes_total").increment(r.bytes.len() as u64);
+        }
+        r
+    }
+
+    /// Keeps a result in the memory tier.
+    pub fn put_hot(&self, path: &Path, bytes: Bytes, tag: String, width: u32, height: u32) {
+        self.hot().put(
+            path.to_string(),
+            HotResult {
+                bytes,
+                tag,
+                width,
+                height,
+            },
+        );
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -223,7 +330,7 @@ impl ResultCache {
                         t
                     }
                 };
-                metrics::counter!("nlimage_cache_hits_total").increment(1);
+                metrics::counter!("nlimage_cache_hits_total", "tier" => "store").increment(1);
                 metrics::counter!("nlimage_cache_hit_bytes_total").increment(bytes.len() as u64);
                 Ok(Some((bytes, tag)))
             }
@@ -275,6 +382,7 @@ impl ResultCache {
 
     /// Deletes every result of `id`; returns how many.
     pub async fn remove_all(&self, id: &str) -> Result<u64, Status> {
+        self.hot().remove_prefix(&format!("results/{id}/"));
         let prefix = Path::from(format!("results/{id}"));
         let mut list = self.objects.list(Some(&prefix));
         let mut paths = Vec::new();

@@ -134,6 +134,9 @@ pub struct StoreConfig {
     /// Cached results beyond this many bytes are evicted, least recently
     /// used first (local directories only; on S3 use a lifecycle rule).
     pub cache_max: u64,
+    /// Recently served results kept in memory, in bytes (0: none); local
+    /// stores only (replicas sharing S3 each read the bucket).
+    pub memory_cache: u64,
 }
 
 impl Default for StoreConfig {
@@ -142,6 +145,7 @@ impl Default for StoreConfig {
             location: StoreLocation::None,
             max_upload: 256 << 20,
             cache_max: 1 << 30,
+            memory_cache: 64 << 20,
         }
     }
 }
@@ -221,8 +225,14 @@ impl Store {
                 }
             };
         let cache_max = local_root.as_ref().map(|_| config.cache_max);
+        let shared = local_root.is_none();
         let store = Self {
-            cache: Arc::new(ResultCache::new(Arc::clone(&objects), cache_max)),
+            cache: Arc::new(ResultCache::new(
+                Arc::clone(&objects),
+                cache_max,
+                config.memory_cache,
+                shared,
+            )),
             objects,
             describe: describe.into(),
             local_root,

@@ -119,6 +119,17 @@ impl Store {
             });
         };
         let path = result_path(&req.id, &req.ops, format, req.options);
+        if let Some(hot) = self.cache.get_hot(&path) {
+            let body = (!not_modified(&req.if_none_match, &hot.tag)).then_some(hot.bytes);
+            return Ok(Rendered {
+                content_type: format.mime(),
+                tag: hot.tag,
+                width: hot.width,
+                height: hot.height,
+                cached: true,
+                body,
+            });
+        }
         if req.if_none_match.is_some()
             && let Some(tag) = self.cache.tag(&path).await?
             && not_modified(&req.if_none_match, &tag)
@@ -176,6 +187,8 @@ impl Store {
         let bytes = Bytes::from(bytes);
         let tag = id::tag_of(&bytes);
         self.cache.insert(&path, bytes.clone(), tag.clone()).await;
+        self.cache
+            .put_hot(&path, bytes.clone(), tag.clone(), width, height);
         drop(flight);
         let body = (!not_modified(&req.if_none_match, &tag)).then_some(bytes);
         Ok(Rendered {
@@ -206,6 +219,8 @@ impl Store {
             },
         )
         .map_or((0, 0), |p| (p.width, p.height));
+        self.cache
+            .put_hot(path, bytes.clone(), tag.clone(), width, height);
         let body = (!not_modified(inm, &tag)).then_some(bytes);
         Ok(Some(Rendered {
             content_type: format.mime(),
