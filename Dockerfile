@@ -48,9 +48,10 @@ ENTRYPOINT ["nl-client"]
 FROM runtime AS server
 COPY --from=build /src/target/release/nl-server /usr/local/bin/nl-server
 USER 10001
-EXPOSE 50051
+EXPOSE 50051 8080
 # grpc.health.v1 through the server binary's own probe mode.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
   CMD ["nl-server", "--check-health", "--host", "127.0.0.1", "--port", "50051"]
 ENTRYPOINT ["nl-server", "--host", "0.0.0.0"]
-CMD ["--port", "50051", "--spill-dir", "/var/lib/nlimage"]
+# The image store and spill files in the volume; HTTP gateway on 8080.
+CMD ["--port", "50051", "--spill-dir", "/var/lib/nlimage", "--data-dir", "/var/lib/nlimage", "--http-addr", "0.0.0.0:8080"]
