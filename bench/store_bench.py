@@ -201,20 +201,27 @@ def bench_cold(tmp, reps):
               f"over HTTP, every request a new result, {reps} requests each\n")
         print("| output | median ms | min ms | max ms |")
         print("|---|---|---|---|")
-        for fmt in ("webp", "jpg"):
+        for fmt, draft in (("webp", 0), ("jpg", 0), ("webp", 1), ("jpg", 1)):
             times = []
             for i in range(reps):
                 # A different quality is a different result: never cached.
                 url = (f"http://127.0.0.1:{s.http}/v1/images/{up['id']}.{fmt}"
-                       f"?op=thumbnail:256&q={40 + i}")
+                       f"?op=thumbnail:256&q={40 + i}&draft={draft}")
                 t0 = time.perf_counter()
                 body, headers = http_get(url)
                 times.append((time.perf_counter() - t0) * 1e3)
                 assert headers.get("x-nlimage-cache") == "miss"
             im = Image.open(io.BytesIO(body))
             assert max(im.size) == 256, im.size
-            print(f"| {fmt} {im.size[0]}x{im.size[1]} | {statistics.median(times):.0f} | "
+            how = "draft=1 (DCT-scaled decode)" if draft else "exact"
+            print(f"| {fmt} {im.size[0]}x{im.size[1]}, {how} | {statistics.median(times):.0f} | "
                   f"{min(times):.0f} | {max(times):.0f} |")
+        # How far the draft result is from the exact one (lossless PNGs).
+        base = f"http://127.0.0.1:{s.http}/v1/images/{up['id']}.png?op=thumbnail:256"
+        exact = np.asarray(Image.open(io.BytesIO(http_get(base)[0]))).astype(int)
+        draft = np.asarray(Image.open(io.BytesIO(http_get(base + "&draft=1")[0]))).astype(int)
+        d = np.abs(exact - draft)
+        print(f"\ndraft=1 vs exact (PNG): max |diff| {d.max()}, mean |diff| {d.mean():.2f}")
     finally:
         s.stop()
 

@@ -35,6 +35,9 @@ pub struct GetOptions {
     pub png_compression: Option<String>,
     /// A tag from an earlier fetch: if it still matches, no bytes come back.
     pub if_none_match: Option<String>,
+    /// Allow a JPEG to be shrunk while decoding before a first downscale
+    /// (DCT scaling: faster thumbnails, close to but not the exact result).
+    pub draft: bool,
 }
 
 /// A fetched image.
@@ -149,6 +152,7 @@ impl Client {
                 png_compression: options.png_compression.clone().unwrap_or_default(),
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
+            draft: options.draft,
         };
         let mut stream = self.store_stub().get(self.request(req)).await?.into_inner();
         let header = match stream.next().await.transpose()?.and_then(|m| m.message) {

@@ -71,6 +71,11 @@ pub enum Command {
         /// PNG compression: none, fast, balanced or best.
         #[arg(long)]
         png_compression: Option<String>,
+        /// Let the server shrink a JPEG while decoding it when the first
+        /// operation is a downscale (faster thumbnails, close to but not the
+        /// exact result).
+        #[arg(long)]
+        draft: bool,
     },
     /// Delete images and their cached results.
     Rm {
@@ -126,6 +131,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
             ops,
             quality,
             png_compression,
+            draft,
         } => {
             let format = OutputFormat::from_path(out).map_err(|e| Failure {
                 code: 2,
@@ -138,6 +144,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 jpeg_quality: *quality,
                 png_compression: png_compression.clone(),
                 if_none_match: None,
+                draft: *draft,
             };
             let fetched = (|| client.get(id, &options))
                 .retry(backoff(args.retries))

@@ -313,3 +313,59 @@ async fn process_takes_a_stored_image_as_its_source() {
     assert_eq!(code(e), Code::NotFound);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn draft_decoding_gives_the_same_size_and_close_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(with_store(dir.path())).await;
+    let client = common::client(&server).await;
+    // A smooth photo-like gradient, as a JPEG.
+    let info = nlimage_core::ImageInfo::new(640, 480, PixelFormat::Rgb8).unwrap();
+    let data = (0..info.byte_len())
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let (x, y) = (p % 640, p / 640);
+            ((x / 3 + y / 4 + c * 50) % 256) as u8
+        })
+        .collect();
+    let img = nlimage_core::ImageBuf::new(info, data).unwrap();
+    let jpg = encoded(&img, OutputFormat::Jpeg);
+    let id = client
+        .put(Bytes::from(jpg), PutOptions::default())
+        .await
+        .unwrap()
+        .id;
+    for spec in [
+        "thumbnail=64",
+        "resize=100x90:fill",
+        "resize=300x:fit:linear",
+    ] {
+        let exact = GetOptions {
+            format: Some("png".into()),
+            ops: vec![Operation::parse(spec).unwrap(), Operation::Gray],
+            ..GetOptions::default()
+        };
+        let draft = GetOptions {
+            draft: true,
+            ..exact.clone()
+        };
+        let a = decode(&client.get(&id, &exact).await.unwrap().bytes);
+        let fetched = client.get(&id, &draft).await.unwrap();
+        assert!(!fetched.header.cached, "{spec}: a result of its own");
+        let b = decode(&fetched.bytes);
+        assert_eq!(a.info(), b.info(), "{spec}: the same size");
+        let diffs: Vec<u32> = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| u32::from(x.abs_diff(*y)))
+            .collect();
+        let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+        assert!(mean < 1.5, "{spec}: mean |diff| {mean}");
+        if spec == "thumbnail=64" {
+            // 1/4 of 640x480 is still twice 64x48: the draft path ran.
+            assert!(a.data() != b.data(), "{spec}: decoded at a reduced size");
+        }
+    }
+    server.shutdown().await.unwrap();
+}

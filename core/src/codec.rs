@@ -296,6 +296,60 @@ pub fn decode<R: BufRead + Seek>(reader: R, limits: &Limits) -> Result<ImageBuf>
     ImageBuf::new(info, data)
 }
 
+/// A JPEG decoded at a reduced size by DCT scaling (each side 1/2, 1/4 or
+/// 1/8, rounded up), the smallest that is at least `min_width` x
+/// `min_height`: the inverse DCT of each 8x8 block computes only the
+/// coefficients the smaller size needs, so decoding costs a fraction of the
+/// full size's. `None` when `file` is not a JPEG, no reduction fits, or its
+/// pixels are not 8-bit gray or YCbCr/RGB (decode it whole then). The result
+/// is close to a resize of the full decode (a box-like prefilter), not
+/// identical: callers decide when that is acceptable.
+pub fn decode_jpeg_reduced(
+    file: &[u8],
+    min_width: u32,
+    min_height: u32,
+    limits: &Limits,
+) -> Result<Option<ImageBuf>> {
+    if !file.starts_with(&[0xFF, 0xD8]) {
+        return Ok(None);
+    }
+    let (Ok(mw), Ok(mh)) = (u16::try_from(min_width), u16::try_from(min_height)) else {
+        return Ok(None);
+    };
+    let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(file));
+    // Files this decoder cannot read go the usual way.
+    if d.read_info().is_err() {
+        return Ok(None);
+    }
+    let Some(full) = d.info() else {
+        return Ok(None);
+    };
+    limits.check(&ImageInfo::new(
+        u32::from(full.width),
+        u32::from(full.height),
+        PixelFormat::Gray8,
+    )?)?;
+    let format = match full.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => PixelFormat::Gray8,
+        jpeg_decoder::PixelFormat::RGB24 => PixelFormat::Rgb8,
+        _ => return Ok(None),
+    };
+    let Ok((w, h)) = d.scale(mw.max(1), mh.max(1)) else {
+        return Ok(None);
+    };
+    if (w, h) == (full.width, full.height) {
+        return Ok(None);
+    }
+    let Ok(pixels) = d.decode() else {
+        return Ok(None);
+    };
+    let info = ImageInfo::new(u32::from(w), u32::from(h), format)?;
+    if pixels.len() != info.byte_len() {
+        return Ok(None);
+    }
+    Ok(Some(ImageBuf::new(info, pixels)?))
+}
+
 fn format_for(img: &DynamicImage) -> PixelFormat {
     let c = img.color();
     match (c.has_color(), c.has_alpha()) {
@@ -594,6 +648,51 @@ mod tests {
         assert!(sized(20) < sized(100));
         assert!(EncodeOptions::new(0, PngCompression::Fast).is_err());
         assert!(EncodeOptions::new(101, PngCompression::Fast).is_err());
+    }
+
+    #[test]
+    fn jpeg_reduced_decodes_the_smallest_scale_that_fits() {
+        let info = ImageInfo::new(203, 150, PixelFormat::Rgb8).unwrap();
+        let data: Vec<u8> = (0..info.byte_len())
+            .map(|i| {
+                let (p, c) = (i / 3, i % 3);
+                ((p % 203) + (p / 203) + c * 40) as u8
+            })
+            .collect();
+        let img = ImageBuf::new(info, data).unwrap();
+        let mut jpg = Cursor::new(Vec::new());
+        encode(&img, OutputFormat::Jpeg, &mut jpg).unwrap();
+        let jpg = jpg.into_inner();
+        // 1/4 of 203x150 is 51x38 (rounded up); at least 40x30 asked for.
+        let r = decode_jpeg_reduced(&jpg, 40, 30, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.info().width(), r.info().height()), (51, 38));
+        assert_eq!(r.info().format(), PixelFormat::Rgb8);
+        // Close to the full decode, box-averaged: a smooth gradient stays.
+        let full = decode(Cursor::new(&jpg), &Limits::DEFAULT).unwrap();
+        let (fx, fy) = (100usize, 80usize);
+        let want = full.data()[(fy * 203 + fx) * 3] as i32;
+        let got = r.data()[((fy / 4) * 51 + fx / 4) * 3] as i32;
+        assert!((want - got).abs() <= 8, "{want} vs {got}");
+        // No reduction fits, not a JPEG, or over the limits.
+        assert!(
+            decode_jpeg_reduced(&jpg, 150, 100, &Limits::DEFAULT)
+                .unwrap()
+                .is_none()
+        );
+        let mut png = Cursor::new(Vec::new());
+        encode(&img, OutputFormat::Png, &mut png).unwrap();
+        assert!(
+            decode_jpeg_reduced(png.get_ref(), 10, 10, &Limits::DEFAULT)
+                .unwrap()
+                .is_none()
+        );
+        let tight = Limits {
+            max_pixels: 100,
+            max_dimension: 1000,
+        };
+        assert!(decode_jpeg_reduced(&jpg, 10, 10, &tight).is_err());
     }
 
     #[test]

@@ -162,10 +162,12 @@ fn url_operation(spec: &str) -> Result<Operation, String> {
     Operation::parse(&spec).map_err(|e| e.to_string())
 }
 
-/// What a GET's query asks for besides the image.
-fn parse_query(query: &str) -> Result<(Vec<Operation>, EncodeOptions), String> {
+/// What a GET's query asks for besides the image: operations, encoder
+/// options, and whether a JPEG may be shrunk while decoding.
+fn parse_query(query: &str) -> Result<(Vec<Operation>, EncodeOptions, bool), String> {
     let mut ops = Vec::new();
     let mut options = EncodeOptions::default();
+    let mut draft = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "op" => ops.push(url_operation(&v).map_err(|e| format!("op={v}: {e}"))?),
@@ -179,14 +181,21 @@ fn parse_query(query: &str) -> Result<(Vec<Operation>, EncodeOptions), String> {
                 options.png = PngCompression::from_name(&v)
                     .ok_or_else(|| format!("png={v}: use none, fast, balanced or best"))?;
             }
+            "draft" => {
+                draft = match &*v {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(format!("draft={v}: use 1 or 0")),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown query parameter '{other}': use op, q, png (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, draft (and sig)"
                 ));
             }
         }
     }
-    Ok((ops, options))
+    Ok((ops, options, draft))
 }
 
 async fn fetch(
@@ -249,7 +258,7 @@ async fn fetch_inner(
     };
     let bad = |m: String| error(StatusCode::BAD_REQUEST, "InvalidArgument", m);
     let format = output_format(ext).map_err(|s| bad(s.message().to_owned()))?;
-    let (ops, options) = parse_query(&unsigned_query).map_err(bad)?;
+    let (ops, options, draft) = parse_query(&unsigned_query).map_err(bad)?;
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -261,6 +270,7 @@ async fn fetch_inner(
         ops,
         options,
         if_none_match,
+        draft,
     };
     let rendered = store
         .render(&app.shared, req, deadline)
@@ -420,7 +430,10 @@ mod tests {
 
     #[test]
     fn queries_name_operations_like_the_cli() {
-        let (ops, o) = parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70").unwrap();
+        let (ops, o, draft) = parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70").unwrap();
+        assert!(!draft);
+        assert!(parse_query("op=thumbnail:9&draft=1").unwrap().2);
+        assert!(parse_query("draft=yes").is_err());
         assert_eq!(
             ops,
             [
@@ -430,7 +443,7 @@ mod tests {
             ]
         );
         assert_eq!(o.jpeg_quality, 70);
-        let (ops, _) = parse_query("op=rotate%3D90").unwrap();
+        let (ops, _, _) = parse_query("op=rotate%3D90").unwrap();
         assert_eq!(ops, [Operation::parse("rotate=90").unwrap()]);
         assert!(
             parse_query("op=wobble:3")

@@ -77,7 +77,7 @@ impl ProcessService {
         let img = self
             .shared
             .compute
-            .run(move || decode_apply(&file, &ops, &limits))
+            .run(move || decode_apply(&file, &ops, &limits, false))
             .await?
             .map_err(from_core)?;
         let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);

@@ -180,6 +180,7 @@ impl ImageStore for StoreService {
                 ops,
                 options: encode_options(req.encode.as_ref())?,
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),
+                draft: req.draft,
             };
             store.render(&self.shared, r, deadline).await
         }

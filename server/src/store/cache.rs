@@ -176,14 +176,16 @@ impl Drop for Flight {
     }
 }
 
-/// Where the result of `ops` on `id`, encoded as `format` with `options`,
-/// is kept: `results/{id}/{key}.{ext}`, the key being 128 bits of the
-/// SHA-256 of the canonical request.
+/// Where the result of `ops` on `id`, encoded as `format` with `options`
+/// (decoded with DCT scaling if `draft`), is kept:
+/// `results/{id}/{key}.{ext}`, the key being 128 bits of the SHA-256 of the
+/// canonical request.
 pub fn result_path(
     id: &str,
     ops: &[Operation],
     format: OutputFormat,
     options: EncodeOptions,
+    draft: bool,
 ) -> Path {
     let mut h = Sha256::new();
     h.update(b"nlimage-result\0");
@@ -192,6 +194,9 @@ pub fn result_path(
     h.update(format.extension().as_bytes());
     h.update([0]);
     h.update(options.canonical_bytes());
+    if draft {
+        h.update(b"\0draft");
+    }
     let key = hex::encode(&h.finalize()[..16]);
     Path::from(format!("results/{id}/{key}.{}", format.extension()))
 }
@@ -427,27 +432,31 @@ mod tests {
     fn result_paths_differ_by_every_part_of_the_request() {
         let id = "0".repeat(64);
         let o = EncodeOptions::default();
-        let a = result_path(&id, &[Operation::Gray], OutputFormat::Png, o);
+        let a = result_path(&id, &[Operation::Gray], OutputFormat::Png, o, false);
         assert!(a.as_ref().starts_with(&format!("results/{id}/")));
         assert!(a.as_ref().ends_with(".png"));
         assert_eq!(
             a,
-            result_path(&id, &[Operation::Gray], OutputFormat::Png, o)
+            result_path(&id, &[Operation::Gray], OutputFormat::Png, o, false)
         );
-        assert_ne!(a, result_path(&id, &[], OutputFormat::Png, o));
+        assert_ne!(a, result_path(&id, &[], OutputFormat::Png, o, false));
         assert_ne!(
             a,
-            result_path(&id, &[Operation::Gray], OutputFormat::Jpeg, o)
+            result_path(&id, &[Operation::Gray], OutputFormat::Jpeg, o, false)
         );
         let q = EncodeOptions::new(50, o.png).unwrap();
         assert_ne!(
-            result_path(&id, &[], OutputFormat::Jpeg, o),
-            result_path(&id, &[], OutputFormat::Jpeg, q)
+            result_path(&id, &[], OutputFormat::Jpeg, o, false),
+            result_path(&id, &[], OutputFormat::Jpeg, q, false)
+        );
+        assert_ne!(
+            a,
+            result_path(&id, &[Operation::Gray], OutputFormat::Png, o, true)
         );
         let other = "1".repeat(64);
         assert_ne!(
             a,
-            result_path(&other, &[Operation::Gray], OutputFormat::Png, o)
+            result_path(&other, &[Operation::Gray], OutputFormat::Png, o, false)
         );
     }
 }

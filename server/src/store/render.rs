@@ -29,6 +29,8 @@ pub struct RenderRequest {
     pub options: EncodeOptions,
     /// An `If-None-Match` value.
     pub if_none_match: Option<String>,
+    /// Allow DCT-scaled JPEG decoding before a first downscale.
+    pub draft: bool,
 }
 
 /// A fetched result.
@@ -49,17 +51,71 @@ pub struct Rendered {
 }
 
 /// Decodes a stored file, turns it upright by its EXIF orientation, and
-/// applies `ops` (on the calling thread: run it on the compute pool).
+/// applies `ops` (on the calling thread: run it on the compute pool). With
+/// `draft`, a JPEG whose first operation resizes it to half or less is
+/// decoded at a reduced size (DCT scaling) of at least twice the resize's,
+/// and resized from there to exactly the size the exact path gives.
 pub fn decode_apply(
     file: &[u8],
     ops: &[Operation],
     limits: &nlimage_core::Limits,
+    draft: bool,
 ) -> nlimage_core::Result<nlimage_core::ImageBuf> {
     let orientation = nlimage_core::codec::orientation(Cursor::new(file))?;
-    let img = nlimage_core::decode(Cursor::new(file), limits)?;
     let mut all = orientation.operations();
+    if draft
+        && let Some(Operation::Resize(r)) = ops.first()
+        && let Some(img) = reduced(file, orientation, r, limits)?
+    {
+        all.extend(img.1);
+        all.extend_from_slice(&ops[1..]);
+        return Pipeline::apply(&img.0, &all);
+    }
+    let img = nlimage_core::decode(Cursor::new(file), limits)?;
     all.extend_from_slice(ops);
     Pipeline::apply(&img, &all)
+}
+
+/// The DCT-scaled decode for `draft` and the operations that replace the
+/// first resize `r`: an exact resize to the size `r` gives on the full
+/// image (then `fill`'s crop), so the output has the same size either way.
+fn reduced(
+    file: &[u8],
+    orientation: nlimage_core::ops::orient::Orientation,
+    r: &nlimage_core::ops::resize::Resize,
+    limits: &nlimage_core::Limits,
+) -> nlimage_core::Result<Option<(nlimage_core::ImageBuf, Vec<Operation>)>> {
+    use nlimage_core::ops::resize::{Fit, Resize};
+    let probe = nlimage_core::codec::probe(file, limits)?;
+    let turned = orientation.rotation.quarter_turns() % 2 == 1;
+    let (ow, oh) = if turned {
+        (probe.height, probe.width)
+    } else {
+        (probe.width, probe.height)
+    };
+    let (a, b, crop) = r.plan(ow, oh);
+    if u64::from(a) * 2 > u64::from(ow) || u64::from(b) * 2 > u64::from(oh) {
+        return Ok(None);
+    }
+    // At least twice the resize's size, in the file's own orientation.
+    let (mw, mh) = if turned {
+        (2 * b, 2 * a)
+    } else {
+        (2 * a, 2 * b)
+    };
+    let Some(img) = nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits)? else {
+        return Ok(None);
+    };
+    let mut ops = vec![Operation::Resize(Resize {
+        width: Some(a),
+        height: Some(b),
+        fit: Fit::Exact,
+        filter: r.filter,
+    })];
+    if let Some(c) = crop {
+        ops.push(Operation::Crop(c));
+    }
+    Ok(Some((img, ops)))
 }
 
 /// Memory a whole-image fetch holds: the file, its decoded pixels (a
@@ -118,7 +174,7 @@ impl Store {
                 body,
             });
         };
-        let path = result_path(&req.id, &req.ops, format, req.options);
+        let path = result_path(&req.id, &req.ops, format, req.options, req.draft);
         if let Some(hot) = self.cache.get_hot(&path) {
             let body = (!not_modified(&req.if_none_match, &hot.tag)).then_some(hot.bytes);
             return Ok(Rendered {
@@ -167,11 +223,11 @@ impl Store {
         let permit = shared.admission.admit(memory, deadline).await?;
         let file = self.original(&req.id).await?;
         let limits = shared.limits;
-        let (ops, options) = (req.ops, req.options);
+        let (ops, options, draft) = (req.ops, req.options, req.draft);
         let (bytes, width, height) = shared
             .compute
             .run(move || {
-                let img = decode_apply(&file, &ops, &limits)?;
+                let img = decode_apply(&file, &ops, &limits, draft)?;
                 drop(file);
                 let mut out = Cursor::new(Vec::new());
                 nlimage_core::encode_options(&img, format, options, &mut out)?;
