@@ -125,6 +125,27 @@ async fn upload_fetch_cache_and_delete_over_http() {
     );
     assert!(r.bytes().await.unwrap().is_empty());
 
+    // Byte ranges.
+    let r = c
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 10-19/{}", body.len())
+    );
+    assert_eq!(r.bytes().await.unwrap(), body.slice(10..20));
+    let r = c
+        .get(&url)
+        .header("range", format!("bytes={}-", body.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
     // Mistakes say what is wrong.
     let r = c
         .get(format!("{base}/v1/images/{id}.png?op=wobble:2"))

@@ -5,7 +5,8 @@
 //! - `GET|HEAD /v1/images/{id}[.{ext}]?op=SPEC&op=...&q=QUALITY&png=LEVEL`:
 //!   the image in the format the extension names (none: as uploaded), with
 //!   the operations applied; `ETag`, `Cache-Control: public,
-//!   max-age=31536000, immutable`, `304` on `If-None-Match`. With a signing
+//!   max-age=31536000, immutable`, `304` on `If-None-Match`, one byte range
+//!   (`206`, [`range`]). With a signing
 //!   key, `sig=` is required ([`sign`]); a valid signature stands in for the
 //!   bearer token.
 //! - `POST /v1/images[?filename=NAME]`: uploads the body; JSON answer.
@@ -16,6 +17,7 @@
 // built once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod range;
 pub mod sign;
 
 use std::net::{IpAddr, SocketAddr};
@@ -294,7 +296,30 @@ async fn fetch_inner(
         "x-nlimage-cache",
         HeaderValue::from_static(if rendered.cached { "hit" } else { "miss" }),
     );
-    Ok((StatusCode::OK, h, body).into_response())
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let len = body.len();
+    match range::parse(
+        text(header::RANGE),
+        text(header::IF_RANGE),
+        &rendered.tag,
+        len,
+    ) {
+        range::Ranged::Full => Ok((StatusCode::OK, h, body).into_response()),
+        range::Ranged::Part(r) => {
+            let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
+            h.insert(header::CONTENT_RANGE, value(&content_range));
+            Ok((StatusCode::PARTIAL_CONTENT, h, body.slice(r)).into_response())
+        }
+        range::Ranged::Unsatisfiable => {
+            h.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+            Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response())
+        }
+    }
 }
 
 async fn upload(
