@@ -58,6 +58,9 @@ pub struct PutOptions {
     pub content_type: String,
     /// Labels.
     pub labels: HashMap<String, String>,
+    /// The upload's length, if known: the server then refuses a stream that
+    /// ends short (a read error part-way) instead of storing a truncated file.
+    pub length: Option<u64>,
 }
 
 impl Client {
@@ -75,22 +78,31 @@ impl Client {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| ClientError::Io(format!("cannot read '{}': {e}", path.display())))?;
+        let length = file.metadata().await.ok().map(|m| m.len());
         let options = PutOptions {
             filename: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            length,
             ..PutOptions::default()
         };
         self.put_reader(file, options).await
     }
 
     /// Uploads `bytes`.
-    pub async fn put(&self, bytes: Bytes, options: PutOptions) -> Result<StoredImage, ClientError> {
+    pub async fn put(
+        &self,
+        bytes: Bytes,
+        mut options: PutOptions,
+    ) -> Result<StoredImage, ClientError> {
+        options.length = Some(bytes.len() as u64);
         self.put_reader(std::io::Cursor::new(bytes), options).await
     }
 
-    /// Uploads everything `reader` yields, in chunks of [`CHUNK_BYTES`].
+    /// Uploads everything `reader` yields, in chunks of [`CHUNK_BYTES`]. Set
+    /// `options.length` when it is known: a read error part-way then makes
+    /// the server refuse the upload instead of storing what arrived.
     pub async fn put_reader<R>(
         &self,
         mut reader: R,
@@ -105,6 +117,7 @@ impl Client {
                 filename: options.filename,
                 content_type: options.content_type,
                 labels: options.labels,
+                length: options.length.unwrap_or(0),
             })),
         };
         let reading = tokio::spawn(async move {

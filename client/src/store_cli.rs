@@ -289,12 +289,14 @@ async fn put(
                 let reader = tokio::fs::File::open(&file).await.map_err(|e| {
                     ClientError::Io(format!("cannot read '{}': {e}", file.display()))
                 })?;
+                let length = reader.metadata().await.ok().map(|m| m.len());
                 let options = nlimage_client::PutOptions {
                     filename: file
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                     labels: labels.clone(),
+                    length,
                     ..Default::default()
                 };
                 client.put_reader(reader, options).await

@@ -369,3 +369,59 @@ async fn draft_decoding_gives_the_same_size_and_close_pixels() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Yields `data`, then fails: a file that cannot be read to its end.
+struct Failing {
+    data: std::io::Cursor<Vec<u8>>,
+}
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Read;
+        let mut tmp = vec![0; buf.remaining().min(1 << 20)];
+        let n = self.data.read(&mut tmp).unwrap();
+        if n == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("disk on fire")));
+        }
+        buf.put_slice(&tmp[..n]);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_fails_part_way_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(with_store(dir.path())).await;
+    let client = common::client(&server).await;
+    // Over 8 MiB, so the first part already went to staging.
+    let bmp = encoded(&picture(1800, 1700, PixelFormat::Rgb8), OutputFormat::Bmp);
+    let half = bmp[..bmp.len() / 2 + (1 << 20)].to_vec();
+    let options = PutOptions {
+        length: Some(bmp.len() as u64),
+        ..PutOptions::default()
+    };
+    let e = client
+        .put_reader(
+            Failing {
+                data: std::io::Cursor::new(half.clone()),
+            },
+            options.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("disk on fire"), "{e}");
+    // A stream that ends short of its announced length.
+    let e = client
+        .put_reader(std::io::Cursor::new(half), options)
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), Code::InvalidArgument);
+    let (page, _) = client.list(10, "").await.unwrap();
+    assert!(page.is_empty());
+    assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
+    server.shutdown().await.unwrap();
+}

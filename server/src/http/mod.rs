@@ -333,6 +333,7 @@ async fn upload(
     let r = async {
         app.admit(&headers, peer.ip(), false)?;
         let store = app.store()?;
+        // hyper itself fails a body shorter than its Content-Length.
         let mut info = PutInfo {
             content_type: headers
                 .get(header::CONTENT_TYPE)

@@ -126,7 +126,16 @@ impl ImageStore for StoreService {
                 filename: header.filename,
                 content_type: header.content_type,
                 labels: header.labels.into_iter().collect(),
+                length: (header.length > 0).then_some(header.length),
             };
+            if let Some(n) = info.length
+                && n > store.max_upload
+            {
+                return Err(Status::resource_exhausted(format!(
+                    "the upload is {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
+                    store.max_upload >> 20
+                )));
+            }
             log.describe(format!("put '{}'", info.filename));
             let _memory = self
                 .shared

@@ -108,6 +108,8 @@ pub struct PutInfo {
     pub content_type: String,
     /// Optional labels.
     pub labels: BTreeMap<String, String>,
+    /// The length the client announced, if any.
+    pub length: Option<u64>,
 }
 
 /// The store: cheap to clone.

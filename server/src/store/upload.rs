@@ -108,7 +108,22 @@ impl Store {
                     if total > self.max_upload {
                         return Err(too_big(total));
                     }
+                    if let Some(n) = info.length
+                        && total > n
+                    {
+                        return Err(Status::invalid_argument(format!(
+                            "the upload carries more than the {n} bytes its header announced"
+                        )));
+                    }
                     hasher.update(c);
+                }
+                if ended
+                    && let Some(n) = info.length
+                    && total != n
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "the upload ended after {total} of the {n} bytes its header announced: nothing was stored"
+                    )));
                 }
                 if head.is_none() {
                     if let Some(c) = &chunk {
