@@ -425,3 +425,47 @@ async fn an_upload_that_fails_part_way_stores_nothing() {
     assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_uploads_of_the_same_bytes_store_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(with_store(dir.path())).await;
+    let client = Arc::new(common::client(&server).await);
+    // Small (one PUT) and large (staging, then a rename), eight at once each.
+    for (w, h) in [(40, 30), (1800, 1700)] {
+        let bmp = Bytes::from(encoded(
+            &picture(w, h, PixelFormat::Rgb8),
+            OutputFormat::Bmp,
+        ));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (c, b) = (Arc::clone(&client), bmp.clone());
+                let options = PutOptions {
+                    filename: format!("copy{i}.bmp"),
+                    ..PutOptions::default()
+                };
+                tokio::spawn(async move { c.put(b, options).await.unwrap() })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for t in tasks {
+            let s = t.await.unwrap();
+            ids.insert(s.id);
+            names.insert(s.filename);
+        }
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            names.len(),
+            1,
+            "every upload reports the first one's metadata"
+        );
+        let id = ids.into_iter().next().unwrap();
+        let got = client.get(&id, &GetOptions::default()).await.unwrap();
+        assert!(got.bytes == bmp);
+    }
+    let (page, _) = client.list(10, "").await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert!(walk(&dir.path().join("staging")).is_empty());
+    server.shutdown().await.unwrap();
+}
