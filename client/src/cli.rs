@@ -286,17 +286,7 @@ pub async fn run_one(
     // place only once complete: a failure leaves no partial file behind.
     let out = output;
     let context = || format!("cannot write '{}'", out.display());
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".nl-client-").suffix(".part");
-    // Temporary files are private (0600); the output is an ordinary file:
-    // 0666 less the umask, as `File::create` would make it.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).with_context(context)?;
+    let tmp = temp_beside(out).with_context(context)?;
     let file = tmp.as_file().try_clone().with_context(context)?;
     let png = args.png_compression;
     client
@@ -319,6 +309,22 @@ pub async fn run_one(
         .map_err(|e| e.error)
         .with_context(context)?;
     Ok(())
+}
+
+/// A temporary file beside `out`, to be renamed onto it once complete, so a
+/// failure never leaves a partial output.
+pub fn temp_beside(out: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nl-client-").suffix(".part");
+    // Temporary files are private (0600); the output is an ordinary file:
+    // 0666 less the umask, as `File::create` would make it.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(dir)
 }
 
 /// The orientation the file's EXIF data asks for (identity without any).

@@ -198,15 +198,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
 /// Writes `bytes` to `out` through a temporary file beside it.
 fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
     let context = || format!("cannot write '{}'", out.display());
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nl-client-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .with_context(context)?;
+    let mut tmp = crate::cli::temp_beside(out).with_context(context)?;
     tmp.write_all(bytes).with_context(context)?;
     tmp.persist(out)
         .map_err(|e| e.error)

@@ -122,13 +122,9 @@ fn record(route: &'static str, status: StatusCode, started: Instant) {
 
 impl App {
     fn store(&self) -> Result<&Store, Response> {
-        self.shared.store.as_ref().ok_or_else(|| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "this server runs without a store (nl-server --store none)",
-            )
-        })
+        self.shared
+            .store()
+            .map_err(|s| error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", s.message()))
     }
 
     /// Draining, then the client's rate, then (unless `signed`) the token.

@@ -28,3 +28,12 @@ pub struct Shared {
     /// The image store, if the server has one.
     pub store: Option<crate::store::Store>,
 }
+
+impl Shared {
+    /// The image store, or UNAVAILABLE saying the server runs without one.
+    pub fn store(&self) -> Result<&crate::store::Store, tonic::Status> {
+        self.store.as_ref().ok_or_else(|| {
+            tonic::Status::unavailable("this server runs without a store (nl-server --store none)")
+        })
+    }
+}

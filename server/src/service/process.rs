@@ -53,9 +53,7 @@ impl ProcessService {
         log: &mut RequestLog,
     ) -> Result<mpsc::Receiver<Result<ProcessResponse, Status>>, Status> {
         use crate::store::render::{decode_apply, whole_image_memory};
-        let store = self.shared.store.as_ref().ok_or_else(|| {
-            Status::unavailable("this server runs without a store (nl-server --store none)")
-        })?;
+        let store = self.shared.store()?;
         if header.image.is_some() {
             return Err(invalid(
                 "the header names both a stored source and an image size: a stored image has its own, leave `image` unset",

@@ -38,9 +38,7 @@ impl StoreService {
     }
 
     fn store(&self) -> Result<&Store, Status> {
-        self.shared.store.as_ref().ok_or_else(|| {
-            Status::unavailable("this server runs without a store (nl-server --store none)")
-        })
+        self.shared.store()
     }
 }
 
@@ -128,14 +126,6 @@ impl ImageStore for StoreService {
                 labels: header.labels.into_iter().collect(),
                 length: (header.length > 0).then_some(header.length),
             };
-            if let Some(n) = info.length
-                && n > store.max_upload
-            {
-                return Err(Status::resource_exhausted(format!(
-                    "the upload is {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
-                    store.max_upload >> 20
-                )));
-            }
             log.describe(format!("put '{}'", info.filename));
             let _memory = self
                 .shared

@@ -142,6 +142,8 @@ impl Store {
     ) -> Result<Rendered, Status> {
         id::check(&req.id).map_err(Status::invalid_argument)?;
         let mut format = req.format;
+        // Metadata read here is kept for the steps below (one read each).
+        let mut known = None;
         if let Some(f) = format
             && req.ops.is_empty()
             && req.options == EncodeOptions::default()
@@ -151,6 +153,7 @@ impl Store {
             if OutputFormat::from_extension(&meta.format) == Some(f) {
                 format = None;
             }
+            known = Some(meta);
         }
         let Some(format) = format else {
             if !req.ops.is_empty() {
@@ -158,7 +161,10 @@ impl Store {
                     "operations need an output format: name one (png, jpg, webp, ...)",
                 ));
             }
-            let meta = self.stat(&req.id).await?;
+            let meta = match known {
+                Some(m) => m,
+                None => self.stat(&req.id).await?,
+            };
             let tag = id::original_tag(&req.id);
             let body = if not_modified(&req.if_none_match, &tag) {
                 None
@@ -206,7 +212,10 @@ impl Store {
         if let Some(hit) = self.cached(&path, format, &req.if_none_match).await? {
             return Ok(hit);
         }
-        let meta = self.stat(&req.id).await?;
+        let meta = match known {
+            Some(m) => m,
+            None => self.stat(&req.id).await?,
+        };
         // Operations are checked against the limits before anything is read
         // (as RGBA, the largest layout a decoder gives).
         let probe_info =

@@ -90,10 +90,16 @@ impl Store {
         check_labels(&info.labels)?;
         let too_big = |n: u64| {
             Status::resource_exhausted(format!(
-                "the upload is over {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
+                "the upload reaches {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
                 self.max_upload >> 20
             ))
         };
+        // An announced length over the limit is refused before any byte.
+        if let Some(n) = info.length
+            && n > self.max_upload
+        {
+            return Err(too_big(n));
+        }
         let mut hasher = Sha256::new();
         let mut total: u64 = 0;
         let mut buffer: Vec<u8> = Vec::new();
