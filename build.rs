@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/nlimage.proto",
     "proto/nlimage/v1/nlimage.proto",
     "proto/nlimage/v1/store.proto",
+    "proto/nlimage/v1/jobs.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

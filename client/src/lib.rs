@@ -40,6 +40,8 @@ mod error;
 pub use error::{ClientError, status_name};
 pub mod store;
 pub use store::{Fetched, GetOptions, PutOptions, StoredImage};
+pub mod jobs;
+pub use jobs::{Job, JobRequest, JobState, Source};
 
 pub use nlimage_core::{CoreError, Flip, ImageBuf, ImageInfo, Operation, PixelFormat, Rotation};
 

@@ -25,6 +25,11 @@ impl Compute {
         })
     }
 
+    /// Threads in the pool.
+    pub fn workers(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
     /// Runs `f` on the pool and returns its result. Parallel iterators inside
     /// `f` use the same pool. A panic in `f` becomes INTERNAL, not a crash.
     pub async fn run<T, F>(&self, f: F) -> Result<T, Status>

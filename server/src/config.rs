@@ -60,6 +60,11 @@ pub struct Config {
     /// The image store [default: none; `nl-server` keeps one in its data
     /// directory].
     pub store: crate::store::StoreConfig,
+    /// Asynchronous jobs [default: none; `nl-server` keeps an SQLite queue in
+    /// its data directory].
+    pub jobs: crate::jobs::JobsConfig,
+    /// Which addresses remote sources (URLs) may come from.
+    pub sources: crate::store::fetch::SourcePolicy,
 }
 
 impl Default for Config {
@@ -81,6 +86,8 @@ impl Default for Config {
             url_signing_key: None,
             rate_limit: None,
             store: crate::store::StoreConfig::default(),
+            jobs: crate::jobs::JobsConfig::default(),
+            sources: crate::store::fetch::SourcePolicy::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod gate;
 pub mod handle;
 pub mod http;
+pub mod jobs;
 pub mod log;
 pub mod metrics;
 pub mod middleware;
@@ -44,8 +45,10 @@ use compute::Compute;
 use gate::Gate;
 use middleware::classic_admission::ClassicAdmission;
 use middleware::compression::CompressionPolicy;
+use nlimage::v1::jobs_server::JobsServer;
 use service::Shared;
 use service::classic::ClassicService;
+use service::jobs::JobsService;
 use service::process::ProcessService;
 use service::store::StoreService;
 
@@ -134,7 +137,14 @@ pub(crate) async fn serve(
         store: store::Store::open(&config.store)
             .await
             .map_err(ServerError::Store)?,
+        sources: store::fetch::Fetcher::new(config.sources.clone()).map_err(ServerError::Store)?,
+        jobs: jobs::Jobs::open(&config.jobs)
+            .await
+            .map_err(ServerError::Store)?,
     };
+    if let Some(j) = &shared.jobs {
+        tracing::info!("job queue: {}", j.describe());
+    }
     if let Some(s) = &shared.store {
         tracing::info!("image store: {}", s.describe());
     }
@@ -180,6 +190,7 @@ pub(crate) async fn serve(
     let store_service = compressed!(ImageStoreServer::new(StoreService::new(shared.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
+    let jobs_service = compressed!(JobsServer::new(JobsService::new(shared.clone())));
     let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
@@ -192,6 +203,7 @@ pub(crate) async fn serve(
         .set_serving::<ImageServiceServer<ProcessService>>()
         .await;
     health.set_serving::<ImageStoreServer<StoreService>>().await;
+    health.set_serving::<JobsServer<JobsService>>().await;
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(nlimage::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -212,6 +224,14 @@ pub(crate) async fn serve(
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)))?;
     }
     let stop = CancellationToken::new();
+    let worker = shared.jobs.clone().map(|j| {
+        tokio::spawn(jobs::worker::run(
+            j,
+            shared.clone(),
+            stop.clone(),
+            config.shutdown_grace,
+        ))
+    });
     let http_task = match http {
         Some(l) => {
             let http_addr = l.local_addr()?;
@@ -240,7 +260,11 @@ pub(crate) async fn serve(
             config.response_compression,
         ))
         .add_service(CompressionPolicy::new(
-            InterceptedService::new(store_service, gate),
+            InterceptedService::new(store_service, gate.clone()),
+            config.response_compression,
+        ))
+        .add_service(CompressionPolicy::new(
+            InterceptedService::new(jobs_service, gate),
             config.response_compression,
         ))
         .add_service(health_service)
@@ -283,6 +307,7 @@ pub(crate) async fn serve(
     health
         .set_not_serving::<ImageStoreServer<StoreService>>()
         .await;
+    health.set_not_serving::<JobsServer<JobsService>>().await;
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -291,6 +316,9 @@ pub(crate) async fn serve(
         let r = server.await;
         if let Some(t) = http_task {
             let _ = t.await;
+        }
+        if let Some(w) = worker {
+            let _ = w.await;
         }
         r
     };

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
+use nlimage_server::jobs::JobsConfig;
 use nlimage_server::ratelimit::RateSpec;
+use nlimage_server::store::fetch::SourcePolicy;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
@@ -119,6 +121,33 @@ struct Args {
     /// (0: none; not with S3, where other replicas may delete images).
     #[arg(long, default_value_t = 64)]
     memory_cache_mib: u64,
+    /// The job queue's database: sqlite://PATH (embedded, one machine),
+    /// postgres://USER:PASSWORD@HOST/DB (shared by every replica), or `none`
+    /// for no jobs [default: sqlite://DATA_DIR/jobs.sqlite; none without a store].
+    #[arg(long, env = "NL_DATABASE_URL")]
+    database: Option<String>,
+    /// Seconds a replica's claim on a job lasts without renewal; a replica
+    /// that dies loses its jobs to the others after this long.
+    #[arg(long, default_value_t = 30)]
+    job_lease_secs: u64,
+    /// Jobs this replica runs at once [default: twice --workers].
+    #[arg(long)]
+    job_concurrency: Option<usize>,
+    /// Runs of a job at most (transient failures and dead replicas count).
+    #[arg(long, default_value_t = 5)]
+    job_max_attempts: u32,
+    /// Base URL under which clients reach the HTTP gateway, for result URLs
+    /// of jobs [default: http://HTTP_ADDR when --http-addr is set].
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Allow remote sources (URLs) from this network although it is not
+    /// public (repeatable; e.g. 10.0.0.0/8). Loopback, private, link-local
+    /// and other non-public addresses are refused by default.
+    #[arg(long = "allow-source-net", value_name = "CIDR")]
+    allow_source_net: Vec<ipnet::IpNet>,
+    /// Time limit for fetching a remote source, in seconds.
+    #[arg(long, default_value_t = 30)]
+    source_timeout_secs: u64,
     /// Do not serve: ask the server at --host/--port (plaintext) whether it is
     /// SERVING (grpc.health.v1) and exit 0 if so, 1 if not. For container
     /// health checks.
@@ -241,6 +270,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             max_upload: args.max_upload_mib.saturating_mul(1 << 20),
             cache_max: args.cache_max_mib.saturating_mul(1 << 20),
             memory_cache: args.memory_cache_mib.saturating_mul(1 << 20),
+        },
+        jobs: JobsConfig {
+            database: match args.database.as_deref() {
+                Some("none") => None,
+                Some(url) => Some(url.to_string()),
+                None if args.store.as_deref() == Some("none") => None,
+                None => Some(format!(
+                    "sqlite://{}",
+                    data_dir(args.data_dir.as_deref())?
+                        .join("jobs.sqlite")
+                        .display()
+                )),
+            },
+            lease: Duration::from_secs(args.job_lease_secs.max(1)),
+            concurrency: args.job_concurrency.unwrap_or(0),
+            max_attempts: args.job_max_attempts.max(1),
+            public_url: args
+                .public_url
+                .clone()
+                .or_else(|| args.http_addr.map(|a| format!("http://{a}"))),
+        },
+        sources: SourcePolicy {
+            allow: args.allow_source_net.clone(),
+            timeout: Duration::from_secs(args.source_timeout_secs.max(1)),
         },
     };
     keep_freed_memory(config.memory_budget);

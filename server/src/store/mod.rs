@@ -18,6 +18,7 @@
 //! Handlers call this module; it knows nothing of gRPC messages or HTTP.
 
 pub mod cache;
+pub mod fetch;
 pub mod id;
 pub mod render;
 pub mod upload;

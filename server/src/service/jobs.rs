@@ -1,0 +1,274 @@
+//! The `nlimage.v1.Jobs` RPCs: validate a submission, queue it, and answer
+//! for any job from the shared queue (whichever replica runs it).
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use nlimage::convert;
+use nlimage::v1::jobs_server::Jobs as JobsRpc;
+use nlimage::v1::{
+    CancelJobRequest, GetJobRequest, Job, JobError, JobSpec, JobState, ListJobsRequest,
+    ListJobsResponse, SubmitRequest, WatchJobRequest, job_spec,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use super::store::{encode_options, output_format, stored_image};
+use crate::jobs::{Inserted, JobRow, ListFilter, db::state};
+use crate::status::from_core;
+use crate::store::Meta;
+use crate::store::upload::check_labels;
+
+/// How often Watch looks at the queue for changes made by other replicas.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+/// The jobs service.
+#[derive(Clone, Debug)]
+pub struct JobsService {
+    shared: Shared,
+}
+
+impl JobsService {
+    /// A service on `shared` (whose queue may be absent: then UNAVAILABLE).
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+}
+
+/// Checks everything about a spec that does not need its source.
+pub fn check_spec(spec: &JobSpec) -> Result<(), Status> {
+    match &spec.source {
+        Some(job_spec::Source::SourceId(id)) => {
+            crate::store::id::check(id).map_err(Status::invalid_argument)?;
+        }
+        Some(job_spec::Source::SourceUrl(url)) => {
+            let u = url::Url::parse(url)
+                .map_err(|e| Status::invalid_argument(format!("source URL '{url}': {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(Status::invalid_argument(format!(
+                    "source URL '{url}': use http:// or https://"
+                )));
+            }
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "a job needs a source: source_id (a stored image) or source_url",
+            ));
+        }
+    }
+    if output_format(&spec.format)?.is_none() {
+        return Err(Status::invalid_argument(
+            "a job needs an output format: png, jpg, webp, ...",
+        ));
+    }
+    convert::operations(&spec.operations).map_err(from_core)?;
+    encode_options(spec.encode.as_ref())?;
+    Ok(())
+}
+
+/// The wire form of a stored job.
+pub fn job(row: &JobRow, public_url: Option<&str>) -> Job {
+    let state = match row.state {
+        state::QUEUED => JobState::Queued,
+        state::RUNNING => JobState::Running,
+        state::SUCCEEDED => JobState::Succeeded,
+        state::FAILED => JobState::Failed,
+        state::CANCELLED => JobState::Cancelled,
+        _ => JobState::Unspecified,
+    };
+    let done = matches!(
+        state,
+        JobState::Succeeded | JobState::Failed | JobState::Cancelled
+    );
+    let result: Option<Meta> = row
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let result_url = match (&result, public_url) {
+        (Some(m), Some(base)) => format!(
+            "{}/v1/images/{}.{}",
+            base.trim_end_matches('/'),
+            m.id,
+            m.format
+        ),
+        _ => String::new(),
+    };
+    let labels: BTreeMap<String, String> = serde_json::from_str(&row.labels).unwrap_or_default();
+    let error = (matches!(state, JobState::Failed | JobState::Cancelled)).then(|| JobError {
+        code: row.error_code as i32,
+        message: row.error_message.clone(),
+    });
+    Job {
+        id: row.id.clone(),
+        state: state as i32,
+        done,
+        stage: row.stage.clone(),
+        progress: row.progress as f32,
+        spec: JobSpec::decode(row.spec.as_slice()).ok(),
+        labels: labels.into_iter().collect(),
+        idempotency_key: row.idempotency_key.clone().unwrap_or_default(),
+        result: result.map(stored_image),
+        result_url,
+        error,
+        created_unix_ms: row.created_ms,
+        started_unix_ms: row.started_ms,
+        finished_unix_ms: row.finished_ms,
+        attempts: row.attempts as u32,
+    }
+}
+
+fn page_token(row: &JobRow) -> String {
+    format!("{}.{}", row.created_ms, row.id)
+}
+
+fn parse_token(t: &str) -> Result<Option<(i64, String)>, Status> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Status::invalid_argument(format!("page token '{t}' is not one List returned"));
+    let (ms, id) = t.split_once('.').ok_or_else(bad)?;
+    Ok(Some((ms.parse().map_err(|_| bad())?, id.to_string())))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobsRpc for JobsService {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<Job>, Status> {
+        let jobs = self.shared.jobs()?;
+        self.shared.store()?;
+        let r = request.into_inner();
+        let spec = r
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a job needs a spec"))?;
+        check_spec(&spec)?;
+        let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
+        check_labels(&labels)?;
+        if r.idempotency_key.len() > 256 {
+            return Err(Status::invalid_argument(
+                "the idempotency key is longer than 256 bytes",
+            ));
+        }
+        let key = (!r.idempotency_key.is_empty()).then_some(r.idempotency_key);
+        let bytes = spec.encode_to_vec();
+        let row = match jobs.submit(bytes.clone(), labels, key).await? {
+            Inserted::New(row) => row,
+            Inserted::Existing(row) if row.spec == bytes => row,
+            Inserted::Existing(row) => {
+                return Err(Status::already_exists(format!(
+                    "idempotency key '{}' was used for another job ({}) with a different spec",
+                    row.idempotency_key.unwrap_or_default(),
+                    row.id
+                )));
+            }
+        };
+        Ok(Response::new(job(&row, jobs.public_url())))
+    }
+
+    async fn get(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let jobs = self.shared.jobs()?;
+        let row = jobs.get(&request.into_inner().id).await?;
+        Ok(Response::new(job(&row, jobs.public_url())))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let jobs = self.shared.jobs()?.clone();
+        let id = request.into_inner().id;
+        let mut last = jobs.get(&id).await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let first = job(&last, jobs.public_url());
+            let mut done = first.done;
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            while !done {
+                tokio::select! {
+                    () = jobs.changed(WATCH_POLL) => {}
+                    () = tx.closed() => return,
+                }
+                let row = match jobs.get(&id).await {
+                    Ok(r) => r,
+                    Err(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        return;
+                    }
+                };
+                if row != last {
+                    let j = job(&row, jobs.public_url());
+                    done = j.done;
+                    if tx.send(Ok(j)).await.is_err() {
+                        return;
+                    }
+                    last = row;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn cancel(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
+        let jobs = self.shared.jobs()?;
+        let row = jobs.cancel(&request.into_inner().id).await?;
+        Ok(Response::new(job(&row, jobs.public_url())))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let jobs = self.shared.jobs()?;
+        let r = request.into_inner();
+        let size = match r.page_size {
+            0 => 100,
+            n @ 1..=1000 => i64::from(n),
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {n}: use 1 to 1000"
+                )));
+            }
+        };
+        let state = match JobState::try_from(r.state) {
+            Ok(JobState::Unspecified) => None,
+            Ok(s) => Some(i64::from(s as i32)),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown job state {}",
+                    r.state
+                )));
+            }
+        };
+        let filter = ListFilter {
+            state,
+            labels: r.labels.into_iter().collect(),
+            before: parse_token(&r.page_token)?,
+            limit: size + 1,
+        };
+        let mut rows = jobs
+            .queue()
+            .list(&filter)
+            .await
+            .map_err(crate::jobs::db_error)?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(size as usize);
+        let next_page_token = if more {
+            rows.last().map(page_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListJobsResponse {
+            jobs: rows.iter().map(|r| job(r, jobs.public_url())).collect(),
+            next_page_token,
+        }))
+    }
+}

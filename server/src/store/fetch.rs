@@ -1,0 +1,310 @@
+//! Remote sources: an `http(s)://` URL fetched into the store, with the
+//! protections image proxies adopted after SSRF reports. Every address a name
+//! resolves to, and every IP literal (the first URL and each redirect), is
+//! checked: loopback, private, link-local, carrier-grade NAT, multicast,
+//! unspecified and other non-public ranges are refused unless the operator
+//! allows a network (`--allow-source-net CIDR`). The connection goes only to
+//! the checked addresses (the resolver filters them: no second lookup to
+//! rebind), redirects are followed at most [`MAX_REDIRECTS`] times and
+//! re-checked, proxies from the environment are ignored, and the body is
+//! limited in size (the store's upload limit) and time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nlimage_core::Limits;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use super::{Meta, PutInfo, Store};
+
+/// Redirects followed at most.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Which addresses sources may come from, and how long a fetch may take.
+#[derive(Clone, Debug)]
+pub struct SourcePolicy {
+    /// Networks allowed even though they are not public.
+    pub allow: Vec<IpNet>,
+    /// The whole fetch's time limit.
+    pub timeout: Duration,
+}
+
+impl Default for SourcePolicy {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why `ip` is not a public address, if it is not.
+pub fn non_public(ip: IpAddr) -> Option<&'static str> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    if let Some(v4) = v4 {
+        let o = v4.octets();
+        return if v4.is_loopback() {
+            Some("a loopback address")
+        } else if v4.is_private() {
+            Some("a private address")
+        } else if v4.is_link_local() {
+            Some("a link-local address")
+        } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+            Some("a carrier-grade NAT address")
+        } else if o[0] == 0 || v4.is_broadcast() {
+            Some("a reserved address")
+        } else if v4.is_multicast() || o[0] >= 240 {
+            Some("a multicast or reserved address")
+        } else if v4.is_documentation() || (o[0] == 198 && (o[1] & 0xfe) == 18) {
+            Some("a documentation or benchmarking address")
+        } else {
+            None
+        };
+    }
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    if v6.is_loopback() {
+        Some("a loopback address")
+    } else if v6.is_unspecified() {
+        Some("the unspecified address")
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        Some("a unique local (private) address")
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some("a link-local address")
+    } else if v6.is_multicast() {
+        Some("a multicast address")
+    } else if s[0] == 0x2001 && s[1] == 0xdb8 {
+        Some("a documentation address")
+    } else if s[0] == 0x64 && s[1] == 0xff9b {
+        // NAT64 embeds an IPv4 address that could be private.
+        Some("a NAT64 address")
+    } else {
+        None
+    }
+}
+
+impl SourcePolicy {
+    /// Refuses `ip` unless it is public or in an allowed network.
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        match non_public(ip) {
+            Some(why) if !self.allow.iter().any(|n| n.contains(&ip)) => Err(format!(
+                "{ip} is {why}; sources must be public (nl-server --allow-source-net CIDR allows a network)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "'{}' URLs are not fetched: use http:// or https://",
+                url.scheme()
+            ));
+        }
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => Ok(()),
+            None => Err("the URL has no host".into()),
+        }
+    }
+}
+
+/// A resolver that returns only the addresses the policy allows.
+struct Checked(Arc<SourcePolicy>);
+
+impl Resolve for Checked {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.0);
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refused.unwrap_or_else(|| "no address found".into());
+                return Err(format!("{host}: {why}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Fetches URLs under a policy.
+#[derive(Clone, Debug)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<SourcePolicy>,
+}
+
+impl Fetcher {
+    /// A fetcher enforcing `policy`.
+    pub fn new(policy: SourcePolicy) -> Result<Self, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = Arc::new(policy);
+        let redirects = Arc::clone(&policy);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(Checked(Arc::clone(&policy))))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match redirects.check_url(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(e) => {
+                        let to = attempt.url().to_string();
+                        attempt.error(format!("redirected to {to}: {e}"))
+                    }
+                }
+            }))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(policy.timeout)
+            .user_agent(concat!("nlimage/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for sources: {e}"))?;
+        Ok(Self { client, policy })
+    }
+
+    /// Fetches `url` into `store` (checked like an upload); returns the
+    /// stored image's metadata.
+    pub async fn fetch_into(
+        &self,
+        store: &Store,
+        url: &str,
+        limits: &Limits,
+    ) -> Result<Meta, Status> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| Status::invalid_argument(format!("source URL '{url}': {e}")))?;
+        self.policy
+            .check_url(&parsed)
+            .map_err(|e| Status::permission_denied(format!("source URL '{url}': {e}")))?;
+        let response = self.client.get(parsed.clone()).send().await.map_err(|e| {
+            let why = error_chain(&e);
+            if e.is_timeout() {
+                Status::deadline_exceeded(format!("fetching '{url}': timed out: {why}"))
+            } else if e.is_redirect() || why.contains("sources must be public") {
+                Status::permission_denied(format!("fetching '{url}': {why}"))
+            } else {
+                Status::unavailable(format!("fetching '{url}': {why}"))
+            }
+        })?;
+        let code = response.status();
+        if !code.is_success() {
+            let msg = format!("fetching '{url}': the server answered HTTP {code}");
+            return Err(if code.is_server_error() || code.as_u16() == 429 {
+                Status::unavailable(msg)
+            } else {
+                Status::failed_precondition(msg)
+            });
+        }
+        let length = response.content_length();
+        let filename = parsed
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_string))
+            .unwrap_or_default();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response
+            .bytes_stream()
+            .map(|r| r.map_err(|e| Status::unavailable(format!("fetching: {}", error_chain(&e)))));
+        let info = PutInfo {
+            filename,
+            content_type,
+            labels: Default::default(),
+            length,
+        };
+        store.put(info, limits, Box::pin(body)).await
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s += ": ";
+            s += &t;
+        }
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_public_ranges_are_refused_and_allowed_networks_pass() {
+        let p = SourcePolicy::default();
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+        ] {
+            let ip: IpAddr = bad.parse().unwrap();
+            assert!(p.check(ip).is_err(), "{bad} must be refused");
+        }
+        for good in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+            assert!(p.check(good.parse().unwrap()).is_ok(), "{good} is public");
+        }
+        let p = SourcePolicy {
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ..SourcePolicy::default()
+        };
+        assert!(p.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(p.check("10.0.0.1".parse().unwrap()).is_err());
+        let e = p.check("10.0.0.1".parse().unwrap()).unwrap_err();
+        assert!(
+            e.contains("private") && e.contains("--allow-source-net"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_http_urls_with_public_literal_hosts_pass() {
+        let p = SourcePolicy::default();
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(p.check_url(&u("file:///etc/passwd")).is_err());
+        assert!(p.check_url(&u("ftp://example.com/x.png")).is_err());
+        assert!(p.check_url(&u("http://127.0.0.1:8080/x.png")).is_err());
+        assert!(p.check_url(&u("http://[::1]/x.png")).is_err());
+        assert!(p.check_url(&u("https://example.com/x.png")).is_ok());
+    }
+}
