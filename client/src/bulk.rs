@@ -59,6 +59,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     pub started: Instant,
     last_line: std::sync::Mutex<Instant>,
+    /// Counting items (jobs) named so, rather than files and bytes.
+    unit: Option<&'static str>,
 }
 
 impl Progress {
@@ -81,16 +83,46 @@ impl Progress {
             bytes: AtomicU64::new(0),
             started: Instant::now(),
             last_line: std::sync::Mutex::new(Instant::now()),
+            unit: None,
         }
+    }
+
+    /// Progress over `n` items (each [`Progress::file_done`] with 1).
+    pub fn items(n: u64, unit: &'static str) -> Self {
+        let mut p = Self::new(n, n);
+        if let Some(bar) = &p.bar {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(unit);
+        }
+        p.unit = Some(unit);
+        p
     }
 
     pub fn file_done(&self, bytes: u64) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let sent = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         match &self.bar {
+            Some(bar) if self.unit.is_some() => bar.inc(bytes),
             Some(bar) => {
                 bar.inc(bytes);
                 bar.set_message(format!("{done}/{} files", self.files));
+            }
+            None if self.unit.is_some() => {
+                let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+                if last.elapsed() >= Duration::from_secs(2) || done == self.files {
+                    *last = Instant::now();
+                    eprintln!(
+                        "nl-client: {done}/{} {}",
+                        self.files,
+                        self.unit.unwrap_or_default()
+                    );
+                }
             }
             None => {
                 let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());

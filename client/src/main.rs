@@ -3,6 +3,7 @@
 mod bulk;
 mod cli;
 mod connect;
+mod job_cli;
 mod store_cli;
 
 use std::process::ExitCode;

@@ -118,6 +118,7 @@ impl Client {
                 content_type: options.content_type,
                 labels: options.labels,
                 length: options.length.unwrap_or(0),
+                source_url: String::new(),
             })),
         };
         let reading = tokio::spawn(async move {
@@ -152,6 +153,29 @@ impl Client {
             Ok(Ok(())) => {}
         }
         Ok(answer?.into_inner())
+    }
+
+    /// Has the server fetch `url` (http or https) and store it; returns what
+    /// the store found. The server refuses non-public addresses unless its
+    /// operator allowed them (nl-server --allow-source-net).
+    pub async fn put_url(
+        &self,
+        url: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<StoredImage, ClientError> {
+        let header = PutRequest {
+            message: Some(put_request::Message::Header(PutHeader {
+                labels,
+                source_url: url.to_owned(),
+                ..PutHeader::default()
+            })),
+        };
+        let stream = tokio_stream::iter([header]);
+        Ok(self
+            .store_stub()
+            .put(self.request(stream))
+            .await?
+            .into_inner())
     }
 
     /// Fetches `id` as `options` say.

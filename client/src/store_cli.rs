@@ -1,4 +1,5 @@
-//! `nl-client put|get|rm|ls`: the image store from the command line, for
+//! `nl-client put|get|rm|ls` (and `job`, in [`crate::job_cli`]): the image
+//! store from the command line, for
 //! people (a progress bar on a terminal) and for scripts (`id  path` lines on
 //! stdout, plain progress lines on stderr otherwise, a summary, and exit 1
 //! listing what failed).
@@ -85,15 +86,18 @@ pub enum Command {
     },
     /// List stored images: ID  FORMAT  WIDTHxHEIGHT  BYTES  FILENAME.
     Ls,
+    /// Asynchronous jobs: submit, watch, ls, cancel.
+    #[command(subcommand)]
+    Job(crate::job_cli::JobCommand),
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| "use KEY=VALUE".into())
 }
 
-fn parse_op(s: &str) -> Result<Operation, String> {
+pub fn parse_op(s: &str) -> Result<Operation, String> {
     Operation::parse(s).map_err(|e| e.to_string())
 }
 
@@ -101,7 +105,7 @@ fn parse_op(s: &str) -> Result<Operation, String> {
 pub fn is_store_command(arg: Option<&std::ffi::OsStr>) -> bool {
     matches!(
         arg.and_then(|a| a.to_str()),
-        Some("put" | "get" | "rm" | "ls")
+        Some("put" | "get" | "rm" | "ls" | "job")
     )
 }
 
@@ -172,6 +176,10 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 );
             }
             Ok(())
+        }
+        Command::Job(command) => {
+            let client = connect(&args).await?;
+            crate::job_cli::run(client, command, args.retries).await
         }
         Command::Ls => {
             let client = connect(&args).await?;

@@ -333,6 +333,14 @@ async fn url_sources_are_fetched_only_from_allowed_networks() {
         .unwrap();
     let img = nlimage_core::decode(Cursor::new(&result.bytes[..]), &Limits::DEFAULT).unwrap();
     assert_eq!(img, picture(40, 30, PixelFormat::Rgb8));
+    // ImageStore.Put takes a URL too, under the same policy.
+    let stored = client.put_url(&url("/hop"), HashMap::new()).await.unwrap();
+    assert_eq!(stored.id, nlimage_server::store::id::of(&png));
+    let e = client
+        .put_url(&url("/text"), HashMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), Code::InvalidArgument);
     // One redirect is followed.
     let done = finish(client.clone(), url("/hop")).await;
     assert_eq!(state(&done), JobState::Succeeded, "{done:?}");

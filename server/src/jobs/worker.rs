@@ -245,7 +245,11 @@ async fn execute(jobs: &Jobs, shared: &Shared, id: &str, spec: &[u8]) -> Result<
         Some(job_spec::Source::SourceId(s)) => s,
         Some(job_spec::Source::SourceUrl(url)) => {
             set_stage(jobs, id, "fetching", 0.1).await;
-            shared.sources.fetch_into(store, &url, &limits).await?.id
+            shared
+                .sources
+                .fetch_into(store, &url, &limits, Default::default())
+                .await?
+                .id
         }
         None => return Err(Status::invalid_argument("the job has no source")),
     };

@@ -22,7 +22,7 @@ use crate::gate;
 use crate::log::RequestLog;
 use crate::status::from_core;
 use crate::store::render::RenderRequest;
-use crate::store::upload::UPLOAD_MEMORY;
+use crate::store::upload::{UPLOAD_MEMORY, check_labels};
 use crate::store::{Meta, PutInfo, Store};
 
 /// The image store service.
@@ -120,6 +120,23 @@ impl ImageStore for StoreService {
                     ));
                 }
             };
+            if !header.source_url.is_empty() {
+                log.describe(format!("put from '{}'", header.source_url));
+                if inbound.message().await?.is_some() {
+                    return Err(Status::invalid_argument(
+                        "a Put from a URL carries no chunks after its header",
+                    ));
+                }
+                let labels = header.labels.into_iter().collect();
+                check_labels(&labels)?;
+                let meta = self
+                    .shared
+                    .sources
+                    .fetch_into(store, &header.source_url, &self.shared.limits, labels)
+                    .await?;
+                log.add_in(meta.bytes as usize);
+                return Ok(stored_image(meta));
+            }
             let info = PutInfo {
                 filename: header.filename,
                 content_type: header.content_type,

@@ -183,13 +183,14 @@ impl Fetcher {
         Ok(Self { client, policy })
     }
 
-    /// Fetches `url` into `store` (checked like an upload); returns the
-    /// stored image's metadata.
+    /// Fetches `url` into `store` (checked like an upload) with `labels`;
+    /// returns the stored image's metadata.
     pub async fn fetch_into(
         &self,
         store: &Store,
         url: &str,
         limits: &Limits,
+        labels: std::collections::BTreeMap<String, String>,
     ) -> Result<Meta, Status> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| Status::invalid_argument(format!("source URL '{url}': {e}")))?;
@@ -232,7 +233,7 @@ impl Fetcher {
         let info = PutInfo {
             filename,
             content_type,
-            labels: Default::default(),
+            labels,
             length,
         };
         store.put(info, limits, Box::pin(body)).await
