@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds nlimage's release binaries one of three ways.
-#   ./build.sh [host]      cargo build --release; links ./nl-server and ./nl-client
-#   ./build.sh nix-flake   nix build; binaries in ./result/bin/
-#   ./build.sh docker      images nlimage/nl-server and nlimage/nl-client
+# Builds nlimage's release binaries one of four ways.
+#   ./build.sh [host]       cargo build --release; links ./nl-server and ./nl-client
+#   ./build.sh nix-flake    nix build; binaries in ./result/bin/
+#   ./build.sh nix-legacy   nix-build (default.nix, no flakes); binaries in ./result/bin/
+#   ./build.sh docker       images nl-server and nl-client (podman when docker is absent)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -35,19 +36,34 @@ build_nix() {
   say "binaries: ./result/bin/nl-server ./result/bin/nl-client"
 }
 
+build_nix_legacy() {
+  command -v nix-build >/dev/null 2>&1 || die "nix-build not found: run ./setup.sh nix-legacy first"
+  say "nix-build -A default (default.nix: the flake's package from flake.lock's nixpkgs)"
+  nix-build -A default
+  say "binaries: ./result/bin/nl-server ./result/bin/nl-client"
+}
+
 build_docker() {
-  command -v docker >/dev/null 2>&1 || die "docker not found: run ./setup.sh docker first"
-  docker info >/dev/null 2>&1 || die "no Docker engine answers: start it (systemctl start docker)"
-  say "docker build --target server -t nlimage/nl-server"
-  docker build --target server -t nlimage/nl-server .
-  say "docker build --target client -t nlimage/nl-client"
-  docker build --target client -t nlimage/nl-client .
-  say "images: nlimage/nl-server nlimage/nl-client (docker compose up -d starts the server)"
+  local engine
+  if command -v docker >/dev/null 2>&1; then
+    engine=docker
+    docker info >/dev/null 2>&1 || die "no Docker engine answers: start it (systemctl start docker)"
+  elif command -v podman >/dev/null 2>&1; then
+    engine=podman
+  else
+    die "neither docker nor podman found: run ./setup.sh docker first"
+  fi
+  say "$engine build --target server -t nl-server"
+  "$engine" build --target server -t nl-server .
+  say "$engine build --target client -t nl-client"
+  "$engine" build --target client -t nl-client .
+  say "images: nl-server nl-client ($engine compose up -d starts two replicas behind a proxy)"
 }
 
 case "$MODE" in
   host) build_host ;;
   nix-flake) build_nix ;;
+  nix-legacy) build_nix_legacy ;;
   docker) build_docker ;;
-  *) die "unknown mode '$MODE': use host, nix-flake or docker" ;;
+  *) die "unknown mode '$MODE': use host, nix-flake, nix-legacy or docker" ;;
 esac

@@ -3,7 +3,8 @@
 #   ./setup.sh [host]      a C toolchain, cmake and nasm (to build the bundled
 #                          libjpeg-turbo) and, only if cargo is missing, Rust
 #   ./setup.sh nix-flake   Nix (apt nix-bin), with flakes enabled
-#   ./setup.sh docker      the Docker client and engine (apt docker.io)
+#   ./setup.sh nix-legacy  Nix (apt nix-bin) for nix-build and default.nix
+#   ./setup.sh docker      the Docker client and engine (apt docker.io), unless podman is there
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -77,9 +78,21 @@ setup_nix() {
   say "nix-flake set-up done: ./build.sh nix-flake"
 }
 
+setup_nix_legacy() {
+  if command -v nix-build >/dev/null 2>&1; then
+    say "nix present: $(nix-build --version)"
+  else
+    apt_install nix-bin
+  fi
+  say "nix-legacy set-up done: ./build.sh nix-legacy"
+}
+
 setup_docker() {
   if command -v docker >/dev/null 2>&1; then
     say "docker client present: $(docker --version)"
+  elif command -v podman >/dev/null 2>&1; then
+    say "podman present: $(podman --version); set-up done: ./build.sh docker"
+    return
   else
     apt_install docker.io
   fi
@@ -93,6 +106,7 @@ setup_docker() {
 case "$MODE" in
   host) setup_host ;;
   nix-flake) setup_nix ;;
+  nix-legacy) setup_nix_legacy ;;
   docker) setup_docker ;;
-  *) die "unknown mode '$MODE': use host, nix-flake or docker" ;;
+  *) die "unknown mode '$MODE': use host, nix-flake, nix-legacy or docker" ;;
 esac

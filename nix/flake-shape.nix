@@ -31,6 +31,8 @@ let
   cargo = builtins.fromTOML (builtins.readFile ../Cargo.toml);
   lock = builtins.fromJSON (builtins.readFile ../flake.lock);
   pin = lock.nodes.nixpkgs;
+  # default.nix (nix-build without flakes) gives the flake's packages.
+  legacy = import ../default.nix { system = "x86_64-linux"; pkgs = stubPkgs "x86_64-linux"; };
 in
 builtins.all (x: x) [
   (check (names self.packages == systems || builtins.sort builtins.lessThan (names self.packages) == builtins.sort builtins.lessThan systems) "packages for every system")
@@ -50,4 +52,6 @@ builtins.all (x: x) [
     "flake.lock pins the branch flake.nix names")
   (check (builtins.match "[0-9a-f]{40}" pin.locked.rev != null) "a full commit id")
   (check (builtins.match "sha256-[A-Za-z0-9+/]{43}=" pin.locked.narHash != null) "a SRI sha256 narHash")
+  (check (names legacy == names pkgs && legacy.default.pname == main.pname
+    && legacy.default.cargoLock == main.cargoLock) "default.nix builds the flake's packages")
 ]
