@@ -152,16 +152,24 @@ def run_batch(pb, channels, specs, poll=0.05):
     futures = [stubs_[i % len(stubs_)].Submit.future(jobs_pb2.SubmitRequest(spec=s))
                for i, s in enumerate(specs)]
     ids = [f.result().id for f in futures]
-    pending = set(ids)
+    # Jobs are claimed oldest first: follow the last one (one Watch stream,
+    # so that polling does not load the server), then collect every job.
+    for j in stubs_[(len(ids) - 1) % len(stubs_)].Watch(jobs_pb2.WatchJobRequest(id=ids[-1])):
+        if j.done:
+            break
     jobs = {}
+    pending = list(ids)
     while pending:
-        time.sleep(poll)
-        futs = {i: stubs_[0].Get.future(jobs_pb2.GetJobRequest(id=i)) for i in list(pending)[:500]}
-        for i, f in futs.items():
+        futs = [(i, stubs_[0].Get.future(jobs_pb2.GetJobRequest(id=i))) for i in pending]
+        pending = []
+        for i, f in futs:
             j = f.result()
             if j.done:
-                pending.discard(i)
                 jobs[i] = j
+            else:
+                pending.append(i)
+        if pending:
+            time.sleep(poll)
     bad = [j for j in jobs.values() if j.state != jobs_pb2.JOB_STATE_SUCCEEDED]
     if bad:
         sys.exit(f"{len(bad)} jobs did not succeed, e.g. {bad[0]}")

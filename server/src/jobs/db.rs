@@ -186,8 +186,13 @@ impl Queue {
     /// Queues `job`, or returns the job its idempotency key already names.
     pub async fn insert(&self, job: NewJob) -> Result<Inserted, sqlx::Error> {
         let labels = serde_json::to_string(&job.labels).unwrap_or_else(|_| "{}".into());
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        // Without labels one statement does (no transaction round trips).
+        let mut tx = if job.labels.is_empty() {
+            None
+        } else {
+            Some(self.pool.begin().await?)
+        };
+        let insert = sqlx::query(
             "INSERT INTO jobs (id, state, stage, progress, spec, labels, idempotency_key, created_ms, run_after_ms) \
              VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
         )
@@ -196,11 +201,15 @@ impl Queue {
         .bind(&job.spec)
         .bind(&labels)
         .bind(&job.idempotency_key)
-        .bind(job.now_ms)
-        .execute(&mut *tx)
-        .await?;
+        .bind(job.now_ms);
+        let done = match tx.as_mut() {
+            Some(tx) => insert.execute(&mut **tx).await?,
+            None => insert.execute(&self.pool).await?,
+        };
         if done.rows_affected() == 0 {
-            tx.rollback().await?;
+            if let Some(tx) = tx {
+                tx.rollback().await?;
+            }
             let key = job.idempotency_key.unwrap_or_default();
             let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
             let r = sqlx::query(AssertSqlSafe(sql))
@@ -209,15 +218,17 @@ impl Queue {
                 .await?;
             return Ok(Inserted::Existing(row(&r)?));
         }
-        for (k, v) in &job.labels {
-            sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES ($1, $2, $3)")
-                .bind(&job.id)
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(mut tx) = tx {
+            for (k, v) in &job.labels {
+                sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES ($1, $2, $3)")
+                    .bind(&job.id)
+                    .bind(k)
+                    .bind(v)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(Inserted::New(JobRow {
             id: job.id,
             state: state::QUEUED,
@@ -261,7 +272,7 @@ impl Queue {
             ""
         };
         let sql = format!(
-            "UPDATE jobs SET state = $1, stage = 'starting', lease_owner = $2, lease_until_ms = $3, \
+            "UPDATE jobs SET state = $1, stage = 'processing', progress = 0.1, lease_owner = $2, lease_until_ms = $3, \
              attempts = attempts + 1, started_ms = CASE WHEN started_ms = 0 THEN $4 ELSE started_ms END \
              WHERE id = (SELECT id FROM jobs WHERE (state = $5 AND run_after_ms <= $4) \
              OR (state = $1 AND lease_until_ms < $4) ORDER BY created_ms LIMIT 1{lock}) \

@@ -244,16 +244,18 @@ async fn execute(jobs: &Jobs, shared: &Shared, id: &str, spec: &[u8]) -> Result<
     let source = match spec.source {
         Some(job_spec::Source::SourceId(s)) => s,
         Some(job_spec::Source::SourceUrl(url)) => {
-            set_stage(jobs, id, "fetching", 0.1).await;
-            shared
+            set_stage(jobs, id, "fetching", 0.05).await;
+            let fetched = shared
                 .sources
                 .fetch_into(store, &url, &limits, Default::default())
                 .await?
-                .id
+                .id;
+            set_stage(jobs, id, "processing", 0.3).await;
+            fetched
         }
         None => return Err(Status::invalid_argument("the job has no source")),
     };
-    set_stage(jobs, id, "processing", 0.3).await;
+    // (A claimed job is already at "processing".)
     let format = output_format(&spec.format)?
         .ok_or_else(|| Status::invalid_argument("a job needs an output format"))?;
     let ops = convert::operations(&spec.operations).map_err(from_core)?;
@@ -264,12 +266,12 @@ async fn execute(jobs: &Jobs, shared: &Shared, id: &str, spec: &[u8]) -> Result<
         options: encode_options(spec.encode.as_ref())?,
         if_none_match: None,
         draft: spec.draft,
+        no_cache: true,
     };
     let rendered = store.render(shared, request, None).await?;
     let body: Bytes = rendered
         .body
         .ok_or_else(|| Status::internal("the result came back empty"))?;
-    set_stage(jobs, id, "storing", 0.9).await;
     let info = PutInfo {
         filename: format!("{id}.{}", format.extension()),
         content_type: format.mime().to_string(),

@@ -31,6 +31,9 @@ pub struct RenderRequest {
     pub if_none_match: Option<String>,
     /// Allow DCT-scaled JPEG decoding before a first downscale.
     pub draft: bool,
+    /// Do not keep the result in the result cache (a job stores its result
+    /// as an image of its own; a second copy would cost a file per job).
+    pub no_cache: bool,
 }
 
 /// A fetched result.
@@ -232,7 +235,7 @@ impl Store {
         let permit = shared.admission.admit(memory, deadline).await?;
         let file = self.original(&req.id).await?;
         let limits = shared.limits;
-        let (ops, options, draft) = (req.ops, req.options, req.draft);
+        let (ops, options, draft, no_cache) = (req.ops, req.options, req.draft, req.no_cache);
         let (bytes, width, height) = shared
             .compute
             .run(move || {
@@ -251,9 +254,11 @@ impl Store {
         drop(permit);
         let bytes = Bytes::from(bytes);
         let tag = id::tag_of(&bytes);
-        self.cache.insert(&path, bytes.clone(), tag.clone()).await;
-        self.cache
-            .put_hot(&path, bytes.clone(), tag.clone(), width, height);
+        if !no_cache {
+            self.cache.insert(&path, bytes.clone(), tag.clone()).await;
+            self.cache
+                .put_hot(&path, bytes.clone(), tag.clone(), width, height);
+        }
         drop(flight);
         let body = (!not_modified(&req.if_none_match, &tag)).then_some(bytes);
         Ok(Rendered {
