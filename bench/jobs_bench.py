@@ -11,9 +11,9 @@ grpcio client with default settings:
               on an idle replica, started_unix_ms - created_unix_ms; p50 and
               p99 over R jobs; embedded SQLite and PostgreSQL
   scaling     1, 2 and 3 replicas, --workers 1 each, sharing PostgreSQL and an
-              S3-compatible store (moto): wall time of one batch of heavier
-              jobs (2-megapixel JPEG -> sharpened 512-pixel WebP); speedup
-              over 1 replica
+              S3-compatible store (moto; --scaling-store dir: a directory):
+              wall time of one batch of heavier jobs (2-megapixel JPEG ->
+              blur, sharpen, 512-pixel JPEG); speedup over 1 replica
 
     bench/setup_venv.sh                        # once (grpcio, Pillow, numpy)
     .ci/run (or pip install 'moto[server]')    # moto for `scaling`
@@ -242,22 +242,27 @@ def bench_overhead(pb, tmp, reps):
         pg.stop()
 
 
-def bench_scaling(pb, tmp, n):
+SCALING_OPS = ["blur=4", "sharpen=1", "thumbnail=512"]
+
+
+def bench_scaling(pb, tmp, n, store):
     pg = Postgres(tmp)
-    moto = Moto("nl-bench")
-    print(f"\nscaling: {n} jobs (2-MP JPEG -> sharpen=1 + 512-px WebP), replicas with --workers 1 "
-          "sharing PostgreSQL and S3 (moto)")
+    moto = Moto("nl-bench") if store == "s3" else None
+    shared = "S3 (moto)" if moto else "a directory"
+    print(f"\nscaling: {n} jobs (2-MP JPEG -> {', '.join(SCALING_OPS)} -> JPEG), replicas with "
+          f"--workers 1 sharing PostgreSQL and {shared}")
     print("| replicas | seconds | jobs/s | speedup |\n|---|---|---|---|")
     base = None
     try:
         for count in (1, 2, 3):
-            prefix = f"s3://nl-bench/run{count}"
-            reps = [Replica(["--database", pg.url, "--store", prefix, "--workers", "1"], moto.env)
+            where = f"s3://nl-bench/run{count}" if moto else os.path.join(tmp, f"store{count}")
+            reps = [Replica(["--database", pg.url, "--store", where, "--workers", "1"],
+                            moto.env if moto else {})
                     for _ in range(count)]
             try:
                 srcs = sources(pb, reps[0].channel, 10, 1732, 1155)  # 2.0 megapixels
-                specs = [spec(pb, srcs[i % 10], ["sharpen=1", "thumbnail=512"], "webp",
-                              quality=50 + i // 10) for i in range(n)]
+                specs = [spec(pb, srcs[i % 10], SCALING_OPS, "jpg", quality=50 + i // 10)
+                         for i in range(n)]
                 secs, _, _ = run_batch(pb, [x.channel for x in reps], specs)
                 base = base or secs
                 print(f"| {count} | {secs:.1f} | {n / secs:.1f} | {base / secs:.2f}x |")
@@ -269,7 +274,8 @@ def bench_scaling(pb, tmp, n):
                             "postgres", "-c", "DELETE FROM job_labels; DELETE FROM jobs;"],
                            check=True, stdout=subprocess.DEVNULL)
     finally:
-        moto.stop()
+        if moto:
+            moto.stop()
         pg.stop()
 
 
@@ -279,6 +285,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=1000, help="jobs in the throughput batch")
     ap.add_argument("--reps", type=int, default=200, help="jobs for the overhead figure")
     ap.add_argument("--scaling-jobs", type=int, default=200)
+    ap.add_argument("--scaling-store", choices=("s3", "dir"), default="s3",
+                    help="what the replicas share as the store: moto's S3 or a directory")
     args = ap.parse_args()
     if not os.path.exists(f"{BIN}/nl-server"):
         sys.exit("build first: cargo build --release -p nlimage-server")
@@ -291,7 +299,7 @@ def main():
         if "overhead" in only:
             bench_overhead(pb, tmp, args.reps)
         if "scaling" in only:
-            bench_scaling(pb, tmp, args.scaling_jobs)
+            bench_scaling(pb, tmp, args.scaling_jobs, args.scaling_store)
 
 
 if __name__ == "__main__":
