@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod log;
 pub mod metrics;
 pub mod middleware;
+pub mod otel;
 pub mod ratelimit;
 pub mod service;
 pub mod spill;
@@ -218,7 +219,17 @@ pub(crate) async fn serve(
             let _ = s.set_nodelay(true);
         })
     });
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().trace_fn(|request| {
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = %request.uri().path(),
+            rpc.method = %request.uri().path(),
+            trace_id = tracing::field::Empty,
+        );
+        otel::continue_trace(&span, request.headers());
+        otel::record_trace_id(&span);
+        span
+    });
     if let Some(tls) = &config.tls {
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)))?;

@@ -15,6 +15,8 @@ use nlimage_server::store::fetch::SourcePolicy;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The nlimage gRPC image service: the classic NLImageService and the
 /// streaming nlimage.v1.ImageService on one port, with grpc.health.v1 and
@@ -148,6 +150,11 @@ struct Args {
     /// Time limit for fetching a remote source, in seconds.
     #[arg(long, default_value_t = 30)]
     source_timeout_secs: u64,
+    /// Export traces (a span per request and per job, with their steps) to
+    /// this OpenTelemetry collector over OTLP/gRPC, e.g. http://127.0.0.1:4317;
+    /// log lines then carry the trace id [default: off].
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Do not serve: ask the server at --host/--port (plaintext) whether it is
     /// SERVING (grpc.health.v1) and exit 0 if so, 1 if not. For container
     /// health checks.
@@ -181,17 +188,31 @@ async fn main() {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("NL_LOG").unwrap_or_else(|_| filter.into());
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (otel, tracer) = match args.otlp_endpoint.as_deref() {
+        Some(endpoint) => match nlimage_server::otel::Otel::start(endpoint) {
+            Ok((guard, tracer)) => (Some(guard), Some(tracer)),
+            Err(e) => {
+                eprintln!("nl-server: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => (None, None),
+    };
+    let traces = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let logs = tracing_subscriber::registry().with(filter).with(traces);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => fmt.json().init(),
+        LogFormat::Text => logs
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+        LogFormat::Json => logs.with(fmt.json()).init(),
     }
     if let Err(e) = serve(args).await {
         eprintln!("nl-server: {e:#}");
         std::process::exit(1);
     }
+    // Exports the traces still buffered.
+    drop(otel);
 }
 
 fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {

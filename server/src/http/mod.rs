@@ -63,7 +63,23 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/images", post(upload))
         .route("/v1/images/{file}", get(fetch).delete(remove))
+        .layer(axum::middleware::from_fn(traced))
         .with_state(app)
+}
+
+/// A span per HTTP request (a trace with `--otlp-endpoint`), continuing the
+/// caller's `traceparent`.
+async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+        http.method = %req.method(),
+        trace_id = tracing::field::Empty,
+    );
+    crate::otel::continue_trace(&span, req.headers());
+    crate::otel::record_trace_id(&span);
+    next.run(req).instrument(span).await
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled.
@@ -269,6 +285,7 @@ async fn fetch_inner(
         options,
         if_none_match,
         draft,
+        no_cache: false,
     };
     let rendered = store
         .render(&app.shared, req, deadline)

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use super::db::{JobRow, state};
 use super::{Jobs, now_ms};
@@ -156,7 +157,17 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
     }
     let token = CancellationToken::new();
     jobs.running().insert(id.clone(), token.clone());
-    let work = execute(jobs, shared, &id, &row.spec);
+    let span = tracing::info_span!(
+        "job",
+        job.id = %id,
+        job.attempt = row.attempts,
+        trace_id = tracing::field::Empty,
+    );
+    crate::otel::record_trace_id(&span);
+    // The wait in the queue, from submission (or the retry's due time) to this claim.
+    let since = std::time::UNIX_EPOCH + Duration::from_millis(row.created_ms.max(0) as u64);
+    crate::otel::past_span(&span, "queue wait", since, std::time::SystemTime::now());
+    let work = execute(jobs, shared, &id, &row.spec).instrument(span);
     let outcome = tokio::select! {
         r = work => Some(r),
         () = keep_lease(jobs, &id) => None,

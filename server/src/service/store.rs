@@ -197,6 +197,7 @@ impl ImageStore for StoreService {
                 options: encode_options(req.encode.as_ref())?,
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),
                 draft: req.draft,
+                no_cache: false,
             };
             store.render(&self.shared, r, deadline).await
         }

@@ -315,6 +315,7 @@ impl Store {
     }
 
     /// The stored bytes of `id`.
+    #[tracing::instrument(name = "store.read", skip(self))]
     pub async fn original(&self, id: &str) -> Result<Bytes, Status> {
         match self.objects.get(&original_path(id)).await {
             Ok(g) => g.bytes().await.map_err(backend_error),

@@ -72,11 +72,29 @@ pub fn decode_apply(
     {
         all.extend(img.1);
         all.extend_from_slice(&ops[1..]);
-        return Pipeline::apply(&img.0, &all);
+        return process(&img.0, &all);
     }
-    let img = nlimage_core::decode(Cursor::new(file), limits)?;
+    let img = tracing::info_span!("decode", bytes = file.len())
+        .in_scope(|| nlimage_core::decode(Cursor::new(file), limits))?;
     all.extend_from_slice(ops);
-    Pipeline::apply(&img, &all)
+    process(&img, &all)
+}
+
+/// Applies `ops` in a span naming them.
+fn process(
+    img: &nlimage_core::ImageBuf,
+    ops: &[Operation],
+) -> nlimage_core::Result<nlimage_core::ImageBuf> {
+    let span = tracing::info_span!(
+        "process",
+        operations = ops.len(),
+        ops = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        let names: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+        span.record("ops", tracing::field::display(names.join(", ")));
+    }
+    span.in_scope(|| Pipeline::apply(img, ops))
 }
 
 /// The DCT-scaled decode for `draft` and the operations that replace the
@@ -106,7 +124,9 @@ fn reduced(
     } else {
         (2 * a, 2 * b)
     };
-    let Some(img) = nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits)? else {
+    let reduced = tracing::info_span!("decode", bytes = file.len(), draft = true)
+        .in_scope(|| nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits))?;
+    let Some(img) = reduced else {
         return Ok(None);
     };
     let mut ops = vec![Operation::Resize(Resize {
@@ -236,13 +256,16 @@ impl Store {
         let file = self.original(&req.id).await?;
         let limits = shared.limits;
         let (ops, options, draft, no_cache) = (req.ops, req.options, req.draft, req.no_cache);
+        let parent = tracing::Span::current();
         let (bytes, width, height) = shared
             .compute
             .run(move || {
+                let _in = parent.enter();
                 let img = decode_apply(&file, &ops, &limits, draft)?;
                 drop(file);
                 let mut out = Cursor::new(Vec::new());
-                nlimage_core::encode_options(&img, format, options, &mut out)?;
+                tracing::info_span!("encode", format = format.extension())
+                    .in_scope(|| nlimage_core::encode_options(&img, format, options, &mut out))?;
                 Ok::<_, nlimage_core::CoreError>((
                     out.into_inner(),
                     img.info().width(),

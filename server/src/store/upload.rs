@@ -78,6 +78,7 @@ fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Status
 impl Store {
     /// Stores the file `chunks` carry; returns its metadata (that of the
     /// first upload if these bytes were stored before).
+    #[tracing::instrument(name = "store.write", skip_all, fields(filename = %info.filename))]
     pub async fn put<S>(
         &self,
         info: PutInfo,

@@ -281,6 +281,26 @@ impl Replica {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits for it to exit by itself (after a SIGTERM), at most `limit`.
+    pub fn wait(&mut self, limit: Duration) {
+        let t0 = Instant::now();
+        if let Some(c) = self.child.as_mut() {
+            while c.try_wait().unwrap().is_none() {
+                assert!(
+                    t0.elapsed() < limit,
+                    "nl-server did not stop within {limit:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.child = None;
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
