@@ -59,6 +59,34 @@ fn describe() {
         metrics::Unit::Bytes,
         "Memory reserved by admitted requests"
     );
+    metrics::describe_counter!(
+        "nlimage_jobs_total",
+        "Job runs on this replica by outcome: succeeded, failed, retried, stopped (cancelled or taken over)"
+    );
+    metrics::describe_histogram!(
+        "nlimage_job_queue_wait_seconds",
+        metrics::Unit::Seconds,
+        "From a job's submission to its claim (a retried job: to each claim)"
+    );
+    metrics::describe_histogram!(
+        "nlimage_job_run_seconds",
+        metrics::Unit::Seconds,
+        "From a job's claim to its end on this replica"
+    );
+    metrics::describe_gauge!("nlimage_jobs_running", "Jobs running on this replica");
+}
+
+/// Records a job claimed after waiting `wait_seconds` in the queue.
+pub fn job_claimed(wait_seconds: f64, running: usize) {
+    metrics::histogram!("nlimage_job_queue_wait_seconds").record(wait_seconds);
+    metrics::gauge!("nlimage_jobs_running").set(running as f64);
+}
+
+/// Records the end of a job's run here.
+pub fn job_ended(outcome: &'static str, seconds: f64, running: usize) {
+    metrics::counter!("nlimage_jobs_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("nlimage_job_run_seconds").record(seconds);
+    metrics::gauge!("nlimage_jobs_running").set(running as f64);
 }
 
 /// Records a finished request.

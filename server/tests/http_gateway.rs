@@ -20,8 +20,12 @@ fn config(dir: &std::path::Path) -> Config {
     Config {
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         store: StoreConfig {
-            location: StoreLocation::Dir(dir.to_owned()),
+            location: StoreLocation::Dir(dir.join("store")),
             ..StoreConfig::default()
+        },
+        jobs: nlimage_server::jobs::JobsConfig {
+            database: Some(format!("sqlite://{}", dir.join("jobs.sqlite").display())),
+            ..Default::default()
         },
         ..Config::default()
     }
@@ -187,6 +191,8 @@ async fn upload_fetch_cache_and_delete_over_http() {
     let h: serde_json::Value = r.json().await.unwrap();
     assert_eq!(h["status"], "serving");
     assert_eq!(h["store"]["reachable"], true);
+    assert_eq!(h["jobs"]["reachable"], true);
+    assert_eq!(h["jobs"]["queued"], 0);
     assert!(h["memory_budget_bytes"].as_u64().unwrap() > 0);
     assert!(h["workers"].as_u64().unwrap() >= 1);
     server.shutdown().await.unwrap();

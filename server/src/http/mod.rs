@@ -443,8 +443,23 @@ async fn healthz(State(app): State<App>) -> Response {
             "cached_result_bytes": s.cache.bytes(),
         }),
     };
+    let jobs = match &app.shared.jobs {
+        None => json!({ "configured": false }),
+        Some(j) => {
+            let q = j.queue();
+            json!({
+                "configured": true,
+                "database": j.describe(),
+                "reachable": q.reachable().await,
+                "queued": q.count(crate::jobs::db::state::QUEUED).await.ok(),
+                "running": q.count(crate::jobs::db::state::RUNNING).await.ok(),
+            })
+        }
+    };
     let draining = app.gate.draining();
-    let healthy = !draining && store.get("reachable").is_none_or(|r| r == true);
+    let healthy = !draining
+        && store.get("reachable").is_none_or(|r| r == true)
+        && jobs.get("reachable").is_none_or(|r| r == true);
     let body = json!({
         "status": if draining { "draining" } else if healthy { "serving" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -454,6 +469,7 @@ async fn healthz(State(app): State<App>) -> Response {
         "memory_budget_bytes": admission.budget(),
         "memory_in_use_bytes": admission.in_use(),
         "store": store,
+        "jobs": jobs,
     });
     let code = if healthy {
         StatusCode::OK

@@ -156,7 +156,14 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
         return;
     }
     let token = CancellationToken::new();
-    jobs.running().insert(id.clone(), token.clone());
+    let running = {
+        let mut r = jobs.running();
+        r.insert(id.clone(), token.clone());
+        r.len()
+    };
+    let claimed_at = std::time::Instant::now();
+    let waited = (now_ms() - row.created_ms).max(0) as f64 / 1e3;
+    crate::metrics::job_claimed(waited, running);
     let span = tracing::info_span!(
         "job",
         job.id = %id,
@@ -164,7 +171,7 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
         trace_id = tracing::field::Empty,
     );
     crate::otel::record_trace_id(&span);
-    // The wait in the queue, from submission (or the retry's due time) to this claim.
+    // The wait in the queue, from submission to this claim.
     let since = std::time::UNIX_EPOCH + Duration::from_millis(row.created_ms.max(0) as u64);
     crate::otel::past_span(&span, "queue wait", since, std::time::SystemTime::now());
     let work = execute(jobs, shared, &id, &row.spec).instrument(span);
@@ -173,8 +180,19 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
         () = keep_lease(jobs, &id) => None,
         () = token.cancelled() => None,
     };
-    jobs.running().remove(&id);
+    let running = {
+        let mut r = jobs.running();
+        r.remove(&id);
+        r.len()
+    };
     let now = now_ms();
+    let label = match &outcome {
+        None => "stopped",
+        Some(Ok(_)) => "succeeded",
+        Some(Err(s)) if transient(s) && row.attempts < max => "retried",
+        Some(Err(_)) => "failed",
+    };
+    crate::metrics::job_ended(label, claimed_at.elapsed().as_secs_f64(), running);
     let done = match outcome {
         None => {
             tracing::info!(job = %id, "job stopped: cancelled or taken over");
