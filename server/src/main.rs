@@ -138,6 +138,9 @@ struct Args {
     /// Runs of a job at most (transient failures and dead replicas count).
     #[arg(long, default_value_t = 5)]
     job_max_attempts: u32,
+    /// Days ended jobs are kept before they are removed.
+    #[arg(long, default_value_t = 30)]
+    job_retention_days: u64,
     /// Base URL under which clients reach the HTTP gateway, for result URLs
     /// of jobs [default: http://HTTP_ADDR when --http-addr is set].
     #[arg(long)]
@@ -307,6 +310,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             lease: Duration::from_secs(args.job_lease_secs.max(1)),
             concurrency: args.job_concurrency.unwrap_or(0),
             max_attempts: args.job_max_attempts.max(1),
+            retention: Duration::from_secs(args.job_retention_days.saturating_mul(24 * 3600)),
             public_url: args
                 .public_url
                 .clone()

@@ -36,6 +36,8 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     /// Base of result URLs on the HTTP gateway (`http://host:port`), if on.
     pub public_url: Option<String>,
+    /// Ended jobs are removed after this long.
+    pub retention: Duration,
 }
 
 impl Default for JobsConfig {
@@ -46,6 +48,7 @@ impl Default for JobsConfig {
             concurrency: 0,
             max_attempts: 5,
             public_url: None,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(jobs: Jobs, shared: Shared, stop: CancellationToken, grace: Dur
         n => n,
     };
     let room = Arc::new(Semaphore::new(concurrency));
+    tokio::spawn(purge_ended(jobs.clone(), stop.clone()));
     let mut tasks = JoinSet::new();
     let lease = jobs.inner.config.lease;
     loop {
@@ -121,6 +122,27 @@ pub async fn run(jobs: Jobs, shared: Shared, stop: CancellationToken, grace: Dur
                     "the replica running it shut down",
                 )
                 .await;
+        }
+    }
+}
+
+/// Removes ended jobs older than the retention, every hour (any replica may:
+/// the deletes are idempotent).
+async fn purge_ended(jobs: Jobs, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let before = now_ms() - jobs.inner.config.retention.as_millis() as i64;
+        match jobs.queue().purge(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "jobs: removed {n} ended more than {:?} ago",
+                jobs.inner.config.retention
+            ),
+            Err(e) => tracing::warn!("jobs: cannot remove old jobs: {e}"),
         }
     }
 }
