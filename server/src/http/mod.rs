@@ -286,6 +286,7 @@ async fn fetch_inner(
         if_none_match,
         draft,
         no_cache: false,
+        stop: None,
     };
     let rendered = store
         .render(&app.shared, req, deadline)

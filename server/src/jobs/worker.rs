@@ -196,12 +196,14 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
     // The wait in the queue, from submission to this claim.
     let since = std::time::UNIX_EPOCH + Duration::from_millis(row.created_ms.max(0) as u64);
     crate::otel::past_span(&span, "queue wait", since, std::time::SystemTime::now());
-    let work = execute(jobs, shared, &id, &row.spec).instrument(span);
+    let work = execute(jobs, shared, &id, &row.spec, token.clone()).instrument(span);
     let outcome = tokio::select! {
         r = work => Some(r),
         () = keep_lease(jobs, &id) => None,
         () = token.cancelled() => None,
     };
+    // Whatever still computes for this job stops at its next chunk or band.
+    token.cancel();
     let running = {
         let mut r = jobs.running();
         r.remove(&id);
@@ -287,7 +289,13 @@ async fn set_stage(jobs: &Jobs, id: &str, stage: &str, progress: f64) {
 }
 
 /// The job's work: source, operations, encoding, the stored result.
-async fn execute(jobs: &Jobs, shared: &Shared, id: &str, spec: &[u8]) -> Result<Meta, Status> {
+async fn execute(
+    jobs: &Jobs,
+    shared: &Shared,
+    id: &str,
+    spec: &[u8],
+    stop: CancellationToken,
+) -> Result<Meta, Status> {
     let spec = JobSpec::decode(spec)
         .map_err(|e| Status::internal(format!("the stored job cannot be read: {e}")))?;
     let store = shared.store()?;
@@ -318,6 +326,7 @@ async fn execute(jobs: &Jobs, shared: &Shared, id: &str, spec: &[u8]) -> Result<
         if_none_match: None,
         draft: spec.draft,
         no_cache: true,
+        stop: Some(stop),
     };
     let rendered = store.render(shared, request, None).await?;
     let body: Bytes = rendered

@@ -75,7 +75,7 @@ impl ProcessService {
         let img = self
             .shared
             .compute
-            .run(move || decode_apply(&file, &ops, &limits, false))
+            .run(move || decode_apply(&file, &ops, &limits, false, None))
             .await?
             .map_err(from_core)?;
         let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);

@@ -198,6 +198,7 @@ impl ImageStore for StoreService {
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),
                 draft: req.draft,
                 no_cache: false,
+                stop: None,
             };
             store.render(&self.shared, r, deadline).await
         }

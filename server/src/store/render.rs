@@ -8,6 +8,7 @@ use std::io::Cursor;
 use bytes::Bytes;
 use nlimage_core::{EncodeOptions, ImageInfo, Operation, OutputFormat, Pipeline, PixelFormat};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::cache::result_path;
@@ -34,6 +35,8 @@ pub struct RenderRequest {
     /// Do not keep the result in the result cache (a job stores its result
     /// as an image of its own; a second copy would cost a file per job).
     pub no_cache: bool,
+    /// Stops the work at its next chunk or band once cancelled (a job).
+    pub stop: Option<CancellationToken>,
 }
 
 /// A fetched result.
@@ -63,6 +66,7 @@ pub fn decode_apply(
     ops: &[Operation],
     limits: &nlimage_core::Limits,
     draft: bool,
+    stop: Option<&CancellationToken>,
 ) -> nlimage_core::Result<nlimage_core::ImageBuf> {
     let orientation = nlimage_core::codec::orientation(Cursor::new(file))?;
     let mut all = orientation.operations();
@@ -72,18 +76,25 @@ pub fn decode_apply(
     {
         all.extend(img.1);
         all.extend_from_slice(&ops[1..]);
-        return process(&img.0, &all);
+        return process(&img.0, &all, stop);
     }
     let img = tracing::info_span!("decode", bytes = file.len())
         .in_scope(|| nlimage_core::decode(Cursor::new(file), limits))?;
     all.extend_from_slice(ops);
-    process(&img, &all)
+    process(&img, &all, stop)
 }
 
-/// Applies `ops` in a span naming them.
+/// Input bytes pushed between two looks at `stop`.
+const STOP_CHECK_BYTES: usize = 4 << 20;
+
+/// Applies `ops` in a span naming them. With `stop`, the image goes through
+/// the pipeline in chunks and comes out in bands, and a cancelled `stop`
+/// ends the work at the next chunk or band (the result is the same: the
+/// pipeline streams identically however its input is cut).
 fn process(
     img: &nlimage_core::ImageBuf,
     ops: &[Operation],
+    stop: Option<&CancellationToken>,
 ) -> nlimage_core::Result<nlimage_core::ImageBuf> {
     let span = tracing::info_span!(
         "process",
@@ -94,7 +105,30 @@ fn process(
         let names: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
         span.record("ops", tracing::field::display(names.join(", ")));
     }
-    span.in_scope(|| Pipeline::apply(img, ops))
+    let _in = span.enter();
+    let Some(stop) = stop else {
+        return Pipeline::apply(img, ops);
+    };
+    let stopped = || nlimage_core::CoreError::InvalidInput("stopped: cancelled".into());
+    let mut p = Pipeline::new(img.info(), ops)?;
+    let info = p.output_info();
+    let mut out = Vec::new();
+    out.try_reserve_exact(info.byte_len())
+        .map_err(|_| nlimage_core::CoreError::OutOfMemory(info.byte_len()))?;
+    for chunk in img.data().chunks(STOP_CHECK_BYTES) {
+        if stop.is_cancelled() {
+            return Err(stopped());
+        }
+        p.push(chunk, &mut out)?;
+    }
+    let mut rest = p.finish()?;
+    while let Some(band) = rest.next_band(STOP_CHECK_BYTES)? {
+        if stop.is_cancelled() {
+            return Err(stopped());
+        }
+        out.extend_from_slice(&band);
+    }
+    nlimage_core::ImageBuf::new(info, out)
 }
 
 /// The DCT-scaled decode for `draft` and the operations that replace the
@@ -256,12 +290,13 @@ impl Store {
         let file = self.original(&req.id).await?;
         let limits = shared.limits;
         let (ops, options, draft, no_cache) = (req.ops, req.options, req.draft, req.no_cache);
+        let stop = req.stop;
         let parent = tracing::Span::current();
         let (bytes, width, height) = shared
             .compute
             .run(move || {
                 let _in = parent.enter();
-                let img = decode_apply(&file, &ops, &limits, draft)?;
+                let img = decode_apply(&file, &ops, &limits, draft, stop.as_ref())?;
                 drop(file);
                 let mut out = Cursor::new(Vec::new());
                 tracing::info_span!("encode", format = format.extension())
@@ -323,5 +358,35 @@ impl Store {
             cached: true,
             body,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(w: u32, h: u32) -> nlimage_core::ImageBuf {
+        let info = ImageInfo::new(w, h, PixelFormat::Rgb8).unwrap();
+        let data = (0..info.byte_len()).map(|i| (i * 31 % 251) as u8).collect();
+        nlimage_core::ImageBuf::new(info, data).unwrap()
+    }
+
+    #[test]
+    fn processing_in_chunks_equals_the_whole_image_and_a_stop_ends_it() {
+        // Larger than one chunk, so that the input is cut.
+        let img = picture(1300, 1101);
+        let ops = [
+            Operation::parse("blur=1").unwrap(),
+            Operation::parse("rotate=90").unwrap(),
+            Operation::parse("resize=800x").unwrap(),
+        ];
+        let whole = Pipeline::apply(&img, &ops).unwrap();
+        let live = CancellationToken::new();
+        assert_eq!(process(&img, &ops, Some(&live)).unwrap(), whole);
+        assert_eq!(process(&img, &ops, None).unwrap(), whole);
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let e = process(&img, &ops, Some(&stopped)).unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
     }
 }
