@@ -61,6 +61,8 @@ pub struct Progress {
     last_line: std::sync::Mutex<Instant>,
     /// Counting items (jobs) named so, rather than files and bytes.
     unit: Option<&'static str>,
+    /// Nothing shown (one item: its own line says it all).
+    quiet: bool,
 }
 
 impl Progress {
@@ -84,7 +86,15 @@ impl Progress {
             started: Instant::now(),
             last_line: std::sync::Mutex::new(Instant::now()),
             unit: None,
+            quiet: false,
         }
+    }
+
+    /// Shows nothing.
+    pub fn quiet(mut self) -> Self {
+        self.bar = None;
+        self.quiet = true;
+        self
     }
 
     /// Progress over `n` items (each [`Progress::file_done`] with 1).
@@ -105,6 +115,9 @@ impl Progress {
     }
 
     pub fn file_done(&self, bytes: u64) {
+        if self.quiet {
+            return;
+        }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let sent = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         match &self.bar {

@@ -329,10 +329,9 @@ async fn submit_all(
     retries: usize,
 ) -> Result<(), Failure> {
     let n = sources.len();
-    let progress = Arc::new(Progress::items(
-        n as u64,
-        if wait { "jobs done" } else { "submitted" },
-    ));
+    let progress = Progress::items(n as u64, if wait { "jobs done" } else { "submitted" });
+    // One source: its own line says it all.
+    let progress = Arc::new(if n == 1 { progress.quiet() } else { progress });
     let gate = Arc::new(tokio::sync::Semaphore::new(jobs));
     let template = Arc::new(template);
     let mut tasks = tokio::task::JoinSet::new();
@@ -393,6 +392,9 @@ async fn submit_all(
     }
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
+    }
+    if n == 1 && failed.is_empty() {
+        return Ok(());
     }
     eprintln!(
         "nl-client: {} of {n} jobs {} in {:.1} s",

@@ -19,7 +19,9 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use super::store::{encode_options, output_format, stored_image};
+use crate::gate;
 use crate::jobs::{Inserted, JobRow, ListFilter, db::state};
+use crate::log::RequestLog;
 use crate::status::from_core;
 use crate::store::Meta;
 use crate::store::upload::check_labels;
@@ -137,12 +139,83 @@ fn parse_token(t: &str) -> Result<Option<(i64, String)>, Status> {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
 
+/// Runs a unary call's `work`, logged and counted like every request.
+async fn logged<T>(
+    method: &'static str,
+    request_id: String,
+    detail: String,
+    work: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    let mut log = RequestLog::start(method, request_id);
+    log.describe(detail);
+    let result = work.await;
+    log.finish(result.as_ref().map(|_| ()));
+    result.map(Response::new)
+}
+
 #[tonic::async_trait]
 impl JobsRpc for JobsService {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<Job>, Status> {
+        let rid = gate::request_id(request.metadata());
+        let r = request.into_inner();
+        let detail = format!(
+            "submit ({} ops)",
+            r.spec.as_ref().map_or(0, |s| s.operations.len())
+        );
+        logged("nlimage.v1.Jobs/Submit", rid, detail, self.submit_job(r)).await
+    }
+
+    async fn get(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let rid = gate::request_id(request.metadata());
+        let id = request.into_inner().id;
+        let work = async {
+            let jobs = self.shared.jobs()?;
+            let row = jobs.get(&id).await?;
+            Ok(job(&row, jobs.public_url()))
+        };
+        logged("nlimage.v1.Jobs/Get", rid, format!("job {id}"), work).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.watch_job(request).await
+    }
+
+    async fn cancel(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
+        let rid = gate::request_id(request.metadata());
+        let id = request.into_inner().id;
+        let work = async {
+            let jobs = self.shared.jobs()?;
+            let row = jobs.cancel(&id).await?;
+            Ok(job(&row, jobs.public_url()))
+        };
+        logged("nlimage.v1.Jobs/Cancel", rid, format!("job {id}"), work).await
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let rid = gate::request_id(request.metadata());
+        let r = request.into_inner();
+        logged(
+            "nlimage.v1.Jobs/List",
+            rid,
+            String::new(),
+            self.list_jobs(r),
+        )
+        .await
+    }
+}
+
+impl JobsService {
+    async fn submit_job(&self, r: SubmitRequest) -> Result<Job, Status> {
         let jobs = self.shared.jobs()?;
         self.shared.store()?;
-        let r = request.into_inner();
         let spec = r
             .spec
             .ok_or_else(|| Status::invalid_argument("a job needs a spec"))?;
@@ -167,21 +240,13 @@ impl JobsRpc for JobsService {
                 )));
             }
         };
-        Ok(Response::new(job(&row, jobs.public_url())))
+        Ok(job(&row, jobs.public_url()))
     }
 
-    async fn get(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
-        let jobs = self.shared.jobs()?;
-        let row = jobs.get(&request.into_inner().id).await?;
-        Ok(Response::new(job(&row, jobs.public_url())))
-    }
-
-    type WatchStream = WatchStream;
-
-    async fn watch(
+    async fn watch_job(
         &self,
         request: Request<WatchJobRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<WatchStream>, Status> {
         let jobs = self.shared.jobs()?.clone();
         let id = request.into_inner().id;
         let mut last = jobs.get(&id).await?;
@@ -217,18 +282,8 @@ impl JobsRpc for JobsService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn cancel(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
+    async fn list_jobs(&self, r: ListJobsRequest) -> Result<ListJobsResponse, Status> {
         let jobs = self.shared.jobs()?;
-        let row = jobs.cancel(&request.into_inner().id).await?;
-        Ok(Response::new(job(&row, jobs.public_url())))
-    }
-
-    async fn list(
-        &self,
-        request: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
-        let jobs = self.shared.jobs()?;
-        let r = request.into_inner();
         let size = match r.page_size {
             0 => 100,
             n @ 1..=1000 => i64::from(n),
@@ -266,9 +321,9 @@ impl JobsRpc for JobsService {
         } else {
             String::new()
         };
-        Ok(Response::new(ListJobsResponse {
+        Ok(ListJobsResponse {
             jobs: rows.iter().map(|r| job(r, jobs.public_url())).collect(),
             next_page_token,
-        }))
+        })
     }
 }
