@@ -182,7 +182,13 @@ impl JobsRpc for JobsService {
         &self,
         request: Request<WatchJobRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.watch_job(request).await
+        // Logged and counted when the stream opens (or is refused).
+        let rid = gate::request_id(request.metadata());
+        let detail = format!("watch {}", request.get_ref().id);
+        logged("nlimage.v1.Jobs/Watch", rid, detail, async {
+            self.watch_job(request).await.map(Response::into_inner)
+        })
+        .await
     }
 
     async fn cancel(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
