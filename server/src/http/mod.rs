@@ -17,6 +17,7 @@
 // built once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod health;
 pub mod range;
 pub mod sign;
 
@@ -60,7 +61,7 @@ pub struct App {
 /// The gateway's routes.
 pub fn router(app: App) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/v1/images", post(upload))
         .route("/v1/images/{file}", get(fetch).delete(remove))
         .layer(axum::middleware::from_fn(traced))
@@ -431,53 +432,6 @@ async fn remove(
     .unwrap_or_else(|e| e);
     record("DELETE /v1/images", r.status(), started);
     r
-}
-
-async fn healthz(State(app): State<App>) -> Response {
-    let admission = &app.shared.admission;
-    let store = match &app.shared.store {
-        None => json!({ "configured": false }),
-        Some(s) => json!({
-            "configured": true,
-            "location": s.describe(),
-            "reachable": s.reachable().await,
-            "cached_result_bytes": s.cache.bytes(),
-        }),
-    };
-    let jobs = match &app.shared.jobs {
-        None => json!({ "configured": false }),
-        Some(j) => {
-            let q = j.queue();
-            json!({
-                "configured": true,
-                "database": j.describe(),
-                "reachable": q.reachable().await,
-                "queued": q.count(crate::jobs::db::state::QUEUED).await.ok(),
-                "running": q.count(crate::jobs::db::state::RUNNING).await.ok(),
-            })
-        }
-    };
-    let draining = app.gate.draining();
-    let healthy = !draining
-        && store.get("reachable").is_none_or(|r| r == true)
-        && jobs.get("reachable").is_none_or(|r| r == true);
-    let body = json!({
-        "status": if draining { "draining" } else if healthy { "serving" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": app.started.elapsed().as_secs(),
-        "workers": app.workers,
-        "queue_depth": admission.queued(),
-        "memory_budget_bytes": admission.budget(),
-        "memory_in_use_bytes": admission.in_use(),
-        "store": store,
-        "jobs": jobs,
-    });
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]
