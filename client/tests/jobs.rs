@@ -357,3 +357,39 @@ async fn url_sources_are_fetched_only_from_allowed_networks() {
         assert_eq!(e.code, want as i32, "{path}: {e:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_shuts_down_hands_its_running_job_back_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = with_jobs(dir.path());
+    a.jobs.concurrency = 1;
+    a.shutdown_grace = Duration::from_millis(400);
+    let first = common::server(a).await;
+    let client = common::client(&first).await;
+    let id = put_picture(&client, 1500, 1100).await;
+    let mut slow = JobRequest::new(Source::Stored(id), "png");
+    slow.ops = vec![
+        Operation::Blur { sigma: 12.0 },
+        Operation::Blur { sigma: 12.0 },
+    ];
+    let job = client.submit(&slow).await.unwrap();
+    let t0 = std::time::Instant::now();
+    while state(&client.job(&job.id).await.unwrap()) != JobState::Running {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A second replica on the same queue and store; the first stops while
+    // the job runs (its lease would last 30 s more).
+    let second = common::server(with_jobs(dir.path())).await;
+    let other = common::client(&second).await;
+    first.shutdown().await.unwrap();
+    let stopped = std::time::Instant::now();
+    let done = other.wait(&job.id, |_| {}).await.unwrap();
+    assert_eq!(state(&done), JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 2);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "taken over after {:?}: it waited for the lease",
+        stopped.elapsed()
+    );
+}

@@ -236,11 +236,13 @@ pub(crate) async fn serve(
     }
     let stop = CancellationToken::new();
     let worker = shared.jobs.clone().map(|j| {
+        // Running jobs get three quarters of the grace period, so that what
+        // is still running can be handed back to the queue within it.
         tokio::spawn(jobs::worker::run(
             j,
             shared.clone(),
             stop.clone(),
-            config.shutdown_grace,
+            config.shutdown_grace.mul_f64(0.75),
         ))
     });
     let http_task = match http {
