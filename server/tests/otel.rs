@@ -32,6 +32,8 @@ struct Span {
     trace: String,
     id: String,
     parent: String,
+    /// Attributes, key = value as text.
+    attributes: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -52,6 +54,11 @@ impl TraceService for Collector {
                         trace: hex::encode(&s.trace_id),
                         id: hex::encode(&s.span_id),
                         parent: hex::encode(&s.parent_span_id),
+                        attributes: s
+                            .attributes
+                            .iter()
+                            .map(|kv| format!("{} = {:?}", kv.key, kv.value))
+                            .collect(),
                     });
                 }
             }
@@ -183,6 +190,18 @@ async fn requests_and_jobs_are_traced_and_logs_carry_the_trace_id() {
             "no '{step}' span in the job's trace: {spans:#?}"
         );
     }
+    // The processing span names the planned stages.
+    let process = spans
+        .iter()
+        .find(|s| s.name == "process" && &s.trace == trace)
+        .unwrap();
+    assert!(
+        process
+            .attributes
+            .iter()
+            .any(|a| a.starts_with("stages = ") && a.contains("blur")),
+        "{process:?}"
+    );
     // Log lines inside a traced request carry its trace id.
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(

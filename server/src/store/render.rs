@@ -84,6 +84,26 @@ pub fn decode_apply(
     process(&img, &all, stop)
 }
 
+/// A planned stage, briefly (for traces).
+fn stage_name(step: &nlimage_core::pipeline::plan::Step) -> String {
+    use nlimage_core::pipeline::plan::Step;
+    match step {
+        Step::Point(_) => "point".into(),
+        Step::Crop(b) => format!("crop {}x{}", b.width, b.height),
+        Step::Mean => "mean".into(),
+        Step::Blur(taps) => format!("blur {} taps", taps.len()),
+        Step::Sharpen(taps, _) => format!("sharpen {} taps", taps.len()),
+        Step::Convolve(_) => "convolve".into(),
+        Step::Orient(o) => format!("orient {o:?}"),
+        Step::Overlay(_) => "overlay".into(),
+        Step::Resize {
+            width,
+            height,
+            filter,
+        } => format!("resize {width}x{height} {filter:?}"),
+    }
+}
+
 /// Input bytes pushed between two looks at `stop`.
 const STOP_CHECK_BYTES: usize = 4 << 20;
 
@@ -96,14 +116,21 @@ fn process(
     ops: &[Operation],
     stop: Option<&CancellationToken>,
 ) -> nlimage_core::Result<nlimage_core::ImageBuf> {
+    // The planned stages run interleaved, band by band, so their times are
+    // not separable: the span records the operations and the plan.
     let span = tracing::info_span!(
         "process",
         operations = ops.len(),
-        ops = tracing::field::Empty
+        ops = tracing::field::Empty,
+        stages = tracing::field::Empty,
     );
     if !span.is_disabled() {
         let names: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
         span.record("ops", tracing::field::display(names.join(", ")));
+        if let Ok(plan) = nlimage_core::Plan::new(img.info(), ops) {
+            let stages: Vec<String> = plan.steps().iter().map(|(_, s)| stage_name(s)).collect();
+            span.record("stages", tracing::field::display(stages.join(" -> ")));
+        }
     }
     let _in = span.enter();
     let Some(stop) = stop else {
