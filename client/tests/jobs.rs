@@ -53,7 +53,9 @@ async fn put_picture(client: &Client, w: u32, h: u32) -> String {
 #[tokio::test]
 async fn a_job_runs_the_store_pipeline_and_stores_its_result() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::server(with_jobs(dir.path())).await;
+    let mut config = with_jobs(dir.path());
+    config.http_addr = Some("127.0.0.1:0".parse().unwrap());
+    let server = common::server(config).await;
     let client = common::client(&server).await;
     let id = put_picture(&client, 61, 47).await;
     let ops = vec![Operation::parse("resize=30x").unwrap(), Operation::Gray];

@@ -86,6 +86,19 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// The jobs' settings, with result URLs on the HTTP gateway's own address
+/// when no public URL is given and the gateway listens on a specific one.
+fn jobs_config(config: &jobs::JobsConfig, http: Option<&TcpListener>) -> jobs::JobsConfig {
+    let mut c = config.clone();
+    if c.public_url.is_none()
+        && let Some(addr) = http.and_then(|l| l.local_addr().ok())
+        && !addr.ip().is_unspecified()
+    {
+        c.public_url = Some(format!("http://{addr}"));
+    }
+    c
+}
+
 /// Both compression encodings, accepted and able to be sent; which answers
 /// are compressed is decided per request by [`CompressionPolicy`].
 macro_rules! compressed {
@@ -139,7 +152,7 @@ pub(crate) async fn serve(
             .await
             .map_err(ServerError::Store)?,
         sources: store::fetch::Fetcher::new(config.sources.clone()).map_err(ServerError::Store)?,
-        jobs: jobs::Jobs::open(&config.jobs)
+        jobs: jobs::Jobs::open(&jobs_config(&config.jobs, http.as_ref()))
             .await
             .map_err(ServerError::Store)?,
     };

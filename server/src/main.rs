@@ -142,7 +142,8 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     job_retention_days: u64,
     /// Base URL under which clients reach the HTTP gateway, for result URLs
-    /// of jobs [default: http://HTTP_ADDR when --http-addr is set].
+    /// of jobs [default: http://HTTP_ADDR when --http-addr names a specific
+    /// address, none for 0.0.0.0 or ::].
     #[arg(long)]
     public_url: Option<String>,
     /// Allow remote sources (URLs) from this network although it is not
@@ -311,10 +312,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             concurrency: args.job_concurrency.unwrap_or(0),
             max_attempts: args.job_max_attempts.max(1),
             retention: Duration::from_secs(args.job_retention_days.saturating_mul(24 * 3600)),
-            public_url: args
-                .public_url
-                .clone()
-                .or_else(|| args.http_addr.map(|a| format!("http://{a}"))),
+            public_url: args.public_url.clone(),
         },
         sources: SourcePolicy {
             allow: args.allow_source_net.clone(),
