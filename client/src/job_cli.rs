@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use backon::Retryable;
 use clap::Subcommand;
 use nlimage_client::jobs::state;
-use nlimage_client::{Client, ClientError, Job, JobRequest, JobState, Operation, Source};
+use nlimage_client::{Client, ClientError, Job, JobRequest, JobState, Source};
 
 use crate::bulk::{Progress, backoff, plain, retryable};
 use crate::cli::Failure;
@@ -30,21 +30,12 @@ pub enum JobCommand {
         /// Read more sources from this file, one per line ('-': stdin).
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
-        /// An operation (repeatable, applied in order), as for `get`.
-        #[arg(long = "op", value_name = "SPEC", value_parser = crate::store_cli::parse_op)]
-        ops: Vec<Operation>,
         /// The result's format: png, jpg, webp, ...
         #[arg(long)]
         format: String,
-        /// JPEG quality, 1-100.
-        #[arg(long)]
-        quality: Option<u32>,
-        /// PNG compression: none, fast, balanced or best.
-        #[arg(long)]
-        png_compression: Option<String>,
-        /// Allow DCT-scaled JPEG decoding before a first downscale.
-        #[arg(long)]
-        draft: bool,
+        /// Operations and encoder options, as for `get`.
+        #[command(flatten)]
+        rendering: crate::store_cli::Rendering,
         /// A label for every job, KEY=VALUE (repeatable).
         #[arg(long = "label", value_parser = crate::store_cli::parse_label)]
         labels: Vec<(String, String)>,
@@ -115,11 +106,8 @@ pub async fn run(client: Client, command: &JobCommand, retries: usize) -> Result
         JobCommand::Submit {
             sources,
             from,
-            ops,
             format,
-            quality,
-            png_compression,
-            draft,
+            rendering,
             labels,
             idempotency_key,
             wait,
@@ -136,10 +124,10 @@ pub async fn run(client: Client, command: &JobCommand, retries: usize) -> Result
                 });
             }
             let mut template = JobRequest::new(Source::Stored(String::new()), format.clone());
-            template.ops = ops.clone();
-            template.jpeg_quality = *quality;
-            template.png_compression = png_compression.clone();
-            template.draft = *draft;
+            template.ops = rendering.ops.clone();
+            template.jpeg_quality = rendering.quality;
+            template.png_compression = rendering.png_compression.clone();
+            template.draft = rendering.draft;
             template.labels = labels.iter().cloned().collect();
             let run_key = idempotency_key.clone().unwrap_or_else(fresh_key);
             let single = all.len() == 1 && idempotency_key.is_some();

@@ -40,6 +40,26 @@ pub struct StoreArgs {
     pub retries: usize,
 }
 
+/// What a fetch or a job makes of an image: operations and encoder options
+/// (`get` and `job submit` take the same flags).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Rendering {
+    /// An operation, as for the default command (repeatable, in order).
+    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
+    pub ops: Vec<Operation>,
+    /// JPEG quality, 1-100.
+    #[arg(long)]
+    pub quality: Option<u32>,
+    /// PNG compression: none, fast, balanced or best.
+    #[arg(long)]
+    pub png_compression: Option<String>,
+    /// Let the server shrink a JPEG while decoding it when the first
+    /// operation is a downscale (faster thumbnails, close to but not the
+    /// exact result).
+    #[arg(long)]
+    pub draft: bool,
+}
+
 /// What to do.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -63,20 +83,9 @@ pub enum Command {
         id: String,
         /// Where to write it.
         out: PathBuf,
-        /// An operation, as for the default command (repeatable, in order).
-        #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
-        ops: Vec<Operation>,
-        /// JPEG quality, 1-100.
-        #[arg(long)]
-        quality: Option<u32>,
-        /// PNG compression: none, fast, balanced or best.
-        #[arg(long)]
-        png_compression: Option<String>,
-        /// Let the server shrink a JPEG while decoding it when the first
-        /// operation is a downscale (faster thumbnails, close to but not the
-        /// exact result).
-        #[arg(long)]
-        draft: bool,
+        /// Operations and encoder options.
+        #[command(flatten)]
+        rendering: Rendering,
     },
     /// Delete images and their cached results.
     Rm {
@@ -129,14 +138,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
             jobs,
             labels,
         } => put(&args, paths, (*jobs).max(1), labels).await,
-        Command::Get {
-            id,
-            out,
-            ops,
-            quality,
-            png_compression,
-            draft,
-        } => {
+        Command::Get { id, out, rendering } => {
             let format = OutputFormat::from_path(out).map_err(|e| Failure {
                 code: 2,
                 error: e.into(),
@@ -144,11 +146,11 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
             let client = connect(&args).await?;
             let options = GetOptions {
                 format: Some(format.extension().to_owned()),
-                ops: ops.clone(),
-                jpeg_quality: *quality,
-                png_compression: png_compression.clone(),
+                ops: rendering.ops.clone(),
+                jpeg_quality: rendering.quality,
+                png_compression: rendering.png_compression.clone(),
                 if_none_match: None,
-                draft: *draft,
+                draft: rendering.draft,
             };
             let fetched = (|| client.get(id, &options))
                 .retry(backoff(args.retries))

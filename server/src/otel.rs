@@ -53,6 +53,12 @@ impl Drop for Otel {
     }
 }
 
+/// Whether `span` is exported (an exporter runs and the span is sampled):
+/// attributes that cost work to compute are recorded only then.
+pub fn exported(span: &tracing::Span) -> bool {
+    span.context().span().span_context().is_valid()
+}
+
 /// Records the trace id of `span` in its `trace_id` field (declared empty
 /// by the span), so that log lines inside it carry it. Nothing without an
 /// exporter.

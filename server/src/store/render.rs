@@ -124,7 +124,9 @@ fn process(
         ops = tracing::field::Empty,
         stages = tracing::field::Empty,
     );
-    if !span.is_disabled() {
+    // Only for an exported trace: the names and a second plan cost work that
+    // the log lines (which show span fields) do not need.
+    if crate::otel::exported(&span) {
         let names: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
         span.record("ops", tracing::field::display(names.join(", ")));
         if let Ok(plan) = nlimage_core::Plan::new(img.info(), ops) {
