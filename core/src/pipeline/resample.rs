@@ -9,8 +9,12 @@ use rayon::prelude::*;
 
 use super::stages::Stage;
 use crate::error::Result;
-use crate::ops::resize::kernels::{HorizontalTable, horizontal_row_with, vertical_row_with};
-use crate::ops::resize::{Coeffs, Filter, nearest_indices, premultiply, unpremultiply};
+use crate::ops::resize::kernels::{
+    HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
+    vertical_row_with,
+};
+use crate::ops::resize::{Coeffs, Filter, nearest_indices, unpremultiply};
+use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
 
@@ -53,18 +57,87 @@ struct Horizontal {
     axis: Axis,
     /// The weights laid out for the vector kernel.
     table: Option<HorizontalTable>,
+    /// With a column kernel on this CPU: its weights and the geometry of an
+    /// input and an output strip (see [`Horizontal::strip`]).
+    strips: Option<(PairTable, ImageInfo, ImageInfo)>,
     channels: usize,
     premultiplied: bool,
 }
 
+/// A thread's buffers for the horizontal pass.
+#[derive(Default)]
+struct Scratch {
+    row: Vec<u8>,
+    cols: Vec<u8>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 impl Horizontal {
+    fn new(input: ImageInfo, out_width: u32, filter: Filter) -> Self {
+        let axis = Axis::new(input.width() as usize, out_width as usize, filter);
+        let cpu = Cpu::detect();
+        let strips = match &axis {
+            Axis::Weights(c) if cpu.clamp() >= Cpu::Avx2 => {
+                let rows = strip_rows(input.channels()) as u32;
+                let strip = |w| ImageInfo::new(w, rows, input.format()).ok();
+                strip(input.width())
+                    .zip(strip(out_width))
+                    .filter(|_| rows > 0)
+                    .map(|(i, o)| (PairTable::new(c), i, o))
+            }
+            _ => None,
+        };
+        Horizontal {
+            table: match &axis {
+                Axis::Weights(c) => Some(HorizontalTable::new(c, input.channels())),
+                _ => None,
+            },
+            axis,
+            strips,
+            channels: input.channels(),
+            premultiplied: input.channels() == 4 && filter != Filter::Nearest,
+        }
+    }
+
+    /// A strip of [`strip_rows`] input rows into `dst`, the same as
+    /// [`Horizontal::row`] on each: turned by 90 degrees so that each
+    /// input column is one vector of the strip's pixels, resampled down the
+    /// columns (`columns_with`), and turned back. Per output value this
+    /// is a few multiply-adds of whole vectors instead of one pixel's taps
+    /// gathered and summed across a vector (gray to a quarter, 8000x8000:
+    /// measured below in bench/README.md). False when there is no column
+    /// kernel here (the caller goes row by row).
+    fn strip(&self, src: &[u8], dst: &mut [u8], s: &mut Scratch) -> bool {
+        let Some((pairs, strip_in, strip_out)) = &self.strips else {
+            return false;
+        };
+        let cpu = Cpu::detect();
+        s.cols.resize(src.len(), 0);
+        turn_rows(cpu, src, *strip_in, Rotation::Ccw90, 0, &mut s.cols, false);
+        if self.premultiplied {
+            premultiply_with(cpu, &mut s.cols);
+        }
+        s.out.resize(dst.len(), 0);
+        let lane = strip_in.height() as usize * self.channels;
+        if !columns_with(cpu, &s.cols, lane, pairs, &mut s.out) {
+            return false;
+        }
+        let turned = strip_out.transposed();
+        turn_rows(cpu, &s.out, turned, Rotation::Ccw270, 0, dst, false);
+        true
+    }
+
     /// One input row, horizontally resampled, into `dst` (an output-width row).
     fn row(&self, src: &[u8], dst: &mut [u8], scratch: &mut Vec<u8>) {
         let c = self.channels;
         let src = if self.premultiplied {
             scratch.clear();
             scratch.extend_from_slice(src);
-            premultiply(scratch);
+            premultiply_with(Cpu::detect(), scratch);
             &scratch[..]
         } else {
             src
@@ -100,19 +173,10 @@ pub(crate) struct ResizeStage {
 
 impl ResizeStage {
     pub(crate) fn new(input: ImageInfo, out: ImageInfo, filter: Filter) -> Self {
-        let axis = Axis::new(input.width() as usize, out.width() as usize, filter);
         Self {
             input,
             out,
-            horizontal: Horizontal {
-                table: match &axis {
-                    Axis::Weights(c) => Some(HorizontalTable::new(c, input.channels())),
-                    _ => None,
-                },
-                axis,
-                channels: input.channels(),
-                premultiplied: input.channels() == 4 && filter != Filter::Nearest,
-            },
+            horizontal: Horizontal::new(input, out.width(), filter),
             vertical: Axis::new(input.height() as usize, out.height() as usize, filter),
             premultiplied: input.channels() == 4 && filter != Filter::Nearest,
             buf: Vec::new(),
@@ -130,7 +194,12 @@ impl Stage for ResizeStage {
         // push (a whole image at once measured 1.2x slower: page faults and
         // reallocation copies of the intermediate rows).
         let in_rb = self.input.row_bytes();
-        let block = (BLOCK_BYTES / in_rb).max(1) * in_rb;
+        // Whole strips per block (see `push_block`).
+        let strip = match self.horizontal.strips {
+            Some(_) => strip_rows(self.input.channels()),
+            None => 1,
+        };
+        let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(strip) * in_rb;
         for part in rows.chunks(block) {
             self.push_block(part, out);
         }
@@ -174,14 +243,39 @@ impl ResizeStage {
         let base = self.buf.len();
         self.buf.resize(base + (n - skip) * rb, 0);
         let horizontal = &self.horizontal;
-        let per_task = split_rows(n - skip, in_rb);
+        // Whole strips per task where the column kernel runs; the rows of
+        // a last partial strip go one by one.
+        let strip = if horizontal.strips.is_some() {
+            strip_rows(self.input.channels())
+        } else {
+            1
+        };
+        let per_task = split_rows(n - skip, in_rb).next_multiple_of(strip);
         self.buf[base..]
             .par_chunks_mut(per_task * rb)
             .zip(rows[skip * in_rb..].par_chunks(per_task * in_rb))
-            .for_each_init(Vec::new, |scratch, (dst, src)| {
-                for (d, s) in dst.chunks_exact_mut(rb).zip(src.chunks_exact(in_rb)) {
-                    horizontal.row(s, d, scratch);
-                }
+            .for_each(|(dst, src)| {
+                // The thread's buffers: rayon calls an init closure per
+                // split, not per thread, and fresh 100-KiB buffers cost page
+                // faults every time.
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let mut done = 0;
+                    if strip > 1 {
+                        for (d, s) in dst
+                            .chunks_exact_mut(strip * rb)
+                            .zip(src.chunks_exact(strip * in_rb))
+                        {
+                            if !horizontal.strip(s, d, scratch) {
+                                break;
+                            }
+                            done += strip;
+                        }
+                    }
+                    let (dst, src) = (&mut dst[done * rb..], &src[done * in_rb..]);
+                    for (d, s) in dst.chunks_exact_mut(rb).zip(src.chunks_exact(in_rb)) {
+                        horizontal.row(s, d, &mut scratch.row);
+                    }
+                })
             });
         // Output rows whose whole window is in.
         let mut ready = self.rows_out;
@@ -230,5 +324,53 @@ impl ResizeStage {
         let drop = (keep - self.first_row).min(self.buf.len() / rb);
         self.buf.drain(..drop * rb);
         self.first_row += drop;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::resize::resample_image;
+    use crate::pixel::PixelFormat;
+
+    /// The stage (strips through the column kernel where this CPU has it,
+    /// the rows of partial strips one by one) against the plain whole-image
+    /// resample, on odd shapes, pushed whole and in uneven parts.
+    #[test]
+    fn streamed_strips_equal_the_plain_resample() {
+        let formats = [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Rgba8];
+        let shapes = [
+            (1, 40, 1, 9),
+            (40, 1, 9, 1),
+            (7, 33, 3, 70),
+            (301, 67, 75, 17),
+            (33, 70, 100, 35),
+            (97, 50, 96, 50),
+            (16, 64, 5, 64),
+        ];
+        for f in formats {
+            for &(w, h, ow, oh) in &shapes {
+                let c = f.channels();
+                let src: Vec<u8> = (0..w * h * c)
+                    .map(|i| ((i * 97 + i / 7) % 251) as u8)
+                    .collect();
+                for filter in [Filter::Lanczos3, Filter::Cubic, Filter::Box] {
+                    let want = resample_image(&src, w, h, c, ow, oh, filter);
+                    let info = ImageInfo::new(w as u32, h as u32, f).unwrap();
+                    let out_info = ImageInfo::new(ow as u32, oh as u32, f).unwrap();
+                    for part_rows in [h, 5, 33] {
+                        let mut stage = ResizeStage::new(info, out_info, filter);
+                        let mut got = Vec::new();
+                        for part in src.chunks(part_rows * w * c) {
+                            stage.push(part, &mut got).unwrap();
+                        }
+                        assert!(
+                            got == want,
+                            "{f:?} {w}x{h} -> {ow}x{oh} {filter:?}, parts of {part_rows} rows"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -22,12 +22,21 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use crate::ops::resize::{Coeffs, horizontal_row, vertical_row};
+use crate::ops::resize::{Coeffs, horizontal_row, premultiply, vertical_row};
 use crate::simd::Cpu;
 
 /// Taps per group of the horizontal kernel for `channels`.
 fn group_taps(channels: usize) -> usize {
     if channels == 1 { 16 } else { 4 }
+}
+
+/// The split weights of two taps (the second 0 if absent), each half's
+/// two i16 side by side in one i32, as the 16-bit multiply-add takes them.
+fn split_pair(p: &[i32]) -> (i32, i32) {
+    let pair = |a: i16, b: i16| (i32::from(b) << 16) | i32::from(a as u16);
+    let (h0, l0) = split(p[0]);
+    let (h1, l1) = split(p.get(1).copied().unwrap_or(0));
+    (pair(h0, h1), pair(l0, l1))
 }
 
 /// A weight split into the two i16 halves of [`self`](crate::ops::resize::kernels).
@@ -109,12 +118,85 @@ pub(crate) fn vertical_row_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mut [
     vertical_row(rows, k, out)
 }
 
+/// Rows per strip of the column kernel for `channels`-byte pixels, so that
+/// a strip's column (one pixel of each of its rows) is 32 bytes (gray,
+/// RGBA) or 48 (RGB): whole 16-byte vectors.
+pub(crate) fn strip_rows(channels: usize) -> usize {
+    match channels {
+        1 => 32,
+        3 => 16,
+        4 => 8,
+        _ => 0,
+    }
+}
+
+/// The horizontal weights laid out for [`columns_with`]: per output pixel,
+/// its taps in pairs, each pair's split weights as one i32 per half (the
+/// two taps' 16-bit halves side by side, as the 16-bit multiply-add takes
+/// them; an odd last tap pairs with a zero weight).
+#[derive(Debug)]
+pub(crate) struct PairTable {
+    /// (first input pixel, taps, offset of the first pair in `pairs`).
+    pixels: Vec<(usize, usize, usize)>,
+    /// Per pair of taps: the high halves' i32, the low halves' i32.
+    pairs: Vec<(i32, i32)>,
+}
+
+impl PairTable {
+    pub(crate) fn new(c: &Coeffs) -> Self {
+        let (mut pairs, mut pixels) = (Vec::new(), Vec::new());
+        for (xx, &(xmin, count)) in c.bounds.iter().enumerate() {
+            let w = &c.weights[xx * c.ksize..xx * c.ksize + count];
+            pixels.push((xmin, count, pairs.len()));
+            pairs.extend(w.chunks(2).map(split_pair));
+        }
+        Self { pixels, pairs }
+    }
+}
+
+/// The horizontal pass of a strip of rows, given as columns: `cols` holds
+/// input column `j` of the strip (`lane` bytes: one pixel of each row, top
+/// down) at `cols[(in_w - 1 - j) * lane..]`, which is the strip turned by
+/// 90 degrees; output column `x` goes to `out[(out_w - 1 - x) * lane..]`,
+/// so that a turn by 270 degrees makes the output strip. Every value is
+/// the sum [`horizontal_row`] computes, but the multiply-adds run down the
+/// columns (each weight applies to a whole vector of rows), as in the
+/// vertical pass, instead of across one pixel's taps. Returns false, doing
+/// nothing, when `cpu` has no such kernel (the caller resamples row by row).
+pub(crate) fn columns_with(
+    cpu: Cpu,
+    cols: &[u8],
+    lane: usize,
+    table: &PairTable,
+    out: &mut [u8],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.clamp() >= Cpu::Avx2 && lane.is_multiple_of(16) {
+        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
+        unsafe { x86::columns(cols, lane, table, out) };
+        return true;
+    }
+    let _ = (cpu, cols, lane, table, out);
+    false
+}
+
+/// [`premultiply`] on path `cpu`.
+pub(crate) fn premultiply_with(cpu: Cpu, px: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.clamp() >= Cpu::Avx2 {
+        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
+        return unsafe { x86::premultiply(px) };
+    }
+    let _ = cpu;
+    premultiply(px)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{HorizontalTable, group_taps, split};
-    use crate::ops::resize::{Coeffs, HALF, clip8};
+    use super::{HorizontalTable, PairTable, group_taps, split_pair};
+    use crate::ops::resize::{Coeffs, HALF, clip8, premultiply as premultiply_portable};
 
     /// `(hi << 11) + lo + HALF >> 22`, clamped to bytes by the packs.
     #[inline]
@@ -150,10 +232,8 @@ mod x86 {
                         (zero.as_ptr(), 0)
                     };
                     let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.cast()));
-                    let (ah, al) = split(k[i]);
-                    let (bh, bl) = split(wb);
-                    let wh = _mm256_set1_epi32((i32::from(bh) << 16) | i32::from(ah as u16));
-                    let wl = _mm256_set1_epi32((i32::from(bl) << 16) | i32::from(al as u16));
+                    let (wh, wl) = split_pair(&[k[i], wb]);
+                    let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
                     let p0 = _mm256_unpacklo_epi16(a, b);
                     let p1 = _mm256_unpackhi_epi16(a, b);
                     acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
@@ -162,11 +242,7 @@ mod x86 {
                     acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
                     i += 2;
                 }
-                let v0 = finish(acc[0], acc[2]); // values 0..4 | 8..12
-                let v1 = finish(acc[1], acc[3]); // values 4..8 | 12..16
-                let w = _mm256_packs_epi32(v0, v1);
-                let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(w, w));
-                _mm_storeu_si128(out.as_mut_ptr().add(x).cast(), _mm256_castsi256_si128(b));
+                _mm_storeu_si128(out.as_mut_ptr().add(x).cast(), bytes16(acc));
             }
             x += 16;
         }
@@ -177,6 +253,18 @@ mod x86 {
             }
             out[x] = clip8(s);
         }
+    }
+
+    /// The 16 bytes of the four accumulators of 16 sums (hi halves of
+    /// values 0..4 | 8..12 and 4..8 | 12..16, then the lo halves).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn bytes16(acc: [__m256i; 4]) -> __m128i {
+        let v0 = finish(acc[0], acc[2]); // values 0..4 | 8..12
+        let v1 = finish(acc[1], acc[3]); // values 4..8 | 12..16
+        let w = _mm256_packs_epi32(v0, v1);
+        let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(w, w));
+        _mm256_castsi256_si128(b)
     }
 
     /// # Safety
@@ -247,6 +335,99 @@ mod x86 {
         }
     }
 
+    /// # Safety
+    /// The CPU must support AVX2; `lane` is a multiple of 16, `cols` holds
+    /// the strip's input columns and `out` one lane per output pixel of
+    /// `table` (see [`super::columns_with`]).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn columns(cols: &[u8], lane: usize, table: &PairTable, out: &mut [u8]) {
+        let in_w = cols.len() / lane;
+        let out_w = table.pixels.len();
+        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
+        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
+        assert!(
+            table
+                .pixels
+                .iter()
+                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
+        );
+        let zero = [0u8; 16];
+        let col = |j: usize| (in_w - 1 - j) * lane;
+        for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
+            let o = (out_w - 1 - xx) * lane;
+            for v in (0..lane).step_by(16) {
+                // SAFETY: taps xmin..xmin + count are input columns
+                // (asserted), each `lane` bytes with `v + 16 <= lane`; an
+                // odd last tap pairs with `zero`; the table holds
+                // count.div_ceil(2) pairs from `off` (asserted); the store
+                // is output column xx's lane.
+                unsafe {
+                    let mut acc = [_mm256_setzero_si256(); 4];
+                    let mut t = 0;
+                    while t < count {
+                        let a = cols.as_ptr().add(col(xmin + t) + v);
+                        let b = if t + 1 < count {
+                            cols.as_ptr().add(col(xmin + t + 1) + v)
+                        } else {
+                            zero.as_ptr()
+                        };
+                        let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.cast()));
+                        let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.cast()));
+                        let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
+                        let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
+                        let p0 = _mm256_unpacklo_epi16(a, b);
+                        let p1 = _mm256_unpackhi_epi16(a, b);
+                        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
+                        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
+                        acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
+                        acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
+                        t += 2;
+                    }
+                    _mm_storeu_si128(out.as_mut_ptr().add(o + v).cast(), bytes16(acc));
+                }
+            }
+        }
+    }
+
+    /// [`super::premultiply`] 8 pixels at a time: in 16-bit lanes,
+    /// `t = c * a + 128` (at most 65153) and `(t + (t >> 8)) >> 8` (the
+    /// sum at most 65407) are exact, so the bytes are the portable ones;
+    /// alpha is blended back unchanged. The last pixels (fewer than 8) go
+    /// the portable way.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn premultiply(px: &mut [u8]) {
+        let full = px.len() / 32 * 32;
+        // Per 128-bit lane (two pixels of 16-bit values): each pixel's alpha
+        // word in all four of its words.
+        let alpha = _mm256_setr_epi8(
+            6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15, 6, 7, 6, 7, 6, 7, 6, 7, 14, 15,
+            14, 15, 14, 15, 14, 15,
+        );
+        let round = _mm256_set1_epi16(128);
+        let one = |v: __m256i| {
+            let a = _mm256_shuffle_epi8(v, alpha);
+            let t = _mm256_add_epi16(_mm256_mullo_epi16(v, a), round);
+            let r = _mm256_srli_epi16::<8>(_mm256_add_epi16(t, _mm256_srli_epi16::<8>(t)));
+            // Words 3 and 7 of each lane are alpha: kept.
+            _mm256_blend_epi16::<0b1000_1000>(r, v)
+        };
+        for chunk in px[..full].chunks_exact_mut(32) {
+            // SAFETY: `chunk` is 32 bytes: two 16-byte loads, one 32-byte store.
+            unsafe {
+                let p = chunk.as_mut_ptr();
+                let lo = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()));
+                let hi = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.add(16).cast()));
+                let b = _mm256_packus_epi16(one(lo), one(hi));
+                let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(b);
+                _mm256_storeu_si256(p.cast(), b);
+            }
+        }
+        premultiply_portable(&mut px[full..]);
+    }
+
     /// One output pixel the portable way.
     fn scalar_pixel(src: &[u8], c: &Coeffs, xx: usize, ch: usize, o: &mut [u8]) {
         let (xmin, count) = c.bounds[xx];
@@ -307,6 +488,28 @@ mod tests {
                         assert_eq!(got, want, "{} {filter:?} {i}->{o} row {yy}", cpu.name());
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn premultiply_equals_the_portable_loop_on_every_colour_and_alpha() {
+        // Every (colour, alpha) pair, at every offset of the 8-pixel blocks
+        // and with a ragged tail.
+        let mut px: Vec<u8> = (0..256 * 256)
+            .flat_map(|i| {
+                let (c, a) = ((i % 256) as u8, (i / 256) as u8);
+                [c, 255 - c, c / 3, a]
+            })
+            .collect();
+        px.extend_from_slice(&[9, 200, 77, 130, 255, 0, 3, 1]);
+        let mut want = px.clone();
+        premultiply(&mut want);
+        for cpu in Cpu::available() {
+            for skip in [0, 4, 12] {
+                let mut got = px[skip..].to_vec();
+                premultiply_with(cpu, &mut got);
+                assert!(got == want[skip..], "{} skip {skip}", cpu.name());
             }
         }
     }
