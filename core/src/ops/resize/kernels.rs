@@ -216,42 +216,79 @@ mod x86 {
     pub(super) unsafe fn vertical(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
         let len = out.len();
         assert!(rows.len() == k.len() && rows.iter().all(|r| r.len() >= len));
-        let full = len / 16 * 16;
-        let zero = [0u8; 16];
+        // The rows' weights in pairs, split once per output row, and the
+        // rows' starts (an odd last row pairs with zeros, weight 0).
+        let w: Vec<(i32, i32)> = k.chunks(2).map(split_pair).collect();
+        let zero = [0u8; 32];
+        let ptrs: Vec<(*const u8, usize)> = rows
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] => (a.as_ptr(), b.as_ptr() as usize - a.as_ptr() as usize),
+                _ => (p[0].as_ptr(), 0),
+            })
+            .collect();
         let mut x = 0;
-        while x < full {
-            // SAFETY: x + 16 <= len <= every row's length; `zero` is 16 bytes.
+        // SAFETY (both loops): x + 16 * N <= len <= every row's length, and
+        // an odd last row's partner is read at offset 0 of `zero`, 32 bytes.
+        while x + 32 <= len {
+            unsafe { vertical_n::<2>(&ptrs, &w, &zero, x, out) };
+            x += 32;
+        }
+        while x + 16 <= len {
+            unsafe { vertical_n::<1>(&ptrs, &w, &zero, x, out) };
+            x += 16;
+        }
+        for x in x..len {
+            let mut s = HALF;
+            for (row, &w) in rows.iter().zip(k) {
+                s += i32::from(row[x]) * w;
+            }
+            out[x] = clip8(s);
+        }
+    }
+
+    /// `16 * N` output values from `x` of the vertical pass: for each pair
+    /// of rows (its first row's start and the distance to the second, or 0
+    /// for an odd last row, read from `zero`), two rows per multiply-add.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; every row holds `x + 16 * N` bytes, as does
+    /// `out`; `w` has a pair of weights per pair of rows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn vertical_n<const N: usize>(
+        ptrs: &[(*const u8, usize)],
+        w: &[(i32, i32)],
+        zero: &[u8; 32],
+        x: usize,
+        out: &mut [u8],
+    ) {
+        let mut acc = [[_mm256_setzero_si256(); 4]; N];
+        for (&(a, step), &(wh, wl)) in ptrs.iter().zip(w) {
+            // SAFETY: the caller's contract.
             unsafe {
-                let mut acc = [_mm256_setzero_si256(); 4]; // hi lo-lanes, hi hi-lanes, lo..., lo...
-                let mut i = 0;
-                while i < rows.len() {
-                    let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(rows[i].as_ptr().add(x).cast()));
-                    let (b, wb) = if i + 1 < rows.len() {
-                        (rows[i + 1].as_ptr().add(x), k[i + 1])
-                    } else {
-                        (zero.as_ptr(), 0)
-                    };
-                    let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.cast()));
-                    let (wh, wl) = split_pair(&[k[i], wb]);
-                    let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
+                let a = a.add(x);
+                let b = if step == 0 {
+                    zero.as_ptr()
+                } else {
+                    a.add(step)
+                };
+                let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
+                for (n, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.add(16 * n).cast()));
+                    let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(16 * n).cast()));
                     let p0 = _mm256_unpacklo_epi16(a, b);
                     let p1 = _mm256_unpackhi_epi16(a, b);
                     acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
                     acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
                     acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
                     acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
-                    i += 2;
                 }
-                _mm_storeu_si128(out.as_mut_ptr().add(x).cast(), bytes16(acc));
             }
-            x += 16;
         }
-        for x in full..len {
-            let mut s = HALF;
-            for (row, &w) in rows.iter().zip(k) {
-                s += i32::from(row[x]) * w;
-            }
-            out[x] = clip8(s);
+        for (n, acc) in acc.into_iter().enumerate() {
+            // SAFETY: out holds x + 16 * N bytes.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().add(x + 16 * n).cast(), bytes16(acc)) };
         }
     }
 
@@ -341,8 +378,33 @@ mod x86 {
     /// `table` (see [`super::columns_with`]).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn columns(cols: &[u8], lane: usize, table: &PairTable, out: &mut [u8]) {
+        // SAFETY: forwarded.
+        unsafe {
+            match lane {
+                32 => columns_n::<2>(cols, table, out),
+                48 => columns_n::<3>(cols, table, out),
+                _ => columns_n::<1>(cols, table, out),
+            }
+        }
+    }
+
+    /// [`columns`] with lanes of `N` vectors of 16 bytes (or one vector at a
+    /// time for other lanes): the `N` vectors of a column go through each
+    /// pair of taps together, so a weight is broadcast once per pair.
+    ///
+    /// # Safety
+    /// As [`columns`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn columns_n<const N: usize>(cols: &[u8], table: &PairTable, out: &mut [u8]) {
+        let lane = if N == 1 {
+            out.len() / table.pixels.len().max(1)
+        } else {
+            16 * N
+        };
         let in_w = cols.len() / lane;
         let out_w = table.pixels.len();
+        assert!(lane.is_multiple_of(16) && lane >= 16 * N);
         assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
         assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
         assert!(
@@ -355,35 +417,39 @@ mod x86 {
         let col = |j: usize| (in_w - 1 - j) * lane;
         for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
             let o = (out_w - 1 - xx) * lane;
-            for v in (0..lane).step_by(16) {
+            for v in (0..lane).step_by(16 * N) {
                 // SAFETY: taps xmin..xmin + count are input columns
-                // (asserted), each `lane` bytes with `v + 16 <= lane`; an
-                // odd last tap pairs with `zero`; the table holds
-                // count.div_ceil(2) pairs from `off` (asserted); the store
-                // is output column xx's lane.
+                // (asserted), each `lane` bytes with `v + 16 * N <= lane`;
+                // an odd last tap pairs with `zero` (read at offset 0 only);
+                // the table holds count.div_ceil(2) pairs from `off`
+                // (asserted); the stores are output column xx's lane.
                 unsafe {
-                    let mut acc = [_mm256_setzero_si256(); 4];
+                    let mut acc = [[_mm256_setzero_si256(); 4]; N];
                     let mut t = 0;
                     while t < count {
                         let a = cols.as_ptr().add(col(xmin + t) + v);
-                        let b = if t + 1 < count {
-                            cols.as_ptr().add(col(xmin + t + 1) + v)
+                        let (b, bstep) = if t + 1 < count {
+                            (cols.as_ptr().add(col(xmin + t + 1) + v), 16)
                         } else {
-                            zero.as_ptr()
+                            (zero.as_ptr(), 0)
                         };
-                        let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.cast()));
-                        let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.cast()));
                         let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
                         let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
-                        let p0 = _mm256_unpacklo_epi16(a, b);
-                        let p1 = _mm256_unpackhi_epi16(a, b);
-                        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
-                        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
-                        acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
-                        acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
+                        for (n, acc) in acc.iter_mut().enumerate() {
+                            let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.add(16 * n).cast()));
+                            let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(bstep * n).cast()));
+                            let p0 = _mm256_unpacklo_epi16(a, b);
+                            let p1 = _mm256_unpackhi_epi16(a, b);
+                            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
+                            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
+                            acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
+                            acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
+                        }
                         t += 2;
                     }
-                    _mm_storeu_si128(out.as_mut_ptr().add(o + v).cast(), bytes16(acc));
+                    for (n, acc) in acc.into_iter().enumerate() {
+                        _mm_storeu_si128(out.as_mut_ptr().add(o + v + 16 * n).cast(), bytes16(acc));
+                    }
                 }
             }
         }
