@@ -5,6 +5,8 @@
 //! rows no later output row reads are dropped. It holds one window of
 //! horizontally resampled rows, never the image.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::stages::Stage;
@@ -27,7 +29,7 @@ enum Axis {
     /// Same size: not resampled.
     Keep,
     /// Convolution weights.
-    Weights(Coeffs),
+    Weights(Arc<Coeffs>),
     /// One input position per output position.
     Nearest(Vec<usize>),
 }
@@ -37,7 +39,7 @@ impl Axis {
         match filter {
             _ if input == output => Axis::Keep,
             Filter::Nearest => Axis::Nearest(nearest_indices(input, output)),
-            f => Axis::Weights(Coeffs::new(input, output, f)),
+            f => Axis::Weights(Coeffs::shared(input, output, f)),
         }
     }
 
@@ -199,7 +201,11 @@ impl Stage for ResizeStage {
             Some(_) => strip_rows(self.input.channels()),
             None => 1,
         };
-        let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(strip) * in_rb;
+        let bb: usize = std::env::var("XBLOCK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BLOCK_BYTES);
+        let block = (bb / in_rb).max(1).next_multiple_of(strip) * in_rb;
         for part in rows.chunks(block) {
             self.push_block(part, out);
         }

@@ -31,7 +31,11 @@
 
 pub(crate) mod kernels;
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
 
 use super::CropBox;
 use crate::error::{CoreError, Result};
@@ -252,45 +256,93 @@ pub struct Coeffs {
 
 impl Coeffs {
     /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for resizing
-    /// `in_size` to `out_size` (not for `nearest`).
+    /// `in_size` to `out_size` (not for `nearest`). The output positions
+    /// are computed in parallel: Lanczos takes two `sin` per tap, and a
+    /// 3001 -> 750 axis alone is about 19,000 taps.
     pub fn new(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = filter.support() * filterscale;
         let ksize = Self::ksize(in_size, out_size, filter);
-        let mut bounds = Vec::with_capacity(out_size);
+        let mut bounds = vec![(0, 0); out_size];
         let mut weights = vec![0i32; out_size * ksize];
-        let mut k = vec![0f64; ksize];
-        for xx in 0..out_size {
-            let center = (xx as f64 + 0.5) * scale;
-            let ss = 1.0 / filterscale;
-            // Truncation toward zero, as C's (int) cast.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let count = xmax.saturating_sub(xmin).min(ksize);
-            let mut ww = 0.0;
-            for x in 0..count {
-                let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
-                k[x] = w;
-                ww += w;
-            }
-            let row = &mut weights[xx * ksize..(xx + 1) * ksize];
-            for x in 0..count {
-                let w = if ww != 0.0 { k[x] / ww } else { k[x] };
-                let f = w * f64::from(1u32 << BITS);
-                row[x] = if w < 0.0 {
-                    (f - 0.5) as i32
-                } else {
-                    (f + 0.5) as i32
-                };
-            }
-            bounds.push((xmin, count));
-        }
+        // About 4096 taps per task.
+        let per_task = (4096 / ksize).max(1);
+        weights
+            .par_chunks_mut(per_task * ksize)
+            .zip(bounds.par_chunks_mut(per_task))
+            .enumerate()
+            .for_each(|(t, (weights, bounds))| {
+                let mut k = vec![0f64; ksize];
+                for (i, (row, b)) in weights.chunks_exact_mut(ksize).zip(bounds).enumerate() {
+                    let xx = t * per_task + i;
+                    let center = (xx as f64 + 0.5) * scale;
+                    let ss = 1.0 / filterscale;
+                    // Truncation toward zero, as C's (int) cast.
+                    let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+                    let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+                    let count = xmax.saturating_sub(xmin).min(ksize);
+                    let mut ww = 0.0;
+                    for x in 0..count {
+                        let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
+                        k[x] = w;
+                        ww += w;
+                    }
+                    for x in 0..count {
+                        let w = if ww != 0.0 { k[x] / ww } else { k[x] };
+                        let f = w * f64::from(1u32 << BITS);
+                        row[x] = if w < 0.0 {
+                            (f - 0.5) as i32
+                        } else {
+                            (f + 0.5) as i32
+                        };
+                    }
+                    *b = (xmin, count);
+                }
+            });
         Coeffs {
             bounds,
             weights,
             ksize,
         }
+    }
+
+    /// [`Coeffs::new`], shared with the resizes of the same geometry: the
+    /// weights of the last few (small enough) geometries are kept, since
+    /// batches resize many images of one size to one size, and computing
+    /// them costs about as much as resampling a small image.
+    pub fn shared(in_size: usize, out_size: usize, filter: Filter) -> Arc<Coeffs> {
+        type Recent = VecDeque<((usize, usize, Filter), Arc<Coeffs>)>;
+        static RECENT: Mutex<Recent> = Mutex::new(VecDeque::new());
+        /// Geometries kept, and the largest weight table kept (i32s).
+        const KEEP: usize = 16;
+        const MAX_WEIGHTS: usize = 1 << 20;
+        let key = (in_size, out_size, filter);
+        let recent = |f: &mut dyn FnMut(&mut Recent)| {
+            // A panic elsewhere cannot leave the list inconsistent.
+            let mut guard = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        };
+        let mut found = None;
+        recent(&mut |r| {
+            if let Some(i) = r.iter().position(|(k, _)| *k == key) {
+                let hit = r.remove(i).expect("found");
+                found = Some(hit.1.clone());
+                r.push_front(hit);
+            }
+        });
+        if let Some(c) = found {
+            return c;
+        }
+        let c = Arc::new(Coeffs::new(in_size, out_size, filter));
+        if c.weights.len() <= MAX_WEIGHTS {
+            recent(&mut |r| {
+                r.retain(|(k, _)| *k != key);
+                r.push_front((key, c.clone()));
+                r.truncate(KEEP);
+            });
+        }
+        c
     }
 
     /// The most input positions one output reads (the stride of the
@@ -487,6 +539,25 @@ mod tests {
         );
         assert_eq!(r(None, Some(1), Fit::Fit).plan(3000, 5000), (1, 1, None));
         assert_eq!(r(Some(3), None, Fit::Fit).plan(2, 1), (3, 2, None)); // 1.5 -> 2
+    }
+
+    #[test]
+    fn shared_weights_are_the_computed_ones_and_are_reused() {
+        for (i, o, f) in [
+            (3001, 750, Filter::Lanczos3),
+            (7, 40, Filter::Cubic),
+            (1, 5, Filter::Linear),
+        ] {
+            let a = Coeffs::shared(i, o, f);
+            assert_eq!(*a, Coeffs::new(i, o, f), "{i} -> {o}");
+            let b = Coeffs::shared(i, o, f);
+            assert!(Arc::ptr_eq(&a, &b), "{i} -> {o} reused");
+        }
+        // Another filter is another table.
+        assert_ne!(
+            *Coeffs::shared(3001, 750, Filter::Box),
+            *Coeffs::shared(3001, 750, Filter::Lanczos3)
+        );
     }
 
     #[test]
