@@ -197,6 +197,8 @@ impl Remainder {
         while self.draining < self.stages.len() {
             let (head, tail) = self.stages.split_at_mut(self.draining + 1);
             match head[self.draining].drain(target_bytes)? {
+                // The last stage's band is the output as it is.
+                Some(band) if tail.is_empty() => return Ok(Some(band)),
                 Some(band) => {
                     let mut out = Vec::new();
                     run(tail, &band, &mut out)?;
