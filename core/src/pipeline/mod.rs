@@ -29,6 +29,8 @@ pub struct Pipeline {
     /// The start of an input row whose end has not arrived yet.
     partial: Vec<u8>,
     received: usize,
+    /// The stages' outputs between pushes, kept for the next push.
+    bufs: Vec<Vec<u8>>,
 }
 
 impl Pipeline {
@@ -69,6 +71,7 @@ impl Pipeline {
             stages,
             partial: Vec::new(),
             received: 0,
+            bufs: Vec::new(),
         })
     }
 
@@ -128,12 +131,12 @@ impl Pipeline {
             data = &data[take..];
             if self.partial.len() == rb {
                 let row = std::mem::take(&mut self.partial);
-                run(&mut self.stages, &row, out)?;
+                run(&mut self.stages, &row, out, &mut self.bufs)?;
             }
         }
         let whole = data.len() / rb * rb;
         if whole > 0 {
-            run(&mut self.stages, &data[..whole], out)?;
+            run(&mut self.stages, &data[..whole], out, &mut self.bufs)?;
         }
         self.partial.extend_from_slice(&data[whole..]);
         Ok(())
@@ -152,30 +155,50 @@ impl Pipeline {
         Ok(Remainder {
             stages: self.stages,
             draining: 0,
+            bufs: self.bufs,
         })
     }
 }
 
 /// Pushes whole rows through `stages` in order; the last stage's output is
 /// appended to `out`.
-fn run(stages: &mut [Box<dyn Stage>], rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+fn run(
+    stages: &mut [Box<dyn Stage>],
+    rows: &[u8],
+    out: &mut Vec<u8>,
+    bufs: &mut Vec<Vec<u8>>,
+) -> Result<()> {
     let Some((last, first)) = stages.split_last_mut() else {
         out.extend_from_slice(rows);
         return Ok(());
     };
-    let mut cur: Option<Vec<u8>> = None;
-    for stage in first {
-        let input = cur.as_deref().unwrap_or(rows);
-        if input.is_empty() {
-            return Ok(());
-        }
-        let mut next = Vec::new();
-        stage.push(input, &mut next)?;
-        cur = Some(next);
+    // Each stage before the last writes into its own buffer, kept from push
+    // to push: fresh buffers cost page faults every time (a whole-image
+    // push through two stages measured several times slower).
+    if bufs.len() < first.len() {
+        bufs.resize_with(first.len(), Vec::new);
     }
-    let input = cur.as_deref().unwrap_or(rows);
-    if !input.is_empty() {
+    let mut prev: Option<(usize, Vec<u8>)> = None;
+    for (i, stage) in first.iter_mut().enumerate() {
+        let input = prev.as_ref().map_or(rows, |(_, v)| v.as_slice());
+        if input.is_empty() {
+            break;
+        }
+        let mut next = std::mem::take(&mut bufs[i]);
+        next.clear();
+        stage.push(input, &mut next)?;
+        if let Some((j, v)) = prev.replace((i, next)) {
+            bufs[j] = v;
+        }
+    }
+    let input = prev.as_ref().map_or(rows, |(_, v)| v.as_slice());
+    // Stages after an empty output see nothing this time.
+    let reached = prev.as_ref().map_or(0, |(j, _)| j + 1) == first.len();
+    if reached && !input.is_empty() {
         last.push(input, out)?;
+    }
+    if let Some((j, v)) = prev {
+        bufs[j] = v;
     }
     Ok(())
 }
@@ -188,6 +211,8 @@ pub struct Remainder {
     stages: Vec<Box<dyn Stage>>,
     /// Stages before this one have nothing more to give.
     draining: usize,
+    /// As [`Pipeline`]'s.
+    bufs: Vec<Vec<u8>>,
 }
 
 impl Remainder {
@@ -201,7 +226,7 @@ impl Remainder {
                 Some(band) if tail.is_empty() => return Ok(Some(band)),
                 Some(band) => {
                     let mut out = Vec::new();
-                    run(tail, &band, &mut out)?;
+                    run(tail, &band, &mut out, &mut self.bufs)?;
                     if !out.is_empty() {
                         return Ok(Some(out));
                     }
