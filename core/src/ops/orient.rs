@@ -7,8 +7,9 @@
 //! on each output row ([`mirror_row`]) while the row is still in cache.
 
 use super::{CropBox, Flip};
-use crate::pixel::ImageInfo;
+use crate::pixel::{ImageInfo, PixelFormat};
 use crate::rotate::Rotation;
+use crate::simd::Cpu;
 
 /// Rotate by `rotation`, then mirror left-right if `mirror`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -157,7 +158,28 @@ pub fn mirror_rows(rows: &mut [u8], row_bytes: usize, channels: usize) {
 }
 
 /// Writes the rows of `src` mirrored left-right into `dst` (same length).
+/// Each row is a one-row half turn, so it runs on the half turns' vector
+/// kernels (gray: 32-byte AVX2 reversals; RGB: 16-pixel SSSE3 shuffles; the
+/// compiler's loop for 3-byte pixels was about half OpenCV's speed).
 pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: usize) {
+    let format = match channels {
+        1 => PixelFormat::Gray8,
+        3 => PixelFormat::Rgb8,
+        _ => PixelFormat::Rgba8,
+    };
+    let row = u32::try_from(row_bytes / channels)
+        .ok()
+        .and_then(|w| ImageInfo::new(w, 1, format).ok());
+    if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes) {
+        let cpu = Cpu::detect();
+        for (s, d) in src
+            .chunks_exact(row_bytes)
+            .zip(dst.chunks_exact_mut(row_bytes))
+        {
+            crate::ops::rotate::kernels::rows_with(cpu, s, row, Rotation::Ccw180, 0, d, false);
+        }
+        return;
+    }
     for (s, d) in src
         .chunks_exact(row_bytes)
         .zip(dst.chunks_exact_mut(row_bytes))
