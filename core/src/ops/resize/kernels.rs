@@ -220,11 +220,11 @@ mod x86 {
         // rows' starts (an odd last row pairs with zeros, weight 0).
         let w: Vec<(i32, i32)> = k.chunks(2).map(split_pair).collect();
         let zero = [0u8; 32];
-        let ptrs: Vec<(*const u8, usize)> = rows
+        let ptrs: Vec<(*const u8, Option<*const u8>)> = rows
             .chunks(2)
             .map(|p| match p {
-                [a, b] => (a.as_ptr(), b.as_ptr() as usize - a.as_ptr() as usize),
-                _ => (p[0].as_ptr(), 0),
+                [a, b] => (a.as_ptr(), Some(b.as_ptr())),
+                _ => (p[0].as_ptr(), None),
             })
             .collect();
         let mut x = 0;
@@ -248,8 +248,8 @@ mod x86 {
     }
 
     /// `16 * N` output values from `x` of the vertical pass: for each pair
-    /// of rows (its first row's start and the distance to the second, or 0
-    /// for an odd last row, read from `zero`), two rows per multiply-add.
+    /// of rows (their starts; an odd last row has no second, read from
+    /// `zero` instead), two rows per multiply-add.
     ///
     /// # Safety
     /// The CPU must support AVX2; every row holds `x + 16 * N` bytes, as does
@@ -257,21 +257,20 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn vertical_n<const N: usize>(
-        ptrs: &[(*const u8, usize)],
+        ptrs: &[(*const u8, Option<*const u8>)],
         w: &[(i32, i32)],
         zero: &[u8; 32],
         x: usize,
         out: &mut [u8],
     ) {
         let mut acc = [[_mm256_setzero_si256(); 4]; N];
-        for (&(a, step), &(wh, wl)) in ptrs.iter().zip(w) {
+        for (&(a, b), &(wh, wl)) in ptrs.iter().zip(w) {
             // SAFETY: the caller's contract.
             unsafe {
                 let a = a.add(x);
-                let b = if step == 0 {
-                    zero.as_ptr()
-                } else {
-                    a.add(step)
+                let b = match b {
+                    Some(b) => b.add(x),
+                    None => zero.as_ptr(),
                 };
                 let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
                 for (n, acc) in acc.iter_mut().enumerate() {
