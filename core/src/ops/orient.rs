@@ -172,9 +172,12 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
         .and_then(|w| ImageInfo::new(w, 1, format).ok());
     if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes) {
         let cpu = Cpu::detect();
+        // Last row first: each row is read from its end, so the reads form
+        // one descending stream (see `par_extend_rows_rev`).
         for (s, d) in src
             .chunks_exact(row_bytes)
             .zip(dst.chunks_exact_mut(row_bytes))
+            .rev()
         {
             crate::ops::rotate::kernels::rows_with(cpu, s, row, Rotation::Ccw180, 0, d, false);
         }

@@ -24,11 +24,15 @@ use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::store::par_extend;
+use crate::simd::store::{par_extend, par_extend_rows_rev};
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
 const TASK_BYTES: usize = 128 * 1024;
+
+/// Bytes per parallel task of a mirror: whole rows, made last to first (see
+/// [`par_extend_rows_rev`]), so a longer task is a longer descending read.
+const MIRROR_TASK_BYTES: usize = 1 << 20;
 
 /// One running stage.
 pub(crate) trait Stage: Send + Debug {
@@ -140,10 +144,9 @@ struct MirrorStage {
 
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let task = (TASK_BYTES / self.row_bytes).max(1) * self.row_bytes;
         let (rb, c) = (self.row_bytes, self.channels);
-        par_extend(out, rows.len(), task, |i, dst| {
-            mirror_rows_into(&rows[i * task..][..dst.len()], dst, rb, c)
+        par_extend_rows_rev(out, rows.len(), rb, MIRROR_TASK_BYTES, |r, dst| {
+            mirror_rows_into(&rows[r * rb..][..rb], dst, rb, c)
         });
         Ok(())
     }

@@ -57,3 +57,75 @@ pub(crate) fn par_extend(
     // by its task (a panic in `fill` propagates before this line).
     unsafe { out.set_len(start + n) };
 }
+
+/// Appends `n` bytes of rows of `row_len` bytes to `out`, made in parallel
+/// in parts of `part_len` bytes (whole rows): `fill(r, row)` writes row `r`.
+/// Each part's rows are made from its last to its first, each zeroed right
+/// before it is filled. For a mirror, which reads each input row from its
+/// end: the reads of a part then form one descending stream that the
+/// hardware prefetcher follows, where rows taken in order restart a short
+/// backward stream every row (a 4000x3000 RGB mirror: 4.7 -> 2.3 ms on one
+/// thread); and a row zeroed just before it is written is still in the L1
+/// cache, where a whole part zeroed first has left it.
+pub(crate) fn par_extend_rows_rev(
+    out: &mut Vec<u8>,
+    n: usize,
+    row_len: usize,
+    part_len: usize,
+    fill: impl Fn(usize, &mut [u8]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    assert!(row_len > 0 && n.is_multiple_of(row_len));
+    let part_len = (part_len / row_len).max(1) * row_len;
+    out.reserve(n);
+    let start = out.len();
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(part_len)
+        .enumerate()
+        .for_each(|(i, part)| {
+            let first = i * (part_len / row_len);
+            for (j, row) in part.chunks_exact_mut(row_len).enumerate().rev() {
+                row.fill(MaybeUninit::new(0));
+                // SAFETY: every element of `row` was initialised just above,
+                // and `MaybeUninit<u8>` has the layout of `u8`.
+                let row = unsafe { &mut *(row as *mut [MaybeUninit<u8>] as *mut [u8]) };
+                fill(first + j, row);
+            }
+        });
+    // SAFETY: the parts' rows cover all `n` bytes after `start` (n is a
+    // multiple of `row_len`), each initialised by its task (a panic in
+    // `fill` propagates before this line).
+    unsafe { out.set_len(start + n) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_reversed_fill_every_row_once_after_what_was_there() {
+        for (rows, row_len, part_len) in [(1, 1, 1), (7, 3, 5), (10, 4, 8), (5, 6, 1000), (9, 2, 6)]
+        {
+            let mut out = vec![9u8, 8];
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            par_extend_rows_rev(&mut out, rows * row_len, row_len, part_len, |r, row| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(row.len(), row_len);
+                assert!(
+                    row.iter().all(|&b| b == 0),
+                    "a row is zeroed before it is filled"
+                );
+                for (k, b) in row.iter_mut().enumerate() {
+                    *b = (r * 16 + k) as u8;
+                }
+            });
+            let mut want = vec![9u8, 8];
+            for r in 0..rows {
+                want.extend((0..row_len).map(|k| (r * 16 + k) as u8));
+            }
+            assert_eq!(out, want, "{rows} rows of {row_len}, parts of {part_len}");
+            assert_eq!(calls.into_inner(), rows);
+        }
+    }
+}
