@@ -103,7 +103,7 @@ class Moto:
         py = next((p for p in (os.environ.get("NL_MOTO_PYTHON"),
                                os.path.join(ROOT, ".ci/.venv/bin/python"),
                                os.path.join(ROOT, "bench/.venv/bin/python"))
-                   if p and subprocess.run([p, "-c", "import moto.server"],
+                   if p and os.path.exists(p) and subprocess.run([p, "-c", "import moto.server"],
                                            stderr=subprocess.DEVNULL).returncode == 0), None)
         if py is None:
             sys.exit("no Python with moto: run .ci/run once or pip install 'moto[server]'")
