@@ -1,7 +1,8 @@
 //! The integer convolution's row kernel for each CPU level: one portable
 //! body ([`crate::ops::convolve::convolve_row`], written so that the compiler
 //! vectorises its exact f32 multiply-adds), instantiated again with AVX2
-//! enabled. Bit-exact by construction: the same code, exact sums.
+//! enabled, and for kernels of divisor 1 with small sums a 16-bit integer
+//! path in AVX2 and AVX-512. Bit-exact: exact sums throughout.
 #![allow(unsafe_code)]
 // Kernels index several slices at the same offsets; index loops say so
 // more plainly than zipped iterators.
@@ -24,7 +25,7 @@ pub(crate) fn convolve_row_with(
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 {
         // SAFETY: the CPU runs AVX2 (checked by `clamp`).
-        return unsafe { convolve_row_avx2(k, rows, channels, s, out) };
+        return unsafe { convolve_row_avx2(cpu, k, rows, channels, s, out) };
     }
     let _ = cpu;
     body(k, rows, channels, s, out)
@@ -35,6 +36,7 @@ pub(crate) fn convolve_row_with(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn convolve_row_avx2(
+    cpu: Cpu,
     k: &Kernel,
     rows: &[&[u8]],
     channels: usize,
@@ -42,6 +44,11 @@ unsafe fn convolve_row_avx2(
     out: &mut [u8],
 ) {
     if k.divisor == 1 && sums_fit_i16(k) {
+        if cpu.clamp() >= Cpu::Avx512 {
+            // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`);
+            // the sums fit.
+            return unsafe { direct_i16_512(k, rows, channels, s, out) };
+        }
         // SAFETY: AVX2 is enabled in this function; the sums fit.
         return unsafe { direct_i16_avx2(k, rows, channels, s, out) };
     }
@@ -191,6 +198,63 @@ unsafe fn direct_i16_avx2(
         }
     }
     // Edges and the interior's tail: exact sums value by value, clamped.
+    let done = if len >= 2 * pad { pad..x } else { 0..0 };
+    edge_sums(k, rows, channels, s, len, done.clone());
+    let sums = s.f32_sums();
+    for x in (0..done.start).chain(done.end..len) {
+        out[x] = sums[x].clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// [`direct_i16_avx2`] in 512-bit vectors, 32 values per sum; negative sums
+/// are raised to 0 before the unsigned narrowing to bytes (which saturates
+/// at 255 and keeps the order, unlike the lane-wise packs).
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BW; `k.divisor == 1` and
+/// `sums_fit_i16(k)`; `rows` are `k.size` rows of at least `out.len()`
+/// bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn direct_i16_512(
+    k: &Kernel,
+    rows: &[&[u8]],
+    channels: usize,
+    s: &mut Scratch,
+    out: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    let len = out.len();
+    assert!(rows.len() == k.size && rows.iter().all(|row| row.len() >= len));
+    let r = k.size / 2;
+    let pad = r * channels;
+    let taps: Vec<(*const u8, __m512i)> = (0..k.size * k.size)
+        .filter(|&t| k.weights[t] != 0)
+        .map(|t| {
+            let p = rows[t / k.size]
+                .as_ptr()
+                .wrapping_add((t % k.size) * channels);
+            (p, _mm512_set1_epi16(k.weights[t] as i16))
+        })
+        .collect();
+    let zero = _mm512_setzero_si512();
+    let mut x = pad;
+    if len >= 2 * pad {
+        while x + 32 <= len - pad {
+            // SAFETY: each read is at x - pad + j c + 32 <= len (j c <= 2 pad)
+            // of a row of at least len bytes; out holds x + 32 bytes.
+            unsafe {
+                let mut acc = zero;
+                for &(p, w) in &taps {
+                    let v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(x - pad).cast()));
+                    acc = _mm512_add_epi16(acc, _mm512_mullo_epi16(v, w));
+                }
+                let b = _mm512_cvtusepi16_epi8(_mm512_max_epi16(acc, zero));
+                _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), b);
+            }
+            x += 32;
+        }
+    }
     let done = if len >= 2 * pad { pad..x } else { 0..0 };
     edge_sums(k, rows, channels, s, len, done.clone());
     let sums = s.f32_sums();
