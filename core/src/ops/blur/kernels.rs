@@ -113,13 +113,7 @@ mod x86 {
             }
             x += 16;
         }
-        for x in full..len {
-            let mut acc = taps[r] * u16::from(rows[r][x]);
-            for k in 0..r {
-                acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
-            }
-            v[pad + x] = f32::from(acc);
-        }
+        crate::ops::blur::column_sums_from(taps, rows, v, pad, full);
         crate::ops::blur::pad_columns(v, r, channels, len);
         // Rows: 16 outputs per step in two f32 vectors, fused multiply-adds
         // (exact: every value is an integer below 2^24).
@@ -153,13 +147,7 @@ mod x86 {
             }
             x += 16;
         }
-        for x in full..len {
-            let mut s = ft[r] * v[x + pad];
-            for k in 0..r {
-                s += ft[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
-            }
-            out[x] = ((s as u32 + (1 << 15)) >> 16) as u8;
-        }
+        crate::ops::blur::row_values_from(&ft, v, channels, out, full);
     }
 
     /// [`blur_row`] in 512-bit vectors: 32 column sums per step, 32 outputs
@@ -210,13 +198,7 @@ mod x86 {
             }
             x += 32;
         }
-        for x in full..len {
-            let mut acc = taps[r] * u16::from(rows[r][x]);
-            for k in 0..r {
-                acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
-            }
-            v[pad + x] = f32::from(acc);
-        }
+        crate::ops::blur::column_sums_from(taps, rows, v, pad, full);
         crate::ops::blur::pad_columns(v, r, channels, len);
         let ft: Vec<f32> = taps[..=r].iter().map(|&t| f32::from(t)).collect();
         let half = _mm512_set1_ps(32768.0);
@@ -247,13 +229,7 @@ mod x86 {
             }
             x += 32;
         }
-        for x in full..len {
-            let mut s = ft[r] * v[x + pad];
-            for k in 0..r {
-                s += ft[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
-            }
-            out[x] = ((s as u32 + (1 << 15)) >> 16) as u8;
-        }
+        crate::ops::blur::row_values_from(&ft, v, channels, out, full);
     }
 
     /// [`sharpen_row`] in 512-bit vectors, 16 values per step.

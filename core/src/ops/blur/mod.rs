@@ -122,13 +122,7 @@ pub fn blur_row(
             *o = f32::from(a);
         }
     }
-    for x in full..len {
-        let mut acc = tc * u16::from(rows[r][x]);
-        for k in 0..r {
-            acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
-        }
-        v[pad + x] = f32::from(acc);
-    }
+    column_sums_from(taps, rows, v, pad, full);
     pad_columns(v, r, channels, len);
     let mut ftaps = [0f32; 512];
     for (f, &t) in ftaps.iter_mut().zip(&taps[..=r]) {
@@ -154,10 +148,41 @@ pub fn blur_row(
             out[x + l] = round_out(s[l]);
         }
     }
-    for x in full..len {
-        let mut s = ftaps[r] * v[x + pad];
+    row_values_from(&ftaps[..=r], v, channels, out, full);
+}
+
+/// The column sums of values `from..` (up to `v.len() - 2 pad`) one at a
+/// time, into `v` after its `pad` values of padding: the vector loops'
+/// tails.
+#[inline(always)]
+pub(crate) fn column_sums_from(
+    taps: &[u16],
+    rows: &[&[u8]],
+    v: &mut [f32],
+    pad: usize,
+    from: usize,
+) {
+    let (n, r) = (taps.len(), taps.len() / 2);
+    for x in from..v.len() - 2 * pad {
+        let mut acc = taps[r] * u16::from(rows[r][x]);
         for k in 0..r {
-            s += ftaps[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
+            acc += taps[k] * (u16::from(rows[k][x]) + u16::from(rows[n - 1 - k][x]));
+        }
+        v[pad + x] = f32::from(acc);
+    }
+}
+
+/// Output values `from..out.len()` from the padded column sums `v`, one at
+/// a time (`ft`: the taps up to the centre, in f32): the vector loops'
+/// tails.
+#[inline(always)]
+pub(crate) fn row_values_from(ft: &[f32], v: &[f32], channels: usize, out: &mut [u8], from: usize) {
+    let r = ft.len() - 1;
+    let (n, pad) = (2 * r + 1, r * channels);
+    for x in from..out.len() {
+        let mut s = ft[r] * v[x + pad];
+        for k in 0..r {
+            s += ft[k] * (v[x + k * channels] + v[x + (n - 1 - k) * channels]);
         }
         out[x] = round_out(s);
     }

@@ -197,13 +197,8 @@ unsafe fn direct_i16_avx2(
             x += 16;
         }
     }
-    // Edges and the interior's tail: exact sums value by value, clamped.
     let done = if len >= 2 * pad { pad..x } else { 0..0 };
-    edge_sums(k, rows, channels, s, len, done.clone());
-    let sums = s.f32_sums();
-    for x in (0..done.start).chain(done.end..len) {
-        out[x] = sums[x].clamp(0.0, 255.0) as u8;
-    }
+    clamped_outside(k, rows, channels, s, out, done);
 }
 
 /// [`direct_i16_avx2`] in 512-bit vectors, 32 values per sum; negative sums
@@ -256,6 +251,20 @@ unsafe fn direct_i16_512(
         }
     }
     let done = if len >= 2 * pad { pad..x } else { 0..0 };
+    clamped_outside(k, rows, channels, s, out, done);
+}
+
+/// The outputs outside `done` of a divisor-1 kernel (the edges and the
+/// vector loop's tail): exact sums value by value, clamped.
+fn clamped_outside(
+    k: &Kernel,
+    rows: &[&[u8]],
+    channels: usize,
+    s: &mut Scratch,
+    out: &mut [u8],
+    done: std::ops::Range<usize>,
+) {
+    let len = out.len();
     edge_sums(k, rows, channels, s, len, done.clone());
     let sums = s.f32_sums();
     for x in (0..done.start).chain(done.end..len) {
