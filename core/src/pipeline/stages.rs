@@ -14,7 +14,7 @@ use super::plan::Step;
 use crate::error::Result;
 use crate::hold::{Hold, Produce};
 use crate::ops::blur::Scratch;
-use crate::ops::blur::kernels::{blur_row_with, sharpen_row_with};
+use crate::ops::blur::kernels::{blur_row_with, blur_sharpen_row_with};
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
 use crate::ops::convolve::kernels::convolve_row_with;
@@ -203,8 +203,7 @@ impl Filter {
         match self {
             Filter::Blur(t) => blur_row_with(cpu, t, rows, channels, &mut s.blur, out),
             Filter::Sharpen(t, amount) => {
-                blur_row_with(cpu, t, rows, channels, &mut s.blur, out);
-                sharpen_row_with(cpu, rows[rows.len() / 2], *amount, out);
+                blur_sharpen_row_with(cpu, t, rows, channels, *amount, &mut s.blur, out)
             }
             Filter::Convolve(k) => convolve_row_with(cpu, k, rows, channels, &mut s.convolve, out),
         }
