@@ -23,9 +23,21 @@ pub(crate) fn convolve_row_with(
     out: &mut [u8],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if k.divisor == 1 && sums_fit_i16(k) {
+        if cpu.clamp() >= Cpu::Avx512 {
+            // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`);
+            // the sums fit.
+            return unsafe { direct_i16_512(k, rows, channels, s, out) };
+        }
+        if cpu.clamp() >= Cpu::Avx2 {
+            // SAFETY: the CPU runs AVX2 (checked by `clamp`); the sums fit.
+            return unsafe { direct_i16_avx2(k, rows, channels, s, out) };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 {
         // SAFETY: the CPU runs AVX2 (checked by `clamp`).
-        return unsafe { convolve_row_avx2(cpu, k, rows, channels, s, out) };
+        return unsafe { convolve_row_avx2(k, rows, channels, s, out) };
     }
     let _ = cpu;
     body(k, rows, channels, s, out)
@@ -36,22 +48,12 @@ pub(crate) fn convolve_row_with(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn convolve_row_avx2(
-    cpu: Cpu,
     k: &Kernel,
     rows: &[&[u8]],
     channels: usize,
     s: &mut Scratch,
     out: &mut [u8],
 ) {
-    if k.divisor == 1 && sums_fit_i16(k) {
-        if cpu.clamp() >= Cpu::Avx512 {
-            // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`);
-            // the sums fit.
-            return unsafe { direct_i16_512(k, rows, channels, s, out) };
-        }
-        // SAFETY: AVX2 is enabled in this function; the sums fit.
-        return unsafe { direct_i16_avx2(k, rows, channels, s, out) };
-    }
     let in_f32 = if sums_fit_f32(k) && crate::ops::blur::kernels::has_fma() {
         // SAFETY: AVX2 is enabled in this function; FMA checked.
         unsafe { accumulate_avx2(k, rows, channels, s, out.len()) };
@@ -126,9 +128,29 @@ unsafe fn accumulate_avx2(
 
 /// Whether every partial sum of the kernel fits an i16 (`255 * sum |w|`
 /// at most 32767): sharpen, edge, emboss and Laplacian kernels do.
+#[cfg(target_arch = "x86_64")]
 fn sums_fit_i16(k: &Kernel) -> bool {
     let abs: i64 = k.weights.iter().map(|&w| i64::from(w).abs()).sum();
     255 * abs <= i64::from(i16::MAX)
+}
+
+/// The nonzero taps of a kernel whose sums fit an i16: each tap's row, offset
+/// by the tap's column (the interior's reads then start at `x - pad`), and
+/// its weight.
+#[cfg(target_arch = "x86_64")]
+fn i16_taps<'a>(
+    k: &'a Kernel,
+    rows: &'a [&[u8]],
+    channels: usize,
+) -> impl Iterator<Item = (*const u8, i16)> + 'a {
+    (0..k.size * k.size)
+        .filter(|&t| k.weights[t] != 0)
+        .map(move |t| {
+            let p = rows[t / k.size]
+                .as_ptr()
+                .wrapping_add((t % k.size) * channels);
+            (p, k.weights[t] as i16)
+        })
 }
 
 /// A kernel of divisor 1 whose sums fit an i16 ([`sums_fit_i16`]), straight
@@ -155,15 +177,8 @@ unsafe fn direct_i16_avx2(
     assert!(rows.len() == k.size && rows.iter().all(|row| row.len() >= len));
     let r = k.size / 2;
     let pad = r * channels;
-    let taps: Vec<(*const u8, __m256i)> = (0..k.size * k.size)
-        .filter(|&t| k.weights[t] != 0)
-        .map(|t| {
-            // Offsets within the row: the interior's reads start at x - pad.
-            let p = rows[t / k.size]
-                .as_ptr()
-                .wrapping_add((t % k.size) * channels);
-            (p, _mm256_set1_epi16(k.weights[t] as i16))
-        })
+    let taps: Vec<(*const u8, __m256i)> = i16_taps(k, rows, channels)
+        .map(|(p, w)| (p, _mm256_set1_epi16(w)))
         .collect();
     // The sum of 16 values from x, each tap's row read at x - pad + j c.
     // SAFETY (caller): x - pad + j c + 16 <= len (j c <= 2 pad) bytes of a
@@ -223,14 +238,8 @@ unsafe fn direct_i16_512(
     assert!(rows.len() == k.size && rows.iter().all(|row| row.len() >= len));
     let r = k.size / 2;
     let pad = r * channels;
-    let taps: Vec<(*const u8, __m512i)> = (0..k.size * k.size)
-        .filter(|&t| k.weights[t] != 0)
-        .map(|t| {
-            let p = rows[t / k.size]
-                .as_ptr()
-                .wrapping_add((t % k.size) * channels);
-            (p, _mm512_set1_epi16(k.weights[t] as i16))
-        })
+    let taps: Vec<(*const u8, __m512i)> = i16_taps(k, rows, channels)
+        .map(|(p, w)| (p, _mm512_set1_epi16(w)))
         .collect();
     let zero = _mm512_setzero_si512();
     let mut x = pad;
@@ -256,6 +265,7 @@ unsafe fn direct_i16_512(
 
 /// The outputs outside `done` of a divisor-1 kernel (the edges and the
 /// vector loop's tail): exact sums value by value, clamped.
+#[cfg(target_arch = "x86_64")]
 fn clamped_outside(
     k: &Kernel,
     rows: &[&[u8]],
