@@ -24,6 +24,7 @@ The OpenCV blur uses its default border (reflect-101), which does the same
 work as our shrinking window: only the semantics at the border differ.
 """
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -96,6 +97,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15, help="paired repetitions (the median is reported)")
     ap.add_argument("--warm", type=int, default=5, help="untimed back-to-back runs per side and repetition")
+    ap.add_argument("--warm-ms", type=float, default=20,
+                    help="and at least this many milliseconds of warm-up per side (more runs for small images)")
     ap.add_argument("--timed", type=int, default=5, help="timed runs after the warm-up (their median counts)")
     ap.add_argument("--kernels", default="mean3x3,rotate90,rotate180,rotate270",
                     help="comma-separated subset of " + ", ".join(CV) + " (or 'all')")
@@ -157,6 +160,12 @@ def main():
                     dst = np.empty((oh, ow, c) if c > 1 else (oh, ow), np.uint8)
                     f = (lambda size, interp: lambda s, d: cv2.resize(s, size, dst=d, interpolation=interp))(
                         (ow, oh), interp)
+                # Each side's warm-up lasts at least --warm-ms, judged from
+                # one probe run: 8 runs of a 0.3 ms kernel do not bring this
+                # VM's second core up to speed (the 2-thread figure of a
+                # 6 MB image then equals the 1-thread one, for both sides).
+                cv_warm = max(args.warm, math.ceil(args.warm_ms / max(median(run_cv(f, 3)), 1e-3)))
+                our_warm = max(args.warm, math.ceil(args.warm_ms / max(median(run_ours(kernel, threads, 3)), 1e-3)))
                 cv_t, our_t = [], []
                 for _ in range(args.reps):
                     # The pauses let each side's idle workers stop spinning
@@ -166,9 +175,9 @@ def main():
                     # count: on this VM an idle core takes several
                     # milliseconds to come back to full speed.
                     time.sleep(0.03)
-                    cv_t.append(median(run_cv(f, runs)[args.warm:]))
+                    cv_t.append(median(run_cv(f, cv_warm + args.timed)[cv_warm:]))
                     time.sleep(0.03)
-                    our_t.append(median(run_ours(kernel, threads, runs)[args.warm:]))
+                    our_t.append(median(run_ours(kernel, threads, our_warm + args.timed)[our_warm:]))
                 cv_ms, our_ms = median(cv_t), median(our_t)
                 rows.append((kernel, label, threads, mpix / (cv_ms / 1e3), mpix / (our_ms / 1e3),
                              cv_ms, our_ms, copy_gbs, mpix / (copy / 1e3)))
@@ -176,7 +185,8 @@ def main():
             ours.wait()
             print(f"  {label}, {threads} thread(s) done", file=sys.stderr)
     print(f"cv2 {cv2.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-          f"medians of {args.reps} paired repetitions of {args.warm} warm-up + {args.timed} timed runs\n")
+          f"medians of {args.reps} paired repetitions of {args.warm} warm-up runs (at least {args.warm_ms:g} ms) "
+          f"+ {args.timed} timed runs\n")
     print("| kernel | image | threads | OpenCV Mpix/s | nlimage Mpix/s | ratio | OpenCV ms | nlimage ms | memcpy in+out GB/s | memcpy Mpix/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for k, label, t, cvs, ns, cvm, nm, gbs, cps in rows:
