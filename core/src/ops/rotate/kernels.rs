@@ -51,6 +51,15 @@ pub(crate) fn rows_with(
         Rotation::Ccw180 => match c {
             1 => {
                 #[cfg(target_arch = "x86_64")]
+                if cpu >= Cpu::Avx512
+                    && info.width() >= 64
+                    && std::arch::is_x86_feature_detected!("avx512vbmi")
+                {
+                    // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
+                    // Avx512) and VBMI (just checked).
+                    return unsafe { x86::half_turn_gray_vbmi(src, info, first, dst) };
+                }
+                #[cfg(target_arch = "x86_64")]
                 if cpu >= Cpu::Avx2 {
                     // SAFETY: clamp() returned Avx2 or wider.
                     return unsafe { x86::half_turn_gray_avx2(src, info, first, dst) };
@@ -341,6 +350,59 @@ mod x86 {
             for p in (0..p0).chain(p0 + blocks * 16..w) {
                 let s = (w - 1 - p) * 3;
                 out[p * 3..p * 3 + 3].copy_from_slice(&input[s..s + 3]);
+            }
+        }
+    }
+
+    /// Half turn of gray rows at least 64 bytes wide with AVX-512 VBMI: each
+    /// 64-byte output block is the input block at the mirrored place
+    /// reversed by one byte permute; the row's last output block is the
+    /// first input block reversed, overlapping the one before it, so no
+    /// byte is copied alone.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VBMI, and rows must be at
+    /// least 64 bytes wide.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn half_turn_gray_vbmi(
+        src: &[u8],
+        info: ImageInfo,
+        first: usize,
+        dst: &mut [u8],
+    ) {
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        assert!(w >= 64, "rows of at least 64 bytes");
+        let index: [u8; 64] = std::array::from_fn(|j| (63 - j) as u8);
+        // SAFETY: `index` is 64 bytes.
+        let reverse = unsafe { _mm512_loadu_si512(index.as_ptr().cast()) };
+        for (i, out) in dst.chunks_exact_mut(w).enumerate() {
+            let sr = h - 1 - (first + i);
+            let input = &src[sr * w..(sr + 1) * w];
+            let block = |out: &mut [u8], o: usize| {
+                // Output bytes o..o + 64 are input bytes w - 64 - o.. reversed.
+                let inp: &[u8; 64] = input[w - 64 - o..w - o].try_into().expect("64 bytes");
+                let to: &mut [u8; 64] = (&mut out[o..o + 64]).try_into().expect("64 bytes");
+                // SAFETY: `inp` and `to` are 64-byte arrays.
+                unsafe {
+                    let v =
+                        _mm512_permutexvar_epi8(reverse, _mm512_loadu_si512(inp.as_ptr().cast()));
+                    _mm512_storeu_si512(to.as_mut_ptr().cast(), v);
+                }
+            };
+            // Stores aligned from the first 64-byte boundary of the row on,
+            // the row's first block (when the row starts unaligned) and
+            // last overlapping them.
+            let head = out.as_ptr().align_offset(64).min(w - 64);
+            if head > 0 {
+                block(out, 0);
+            }
+            let mut o = head;
+            while o + 64 <= w {
+                block(out, o);
+                o += 64;
+            }
+            if o < w {
+                block(out, w - 64);
             }
         }
     }
