@@ -11,6 +11,24 @@ use std::sync::OnceLock;
 
 pub(crate) mod store;
 
+/// Asks for the cache line `ahead` bytes past the start of `row` to be
+/// fetched into the cache. The address may lie past the end of `row` (a
+/// prefetch never faults and reads nothing into the program): for the rows
+/// of one image in one buffer, that is the next rows.
+#[inline(always)]
+pub(crate) fn prefetch_ahead(row: &[u8], ahead: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of every x86-64 CPU; a prefetch of any address is
+    // allowed (the pointer is only formed with wrapping arithmetic, never
+    // dereferenced).
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(ahead).cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (row, ahead);
+}
+
 /// Asks for the cache line at the start of `line` to be fetched into the
 /// cache (a hint: never faults, may be dropped); nothing off x86-64.
 #[inline(always)]
