@@ -117,6 +117,7 @@ mod x86 {
         while x < full {
             // SAFETY (loads): x + 16 <= len <= every row's length (asserted);
             // (stores) pad + x + 16 <= v.len().
+            crate::simd::prefetch_ahead(rows[n - 1], x + crate::simd::NEWEST_ROW_AHEAD);
             unsafe {
                 let load =
                     |row: &[u8]| _mm256_cvtepu8_epi16(_mm_loadu_si128(row.as_ptr().add(x).cast()));
@@ -204,6 +205,7 @@ mod x86 {
         while x < full {
             // SAFETY (loads): x + 32 <= len <= every row's length (asserted);
             // (stores) pad + x + 32 <= v.len().
+            crate::simd::prefetch_ahead(rows[n - 1], x + crate::simd::NEWEST_ROW_AHEAD);
             unsafe {
                 let load = |row: &[u8]| {
                     _mm512_cvtepu8_epi16(_mm256_loadu_si256(row.as_ptr().add(x).cast()))

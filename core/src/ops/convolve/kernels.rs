@@ -101,6 +101,7 @@ unsafe fn accumulate_avx2(
     let mut x = pad;
     if len >= 2 * pad {
         while x + 16 <= len - pad {
+            crate::simd::prefetch_ahead(rows[k.size - 1], x + crate::simd::NEWEST_ROW_AHEAD);
             // SAFETY: each read is at x - pad + j c + 16 <= len (j c <= 2 pad)
             // of a row of at least len bytes; sums has len values.
             unsafe {
@@ -153,16 +154,6 @@ fn i16_taps(k: &Kernel, rows: &[&[u8]], channels: usize) -> (usize, [(*const u8,
     (n, taps)
 }
 
-/// How far ahead of the values being summed the newest row (the one the
-/// previous output row did not read, so not yet in the cache) is fetched:
-/// 8 KiB, past the row's end for narrow rows, where the next rows of the
-/// image usually lie. The hardware prefetcher alone left the loads of that
-/// row waiting on memory: 3x3 sharpen, one thread, 4000x3000 RGBA
-/// 8.7 -> 5.8 ms, 8000x8000 gray 11.9 -> 7.7 ms, 3001x2003 RGB 3.1 -> 2.0 ms
-/// (2 KiB ahead gained half as much).
-#[cfg(target_arch = "x86_64")]
-const NEWEST_ROW_AHEAD: usize = 8 << 10;
-
 /// The starts of the vectors of `v` values covering the interior
 /// `pad..len - pad`: every `v` from `pad`, the last moved back to end at
 /// `len - pad` (overlapping the one before it: the same values again), so
@@ -214,7 +205,7 @@ unsafe fn direct_i16_avx2(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut
     let mut done = 0..0;
     let newest = rows[k.size - 1];
     for x in vector_starts(len, pad, if wide { 32 } else { 16 }) {
-        crate::simd::prefetch_ahead(newest, x + NEWEST_ROW_AHEAD);
+        crate::simd::prefetch_ahead(newest, x + crate::simd::NEWEST_ROW_AHEAD);
         // SAFETY: as `sum16`, for x (and x + 16 when wide); out holds
         // x + 32 (x + 16) bytes.
         unsafe {
@@ -256,7 +247,7 @@ unsafe fn direct_i16_512(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut 
     let mut done = 0..0;
     let newest = rows[k.size - 1];
     for x in vector_starts(len, pad, 32) {
-        crate::simd::prefetch_ahead(newest, x + NEWEST_ROW_AHEAD);
+        crate::simd::prefetch_ahead(newest, x + crate::simd::NEWEST_ROW_AHEAD);
         // SAFETY: each read is at x - pad + j c + 32 <= len (j c <= 2 pad)
         // of a row of at least len bytes; out holds x + 32 bytes.
         unsafe {
