@@ -424,16 +424,36 @@ pub fn premultiply(px: &mut [u8]) {
 
 /// Undoes [`premultiply`] in place (Pillow's RGBa -> RGBA: `c * 255 / a`
 /// truncated and clamped; alpha 0 and 255 leave the colour as it is).
+///
+/// The division is a multiply by [`UNPREMULTIPLY`]'s reciprocal and a
+/// shift, exact for every `c` and `a` (tested against the division): three
+/// divisions a pixel were a tenth of a 4000x3000 RGBA resize to a quarter.
 pub fn unpremultiply(px: &mut [u8]) {
     for p in px.chunks_exact_mut(4) {
-        let a = u32::from(p[3]);
+        let a = usize::from(p[3]);
         if a != 0 && a != 255 {
+            let m = u64::from(UNPREMULTIPLY[a]);
             for c in &mut p[..3] {
-                *c = ((u32::from(*c) * 255) / a).min(255) as u8;
+                *c = ((u64::from(*c) * m) >> 24).min(255) as u8;
             }
         }
     }
 }
+
+/// `255 * ceil(2^24 / a)` for each alpha `a` (0 for 0): `(c * m) >> 24`
+/// is `c * 255 / a` truncated for every byte `c` and every `a` below 255.
+/// With `n = 255 c < 2^16`, `n ceil(2^24 / a) / 2^24` exceeds `n / a` by
+/// less than `n / 2^24 < 1/256 < 1/a`, less than the distance from `n / a`
+/// to the next integer.
+const UNPREMULTIPLY: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut a = 1;
+    while a < 256 {
+        t[a] = 255 * (1u32 << 24).div_ceil(a as u32);
+        a += 1;
+    }
+    t
+};
 
 /// The whole-image resample to `out_w` x `out_h` (a different size) the
 /// plain way: every row
@@ -584,6 +604,22 @@ mod tests {
             "a quarter keeps 6 * 4 taps: {:?}",
             down.bounds[50]
         );
+    }
+
+    #[test]
+    fn unpremultiply_divides_exactly_for_every_colour_and_alpha() {
+        for a in 0..=255u8 {
+            for c in 0..=255u8 {
+                let mut px = [c, c, c, a];
+                unpremultiply(&mut px);
+                let want = if a == 0 || a == 255 {
+                    c
+                } else {
+                    (u32::from(c) * 255 / u32::from(a)).min(255) as u8
+                };
+                assert_eq!(px, [want, want, want, a], "c {c}, a {a}");
+            }
+        }
     }
 
     #[test]
