@@ -97,7 +97,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15, help="paired repetitions (the median is reported)")
     ap.add_argument("--warm", type=int, default=5, help="untimed back-to-back runs per side and repetition")
-    ap.add_argument("--warm-ms", type=float, default=20,
+    ap.add_argument("--warm-ms", type=float, default=100,
                     help="and at least this many milliseconds of warm-up per side (more runs for small images)")
     ap.add_argument("--timed", type=int, default=5, help="timed runs after the warm-up (their median counts)")
     ap.add_argument("--kernels", default="mean3x3,rotate90,rotate180,rotate270",
@@ -161,9 +161,12 @@ def main():
                     f = (lambda size, interp: lambda s, d: cv2.resize(s, size, dst=d, interpolation=interp))(
                         (ow, oh), interp)
                 # Each side's warm-up lasts at least --warm-ms, judged from
-                # one probe run: 8 runs of a 0.3 ms kernel do not bring this
-                # VM's second core up to speed (the 2-thread figure of a
-                # 6 MB image then equals the 1-thread one, for both sides).
+                # its own probe runs: this VM's second core needs tens of ms
+                # of steady work to come up to speed (after 30 ms idle, a
+                # pool worker's first task starts 2.5-3.9 ms late), so 8
+                # runs of a sub-millisecond kernel measured a cold core: the
+                # 2-thread gray of 4000x3000 RGB took 1.28 ms after 20 ms of
+                # warm-up and 0.68 ms after 100 ms.
                 cv_warm = max(args.warm, math.ceil(args.warm_ms / max(median(run_cv(f, 3)), 1e-3)))
                 our_warm = max(args.warm, math.ceil(args.warm_ms / max(median(run_ours(kernel, threads, 3)), 1e-3)))
                 cv_t, our_t = [], []
