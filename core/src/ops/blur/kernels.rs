@@ -140,7 +140,7 @@ mod x86 {
         crate::ops::blur::pad_columns(v, r, channels, len);
         // Rows: 16 outputs per step in two f32 vectors, fused multiply-adds
         // (exact: every value is an integer below 2^24).
-        let ft: Vec<f32> = taps[..=r].iter().map(|&t| f32::from(t)).collect();
+        let ft = crate::ops::blur::half_taps_f32(taps);
         let half = _mm256_set1_ps(32768.0);
         let scale = _mm256_set1_ps(1.0 / 65536.0);
         let mut x = 0;
@@ -170,7 +170,7 @@ mod x86 {
             }
             x += 16;
         }
-        crate::ops::blur::row_values_from(&ft, v, channels, out, full);
+        crate::ops::blur::row_values_from(&ft[..=r], v, channels, out, full);
     }
 
     /// [`blur_row`] in 512-bit vectors: 32 column sums per step, 32 outputs
@@ -227,7 +227,7 @@ mod x86 {
         }
         crate::ops::blur::column_sums_from(taps, rows, v, pad, full);
         crate::ops::blur::pad_columns(v, r, channels, len);
-        let ft: Vec<f32> = taps[..=r].iter().map(|&t| f32::from(t)).collect();
+        let ft = crate::ops::blur::half_taps_f32(taps);
         let half = _mm512_set1_ps(32768.0);
         let scale = _mm512_set1_ps(1.0 / 65536.0);
         let mut x = 0;
@@ -269,7 +269,7 @@ mod x86 {
             }
             x += 32;
         }
-        crate::ops::blur::row_values_from(&ft, v, channels, out, full);
+        crate::ops::blur::row_values_from(&ft[..=r], v, channels, out, full);
         if let Some(amount) = sharpen {
             for x in full..len {
                 out[x] = sharpen_value(rows[r][x], out[x], amount);

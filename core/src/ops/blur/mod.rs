@@ -124,10 +124,7 @@ pub fn blur_row(
     }
     column_sums_from(taps, rows, v, pad, full);
     pad_columns(v, r, channels, len);
-    let mut ftaps = [0f32; 512];
-    for (f, &t) in ftaps.iter_mut().zip(&taps[..=r]) {
-        *f = f32::from(t);
-    }
+    let ftaps = half_taps_f32(taps);
     // 16 outputs at a time, summed in registers over all taps.
     const L: usize = 16;
     let full = len / L * L;
@@ -149,6 +146,20 @@ pub fn blur_row(
         }
     }
     row_values_from(&ftaps[..=r], v, channels, out, full);
+}
+
+/// Taps `0..=r` (the centre and one side) as f32, in a fixed array: every
+/// row kernel needs them, and a vector per row is an allocation per row.
+/// `sigma <= 100` gives `r <= 300`.
+#[inline(always)]
+pub(crate) fn half_taps_f32(taps: &[u16]) -> [f32; 512] {
+    let r = taps.len() / 2;
+    assert!(r < 512, "{} taps", taps.len());
+    let mut ft = [0f32; 512];
+    for (f, &t) in ft.iter_mut().zip(&taps[..=r]) {
+        *f = f32::from(t);
+    }
+    ft
 }
 
 /// The column sums of values `from..` (up to `v.len() - 2 pad`) one at a
