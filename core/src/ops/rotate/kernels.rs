@@ -194,6 +194,19 @@ fn half_turn<const C: usize>(src: &[u8], info: ImageInfo, first: usize, dst: &mu
     }
 }
 
+/// Output pixels `pixels` of a row reversed by pixel (`C` bytes each): out
+/// pixel `p` is input pixel `w - 1 - p`. The vector kernels' heads and
+/// tails.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn mirror_pixels<const C: usize>(input: &[u8], out: &mut [u8], pixels: std::ops::Range<usize>) {
+    let w = input.len() / C;
+    for p in pixels {
+        let q = w - 1 - p;
+        out[C * p..C * p + C].copy_from_slice(&input[C * q..C * q + C]);
+    }
+}
+
 /// Output row `r` of a quarter turn is input column `w-1-r` read top-down
 /// (90) or column `r` read bottom-up (270). Tiles: for each block of input
 /// rows, every output row of the band, so a tile's input lines stay in L1.
@@ -444,9 +457,7 @@ mod x86 {
                     _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
                 }
             }
-            for p in blocks * 32..w {
-                out[p] = input[w - 1 - p];
-            }
+            super::mirror_pixels::<1>(input, out, blocks * 32..w);
         }
     }
 
@@ -576,10 +587,6 @@ mod x86 {
             info.width() as usize,
         );
         let reverse = _mm512_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        let pixel = |out: &mut [u8], input: &[u8], p: usize| {
-            let q = w - 1 - p;
-            out[4 * p..4 * p + 4].copy_from_slice(&input[4 * q..4 * q + 4]);
-        };
         for (i, out) in dst.chunks_exact_mut(rb).enumerate() {
             let sr = h - 1 - (first + i);
             let input = &src[sr * rb..(sr + 1) * rb];
@@ -589,9 +596,7 @@ mod x86 {
             } else {
                 (0, false)
             };
-            for p in 0..start / 4 {
-                pixel(out, input, p);
-            }
+            super::mirror_pixels::<4>(input, out, 0..start / 4);
             let mut o = start;
             while o + 64 <= rb {
                 // SAFETY: input bytes rb - o - 64..rb - o and output bytes
@@ -609,9 +614,7 @@ mod x86 {
                 }
                 o += 64;
             }
-            for p in o / 4..w {
-                pixel(out, input, p);
-            }
+            super::mirror_pixels::<4>(input, out, o / 4..w);
         }
     }
 
@@ -678,10 +681,7 @@ mod x86 {
                     }
                 }
             }
-            for p in blocks * 16..w {
-                let q = w - 1 - p;
-                out[3 * p..3 * p + 3].copy_from_slice(&input[3 * q..3 * q + 3]);
-            }
+            super::mirror_pixels::<3>(input, out, blocks * 16..w);
         }
     }
 
