@@ -9,6 +9,7 @@
 
 use std::fmt::Debug;
 
+use bytes::Bytes;
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
@@ -28,8 +29,9 @@ pub trait Hold: Send + Debug {
 /// Produces a rotated image band by band.
 pub trait Produce: Send + Debug {
     /// The next band of whole output rows, about `target_bytes` long (at
-    /// least one row), or `None` at the end.
-    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>>;
+    /// least one row), or `None` at the end. A band may share memory with
+    /// the hold (a top-bottom flip hands out its buffer without a copy).
+    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>>;
 }
 
 /// Storage addressed by byte offset: a file, or memory in tests.
@@ -109,11 +111,20 @@ fn advise_huge_pages<T>(mem: &mut [T]) {
 
 /// The whole image in one buffer (reserved up front, so a lack of memory is
 /// reported before any pixel is read).
+///
+/// A top-bottom flip stores each row where the output wants it (row `y` at
+/// row `h - 1 - y`), so the output is the buffer itself, handed out band by
+/// band without a copy: one pass over the image, as a flip from one array
+/// into another is (before: a pass into the hold, one zeroing each band and
+/// one copying into it; 4000x3000 RGB with each band then copied out 7.2 ->
+/// 5.9 ms, see bench/README.md).
 #[derive(Debug)]
 pub struct MemoryHold {
     buf: Vec<u8>,
     input: ImageInfo,
     orientation: Orientation,
+    /// Bytes written so far.
+    written: usize,
 }
 
 impl MemoryHold {
@@ -127,21 +138,101 @@ impl MemoryHold {
             buf,
             input,
             orientation,
+            written: 0,
         })
+    }
+
+    /// Whether rows are stored bottom to top (a top-bottom flip).
+    fn upside_down(&self) -> bool {
+        self.orientation == Orientation::flip(Flip::Vertical)
+    }
+}
+
+/// Copies `data` into `buf`'s spare capacity, `at` bytes past its end
+/// (panics if that is past the capacity).
+fn write_spare(buf: &mut Vec<u8>, at: usize, data: &[u8]) {
+    let spare = &mut buf.spare_capacity_mut()[at..at + data.len()];
+    // SAFETY: `spare` is `data.len()` bytes of `buf`'s allocation (the
+    // indexing above checked it), `MaybeUninit<u8>` has the layout of `u8`,
+    // and the two slices cannot overlap (one is borrowed shared, the other
+    // exclusively). Writing initialises those bytes.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), spare.as_mut_ptr().cast::<u8>(), data.len());
     }
 }
 
 impl Hold for MemoryHold {
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(data);
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        let len = self.input.byte_len();
+        if data.len() > len - self.written {
+            return Err(CoreError::InvalidInput(format!(
+                "more pixel data than a {} image holds",
+                self.input
+            )));
+        }
+        if !self.upside_down() {
+            self.buf.extend_from_slice(data);
+            self.written += data.len();
+            return Ok(());
+        }
+        let rb = self.input.row_bytes();
+        let h = self.input.height() as usize;
+        while !data.is_empty() {
+            let (y, x) = (self.written / rb, self.written % rb);
+            let take = (rb - x).min(data.len());
+            write_spare(&mut self.buf, (h - 1 - y) * rb + x, &data[..take]);
+            self.written += take;
+            data = &data[take..];
+        }
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<Box<dyn Produce>> {
+    fn finish(mut self: Box<Self>) -> Result<Box<dyn Produce>> {
+        let len = self.input.byte_len();
+        if self.written != len {
+            return Err(CoreError::InvalidInput(format!(
+                "pixel data ended early: a {} image has {} bytes, got {}",
+                self.input, len, self.written
+            )));
+        }
+        if self.upside_down() {
+            // SAFETY: the capacity is `len` (reserved exactly) and every byte
+            // of it is initialised: `write` put byte `n` of the input, for
+            // each `n` in 0..len (`written == len`), at the offset of the
+            // same column in row `h - 1 - n / rb`, which maps 0..len onto
+            // 0..len one to one.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.buf.set_len(len);
+            }
+            return Ok(Box::new(ReadyProduce {
+                rest: Bytes::from(std::mem::take(&mut self.buf)),
+                row_bytes: self.input.row_bytes(),
+            }));
+        }
         Ok(Box::new(MemoryProduce {
             hold: *self,
             next_row: 0,
         }))
+    }
+}
+
+/// An output already in order in memory, handed out band by band.
+#[derive(Debug)]
+struct ReadyProduce {
+    rest: Bytes,
+    row_bytes: usize,
+}
+
+impl Produce for ReadyProduce {
+    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        let rb = self.row_bytes;
+        let rows = (target_bytes / rb).clamp(1, self.rest.len() / rb);
+        Ok(Some(self.rest.split_to(rows * rb)))
     }
 }
 
@@ -152,7 +243,7 @@ struct MemoryProduce {
 }
 
 impl Produce for MemoryProduce {
-    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
         let h = &self.hold;
         let out = h.orientation.output_info(h.input);
         let (rb, height) = (out.row_bytes(), out.height() as usize);
@@ -164,7 +255,7 @@ impl Produce for MemoryProduce {
         let mut band = vec![0u8; rows * rb];
         orient_band(&h.buf, h.input, h.orientation, self.next_row, &mut band)?;
         self.next_row += rows;
-        Ok(Some(band))
+        Ok(Some(band.into()))
     }
 }
 
@@ -339,7 +430,7 @@ impl<S: Positional> StripProduce<S> {
 }
 
 impl<S: Positional> Produce for StripProduce<S> {
-    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+    fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
         loop {
             if self.loaded.is_none() {
                 self.loaded = self.load()?;
@@ -359,7 +450,7 @@ impl<S: Positional> Produce for StripProduce<S> {
             let mut band = vec![0u8; rows * rb];
             orient_band(src, *info, orientation, *next, &mut band)?;
             *next += rows;
-            return Ok(Some(band));
+            return Ok(Some(band.into()));
         }
     }
 }
@@ -388,6 +479,64 @@ mod tests {
         }
     }
 
+    /// Every orientation a hold is made for, with and without the mirror.
+    fn held_orientations() -> impl Iterator<Item = Orientation> {
+        [
+            Rotation::None,
+            Rotation::Ccw90,
+            Rotation::Ccw180,
+            Rotation::Ccw270,
+        ]
+        .into_iter()
+        .flat_map(|rotation| [false, true].map(|mirror| Orientation { rotation, mirror }))
+        .filter(|o| o.needs_whole_image())
+    }
+
+    #[test]
+    fn memory_holds_fed_any_chunks_orient_like_the_reference() {
+        for (w, h, f) in [
+            (1, 1, PixelFormat::Gray8),
+            (1, 9, PixelFormat::Rgb8),
+            (9, 1, PixelFormat::Gray8),
+            (13, 7, PixelFormat::Rgb8),
+            (5, 19, PixelFormat::Rgba8),
+        ] {
+            let info = ImageInfo::new(w, h, f).unwrap();
+            let data: Vec<u8> = (0..info.byte_len()).map(|i| (i * 37 % 251) as u8).collect();
+            let img = ImageBuf::new(info, data.clone()).unwrap();
+            for o in held_orientations() {
+                let want = crate::ops::naive::orient(&img, o).unwrap();
+                // Chunks smaller than, equal to and larger than a row.
+                for chunk in [1, 2, 5, info.row_bytes(), info.row_bytes() + 3, data.len()] {
+                    let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, o).unwrap());
+                    for piece in data.chunks(chunk) {
+                        hold.write(piece).unwrap();
+                    }
+                    let mut p = hold.finish().unwrap();
+                    let mut out = Vec::new();
+                    let row = o.output_info(info).row_bytes();
+                    while let Some(b) = p.next_band(2 * row + 1).unwrap() {
+                        assert_eq!(b.len() % row, 0, "whole rows");
+                        assert!(b.len() <= 2 * row + 1, "no longer than asked for");
+                        out.extend_from_slice(&b);
+                    }
+                    assert_eq!(out, want.data(), "{o:?} {w}x{h} {f} chunks of {chunk}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_memory_hold_refuses_too_much_or_too_little_data() {
+        let info = ImageInfo::new(3, 2, PixelFormat::Gray8).unwrap();
+        for o in held_orientations() {
+            let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, o).unwrap());
+            hold.write(&[1; 5]).unwrap();
+            assert!(hold.write(&[1; 2]).is_err(), "{o:?}: seven bytes for six");
+            assert!(hold.finish().is_err(), "{o:?}: five bytes for six");
+        }
+    }
+
     #[test]
     fn strips_of_any_size_rotate_like_the_reference() {
         for (w, h, f) in [
@@ -398,16 +547,7 @@ mod tests {
             let info = ImageInfo::new(w, h, f).unwrap();
             let data: Vec<u8> = (0..info.byte_len()).map(|i| (i * 31 % 253) as u8).collect();
             let img = ImageBuf::new(info, data.clone()).unwrap();
-            let all = [
-                Rotation::None,
-                Rotation::Ccw90,
-                Rotation::Ccw180,
-                Rotation::Ccw270,
-            ]
-            .into_iter()
-            .flat_map(|rotation| [false, true].map(|mirror| Orientation { rotation, mirror }))
-            .filter(|o| o.needs_whole_image());
-            for rot in all {
+            for rot in held_orientations() {
                 let want = crate::ops::naive::orient(&img, rot).unwrap();
                 for strip_bytes in [1, 10, 50, 1000] {
                     let mut hold: Box<dyn Hold> =
@@ -418,7 +558,7 @@ mod tests {
                     let mut p = hold.finish().unwrap();
                     let mut out = Vec::new();
                     while let Some(b) = p.next_band(17).unwrap() {
-                        out.extend(b);
+                        out.extend_from_slice(&b);
                     }
                     assert_eq!(
                         out,

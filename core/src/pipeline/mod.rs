@@ -11,6 +11,8 @@ pub mod plan;
 mod resample;
 mod stages;
 
+use bytes::Bytes;
+
 use crate::error::{CoreError, Result};
 use crate::hold::{Hold, MemoryHold};
 use crate::ops::Operation;
@@ -218,7 +220,7 @@ pub struct Remainder {
 impl Remainder {
     /// The next band of whole output rows, about `target_bytes` long (at least
     /// one row), or `None` when everything has been produced.
-    pub fn next_band(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+    pub fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
         while self.draining < self.stages.len() {
             let (head, tail) = self.stages.split_at_mut(self.draining + 1);
             match head[self.draining].drain(target_bytes)? {
@@ -228,7 +230,7 @@ impl Remainder {
                     let mut out = Vec::new();
                     run(tail, &band, &mut out, &mut self.bufs)?;
                     if !out.is_empty() {
-                        return Ok(Some(out));
+                        return Ok(Some(out.into()));
                     }
                 }
                 None => self.draining += 1,

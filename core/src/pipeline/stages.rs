@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 
+use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::plan::Step;
@@ -42,7 +43,7 @@ pub(crate) trait Stage: Send + Debug {
 
     /// After the last push: the next band of output still to come (about
     /// `target_bytes`), or `None`. Only holds have any.
-    fn drain(&mut self, _target_bytes: usize) -> Result<Option<Vec<u8>>> {
+    fn drain(&mut self, _target_bytes: usize) -> Result<Option<Bytes>> {
         Ok(None)
     }
 }
@@ -311,7 +312,7 @@ impl Stage for HoldStage {
             .write(rows)
     }
 
-    fn drain(&mut self, target_bytes: usize) -> Result<Option<Vec<u8>>> {
+    fn drain(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
         if let Some(hold) = self.hold.take() {
             self.produce = Some(hold.finish()?);
         }

@@ -87,7 +87,7 @@ impl ProcessService {
                 .await
                 .is_ok()
             {
-                let _ = send_chunks(&tx, img.into_data()).await;
+                let _ = send_chunks(&tx, img.into_data().into()).await;
             }
         });
         log.add_out(out.byte_len());
@@ -343,7 +343,7 @@ async fn drive(
         pipeline = p;
         let out = out.map_err(from_core)?;
         log.add_out(out.len());
-        send_chunks(tx, out).await?;
+        send_chunks(tx, out.into()).await?;
     }
     let mut rest = shared
         .compute
@@ -370,8 +370,7 @@ async fn drive(
 }
 
 /// Sends `out` as chunks of at most [`MAX_CHUNK_BYTES`], without copying.
-async fn send_chunks(tx: &Outbound, out: Vec<u8>) -> Result<(), Status> {
-    let mut out = Bytes::from(out);
+async fn send_chunks(tx: &Outbound, mut out: Bytes) -> Result<(), Status> {
     while !out.is_empty() {
         let piece = out.split_to(out.len().min(MAX_CHUNK_BYTES));
         tx.send(Ok(response(process_response::Message::Chunk(piece))))
