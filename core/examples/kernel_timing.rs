@@ -93,6 +93,10 @@ fn main() {
                     // An operation through the pipeline, as the server runs
                     // it, on the whole image in one push; the output vector
                     // is reused, so only the stages' own buffers are fresh.
+                    // The bands a hold gives after the input ends are made
+                    // and dropped one by one, as the server sends them (its
+                    // encoder copies every operation's output alike, held or
+                    // streamed, so no figure here includes that copy).
                     let spec = k
                         .strip_prefix("op:")
                         .unwrap_or_else(|| panic!("unknown kernel {k}"));
@@ -101,12 +105,15 @@ fn main() {
                         .map(|s| Operation::parse(s).expect("operation spec"))
                         .collect();
                     let mut p = Pipeline::new(info, &ops).unwrap();
+                    let p_out_len = p.output_info().byte_len();
                     out.clear();
                     p.push(src, &mut out).unwrap();
                     let mut rest = p.finish().unwrap();
+                    let mut len = out.len();
                     while let Some(b) = rest.next_band(1 << 20).unwrap() {
-                        out.extend_from_slice(&b);
+                        len += b.len();
                     }
+                    assert_eq!(len, p_out_len, "the whole output");
                 }
             })
         };
