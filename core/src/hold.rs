@@ -109,6 +109,74 @@ fn advise_huge_pages<T>(mem: &mut [T]) {
     let _ = mem;
 }
 
+/// Holds up to this size leave their buffer behind for the next hold when
+/// they end (one buffer, the last freed).
+pub const SPARE_HOLD_BYTES: usize = 64 << 20;
+
+/// The buffer the last in-memory hold left behind. Fresh memory costs a
+/// page fault and the kernel's zeroing per page: for a 36 MB flip that was
+/// more than the copy itself (4000x3000 RGB `flip=v` 3.3 -> 1.4 ms, see
+/// bench/README.md). Buffers under 32 MiB are often reused by the
+/// allocator anyway (glibc keeps them in its heap), larger ones go back to
+/// the system on every free; this keeps the largest freed one up to
+/// [`SPARE_HOLD_BYTES`]. The server admits a hold in memory only within its
+/// memory budget, so the spare is never larger than what the budget let one
+/// request hold.
+static SPARE: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer with room for `len` bytes: the spare if it fits (at least `len`
+/// and at most twice that: a small image does not take a large image's
+/// buffer), else a fresh one.
+fn take_buffer(len: usize) -> Result<Vec<u8>> {
+    let reused = {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = spare.capacity();
+        (cap >= len && cap / 2 <= len).then(|| std::mem::take(&mut *spare))
+    };
+    if let Some(mut buf) = reused {
+        buf.clear();
+        return Ok(buf);
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| CoreError::OutOfMemory(len))?;
+    advise_huge_pages(buf.spare_capacity_mut());
+    Ok(buf)
+}
+
+/// Leaves `buf` for the next hold if it is larger than the spare (and no
+/// larger than [`SPARE_HOLD_BYTES`]); otherwise frees it.
+fn give_back(buf: Vec<u8>) {
+    if buf.capacity() > SPARE_HOLD_BYTES {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    let freed = if buf.capacity() > spare.capacity() {
+        std::mem::replace(&mut *spare, buf)
+    } else {
+        buf
+    };
+    drop(spare);
+    // Freed outside the lock.
+    drop(freed);
+}
+
+/// A hold's buffer shared by the bands handed out from it
+/// ([`Bytes::from_owner`]); the last band dropped gives it back.
+struct Recycled(Vec<u8>);
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
+    }
+}
+
 /// The whole image in one buffer (reserved up front, so a lack of memory is
 /// reported before any pixel is read).
 ///
@@ -130,10 +198,7 @@ pub struct MemoryHold {
 impl MemoryHold {
     /// Reserves room for an image of geometry `input`.
     pub fn new(input: ImageInfo, orientation: Orientation) -> Result<Self> {
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(input.byte_len())
-            .map_err(|_| CoreError::OutOfMemory(input.byte_len()))?;
-        advise_huge_pages(buf.spare_capacity_mut());
+        let buf = take_buffer(input.byte_len())?;
         Ok(Self {
             buf,
             input,
@@ -197,8 +262,8 @@ impl Hold for MemoryHold {
             )));
         }
         if self.upside_down() {
-            // SAFETY: the capacity is `len` (reserved exactly) and every byte
-            // of it is initialised: `write` put byte `n` of the input, for
+            // SAFETY: the capacity is at least `len` (`take_buffer`) and
+            // bytes 0..len are initialised: `write` put byte `n` of the input, for
             // each `n` in 0..len (`written == len`), at the offset of the
             // same column in row `h - 1 - n / rb`, which maps 0..len onto
             // 0..len one to one.
@@ -207,7 +272,7 @@ impl Hold for MemoryHold {
                 self.buf.set_len(len);
             }
             return Ok(Box::new(ReadyProduce {
-                rest: Bytes::from(std::mem::take(&mut self.buf)),
+                rest: Bytes::from_owner(Recycled(std::mem::take(&mut self.buf))),
                 row_bytes: self.input.row_bytes(),
             }));
         }
@@ -215,6 +280,12 @@ impl Hold for MemoryHold {
             hold: *self,
             next_row: 0,
         }))
+    }
+}
+
+impl Drop for MemoryHold {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.buf));
     }
 }
 
@@ -248,7 +319,7 @@ impl Produce for MemoryProduce {
         let out = h.orientation.output_info(h.input);
         let (rb, height) = (out.row_bytes(), out.height() as usize);
         if self.next_row >= height {
-            self.hold.buf = Vec::new();
+            give_back(std::mem::take(&mut self.hold.buf));
             return Ok(None);
         }
         let rows = (target_bytes / rb).clamp(1, height - self.next_row);
@@ -524,6 +595,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_finished_hold_leaves_its_buffer_to_the_next_of_its_size() {
+        // A size no other test holds (theirs are far smaller), so no test
+        // running beside this one takes the spare in between.
+        let info = ImageInfo::new(1031, 1021, PixelFormat::Rgb8).unwrap();
+        let data: Vec<u8> = (0..info.byte_len()).map(|i| (i % 249) as u8).collect();
+        let spare = || SPARE.lock().unwrap().as_ptr();
+        let flip = Orientation::flip(Flip::Vertical);
+        // The flip's band is its hold's buffer, left as the spare once the
+        // band is dropped.
+        let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, flip).unwrap());
+        hold.write(&data).unwrap();
+        let mut p = hold.finish().unwrap();
+        let band = p.next_band(usize::MAX).unwrap().unwrap();
+        assert!(p.next_band(1).unwrap().is_none(), "one band");
+        let a = band.as_ptr();
+        assert_ne!(spare(), a, "still in use");
+        drop((band, p));
+        assert_eq!(spare(), a, "left as the spare");
+        // A small hold neither takes it nor replaces it.
+        let small = ImageInfo::new(7, 5, PixelFormat::Rgb8).unwrap();
+        let little = MemoryHold::new(small, flip).unwrap();
+        assert_ne!(little.buf.as_ptr(), a, "a small hold takes a fresh buffer");
+        drop(little);
+        assert_eq!(spare(), a, "the larger spare kept");
+        // A quarter turn of the same image takes it and gives it back when
+        // dropped.
+        let turn = MemoryHold::new(info, Orientation::rotate(Rotation::Ccw90)).unwrap();
+        assert_eq!(turn.buf.as_ptr(), a, "the spare reused");
+        assert_ne!(spare(), a, "taken");
+        drop(turn);
+        assert_eq!(spare(), a, "given back on drop");
     }
 
     #[test]
