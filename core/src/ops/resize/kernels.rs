@@ -203,6 +203,11 @@ pub(crate) fn columns_with(
 /// [`premultiply`] on path `cpu`.
 pub(crate) fn premultiply_with(cpu: Cpu, px: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
+    if cpu.clamp() >= Cpu::Avx512 {
+        // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`).
+        return unsafe { x86::premultiply_512(px) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 {
         // SAFETY: the CPU runs AVX2 (checked by `clamp`).
         return unsafe { x86::premultiply(px) };
@@ -582,6 +587,44 @@ mod x86 {
             }
         }
         premultiply_portable(&mut px[full..]);
+    }
+
+    /// [`premultiply`] in 512-bit vectors, 16 pixels per step, the same
+    /// arithmetic as the AVX2 body (which takes the end): a sixth of a
+    /// 4000x3000 RGBA resize was the AVX2 body.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn premultiply_512(px: &mut [u8]) {
+        let full = px.len() / 64 * 64;
+        // Per 128-bit lane (two pixels of 16-bit values): each pixel's alpha
+        // word in all four of its words.
+        let alpha = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15,
+        ));
+        let round = _mm512_set1_epi16(128);
+        let one = |v: __m512i| {
+            let a = _mm512_shuffle_epi8(v, alpha);
+            let t = _mm512_add_epi16(_mm512_mullo_epi16(v, a), round);
+            let r = _mm512_srli_epi16::<8>(_mm512_add_epi16(t, _mm512_srli_epi16::<8>(t)));
+            // Words 3 and 7 of each lane are alpha: kept.
+            _mm512_mask_blend_epi16(0x8888_8888, r, v)
+        };
+        // The pack interleaves the halves' 8-byte groups lane by lane.
+        let order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+        for chunk in px[..full].chunks_exact_mut(64) {
+            // SAFETY: `chunk` is 64 bytes: two 32-byte loads, one 64-byte store.
+            unsafe {
+                let p = chunk.as_mut_ptr();
+                let lo = _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.cast()));
+                let hi = _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(32).cast()));
+                let b = _mm512_packus_epi16(one(lo), one(hi));
+                _mm512_storeu_si512(p.cast(), _mm512_permutexvar_epi64(order, b));
+            }
+        }
+        // SAFETY: AVX-512 implies AVX2.
+        unsafe { premultiply(&mut px[full..]) }
     }
 
     /// One output pixel the portable way.
