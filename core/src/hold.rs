@@ -109,9 +109,9 @@ fn advise_huge_pages<T>(mem: &mut [T]) {
     let _ = mem;
 }
 
-/// Holds up to this size leave their buffer behind for the next hold when
-/// they end (one buffer, the last freed).
-pub const SPARE_HOLD_BYTES: usize = 64 << 20;
+/// Holds up to this size (a 24-megapixel RGBA image: 96 MB) leave their
+/// buffer behind for the next hold when they end (one buffer, the largest).
+pub const SPARE_HOLD_BYTES: usize = 128 << 20;
 
 /// The buffer the last in-memory hold left behind. Fresh memory costs a
 /// page fault and the kernel's zeroing per page: for a 36 MB flip that was
