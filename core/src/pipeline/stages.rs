@@ -25,7 +25,7 @@ use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::store::{par_extend, par_extend_rows_rev};
+use crate::simd::store::{par_extend, par_extend_rows_rev, par_extend_uninit};
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -105,17 +105,22 @@ impl Stage for PointStage {
         let out_row = self.ops.output_len(self.in_row);
         let per_task = (TASK_BYTES / self.in_row).max(1);
         let (in_part, ops) = (per_task * self.in_row, &self.ops);
-        par_extend(
-            out,
-            ops.output_len(rows.len()),
-            per_task * out_row,
-            |i, dst| {
-                ops.apply_into(
-                    &rows[i * in_part..][..dst.len() / out_row * self.in_row],
-                    dst,
-                )
-            },
-        );
+        // SAFETY: `apply_into_uninit` writes every byte of its output (it
+        // checks the lengths: one output row per input row here).
+        #[allow(unsafe_code)]
+        unsafe {
+            par_extend_uninit(
+                out,
+                ops.output_len(rows.len()),
+                per_task * out_row,
+                |i, dst| {
+                    ops.apply_into_uninit(
+                        &rows[i * in_part..][..dst.len() / out_row * self.in_row],
+                        dst,
+                    )
+                },
+            )
+        };
         Ok(())
     }
 }

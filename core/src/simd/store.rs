@@ -1,7 +1,10 @@
 //! Non-temporal (streaming) stores: writing a large output that will not be
 //! read again soon without first reading each cache line into the cache.
 //! The kernels issue them themselves (`_mm512_stream_si512`); this module
-//! holds the fence that makes them visible to other threads.
+//! holds the fence that makes them visible to other threads, and the
+//! parallel appends into a vector's spare capacity the stages write through.
+
+use std::mem::MaybeUninit;
 
 /// Orders earlier non-temporal stores before later stores (`sfence`): call
 /// it before another thread reads what they wrote.
@@ -40,7 +43,6 @@ pub(crate) fn par_extend(
     fill: impl Fn(usize, &mut [u8]) + Sync + Send,
 ) {
     use rayon::prelude::*;
-    use std::mem::MaybeUninit;
     out.reserve(n);
     let start = out.len();
     out.spare_capacity_mut()[..n]
@@ -56,6 +58,67 @@ pub(crate) fn par_extend(
     // SAFETY: the parts cover all `n` bytes after `start`, each initialised
     // by its task (a panic in `fill` propagates before this line).
     unsafe { out.set_len(start + n) };
+}
+
+/// Appends `n` bytes to `out`, made in parallel without zeroing them first:
+/// `fill(i, part)` writes the `i`-th part of `part_len` bytes (the last may
+/// be shorter) into memory that may hold anything. For kernels that store
+/// straight into uninitialised memory (the point operations): the zeroing
+/// [`par_extend`] does was a sixth of a gray conversion, a pass over the
+/// output just before the kernel's own.
+///
+/// # Safety
+/// `fill` must initialise every byte of the part it is given.
+pub(crate) unsafe fn par_extend_uninit(
+    out: &mut Vec<u8>,
+    n: usize,
+    part_len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<u8>]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    out.reserve(n);
+    let start = out.len();
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(part_len.max(1))
+        .enumerate()
+        .for_each(|(i, part)| fill(i, part));
+    // SAFETY: the parts cover all `n` bytes after `start`, each initialised
+    // by `fill` (the caller's promise; a panic propagates before this line).
+    unsafe { out.set_len(start + n) };
+}
+
+/// `bytes` as possibly uninitialised bytes, for a kernel that writes into
+/// either.
+///
+/// # Safety
+/// Nothing may write an uninitialised value through the result (the
+/// kernels only store bytes), or `bytes` would hold one afterwards.
+pub(crate) unsafe fn as_uninit(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the caller promises
+    // every write is of an initialised byte.
+    unsafe { &mut *(bytes as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// `bytes`, every one of which has been written, as plain bytes.
+///
+/// # Safety
+/// Every element of `bytes` must be initialised.
+pub(crate) unsafe fn assume_init(bytes: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    // SAFETY: the layouts are the same and the caller promises every
+    // element is initialised.
+    unsafe { &mut *(bytes as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
+/// Copies `src` into `dst` (same length) and returns it as plain bytes.
+pub(crate) fn copy_to_uninit<'a>(src: &[u8], dst: &'a mut [MaybeUninit<u8>]) -> &'a mut [u8] {
+    assert_eq!(src.len(), dst.len(), "same length");
+    // SAFETY: both slices are `src.len()` long, cannot overlap (one is
+    // borrowed shared, the other exclusively), and the copy initialises
+    // every element of `dst`, which makes the cast sound.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len());
+        assume_init(dst)
+    }
 }
 
 /// Appends `n` bytes of rows of `row_len` bytes to `out`, made in parallel
@@ -75,7 +138,6 @@ pub(crate) fn par_extend_rows_rev(
     fill: impl Fn(usize, &mut [u8]) + Sync + Send,
 ) {
     use rayon::prelude::*;
-    use std::mem::MaybeUninit;
     assert!(row_len > 0 && n.is_multiple_of(row_len));
     let part_len = (part_len / row_len).max(1) * row_len;
     out.reserve(n);

@@ -7,11 +7,15 @@
 //! permutes with AVX-512 VBMI.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
+
 use crate::ops::point::luma;
 use crate::simd::Cpu;
 
-/// RGB pixels of `src` to gray in `dst` (one byte per pixel) on path `cpu`.
-pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [u8]) {
+/// RGB pixels of `src` to gray in `dst` (one byte per pixel) on path `cpu`:
+/// writes the first `min(src.len() / 3, dst.len())` bytes of `dst`, which
+/// need not be initialised (only bytes are stored into it).
+pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [MaybeUninit<u8>]) {
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx512 {
         // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`).
@@ -26,10 +30,10 @@ pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [u8]) {
     portable(src, dst)
 }
 
-fn portable(src: &[u8], dst: &mut [u8]) {
+fn portable(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
     let (px, _) = src.as_chunks::<3>();
     for (o, &[r, g, b]) in dst.iter_mut().zip(px) {
-        *o = luma(r, g, b);
+        o.write(luma(r, g, b));
     }
 }
 
@@ -63,6 +67,7 @@ fn table_portable(t: &[u8; 256], px: &mut [u8], keep_alpha: bool, from: usize) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// [`gray_rgb`] in 512-bit vectors: 16 pixels per vector, one 64-byte
     /// load whose 32-bit words are spread so that each 128-bit lane starts
@@ -73,7 +78,7 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512 F and BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn gray_rgb_512(src: &[u8], dst: &mut [u8]) {
+    pub(super) unsafe fn gray_rgb_512(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
         let n = (src.len() / 3).min(dst.len());
         const Z: i8 = -128;
         const Q: [i8; 16] = [0, Z, 1, Z, 3, Z, 4, Z, 6, Z, 7, Z, 9, Z, 10, Z];
@@ -187,7 +192,7 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn gray_rgb(src: &[u8], dst: &mut [u8]) {
+    pub(super) unsafe fn gray_rgb(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
         let n = (src.len() / 3).min(dst.len());
         let full = n / 16 * 16;
         // SAFETY: reads the 16 bytes of the array.
@@ -347,13 +352,17 @@ mod tests {
             .map(|p| luma(p[0], p[1], p[2]))
             .collect();
         for cpu in Cpu::available() {
-            let mut got = vec![0u8; want.len()];
+            let mut got = vec![MaybeUninit::uninit(); want.len()];
             gray_rgb_with(cpu, &all, &mut got);
+            // SAFETY: the kernel wrote every byte (as many as pixels).
+            let got = unsafe { crate::simd::store::assume_init(&mut got) };
             assert!(got == want, "{}", cpu.name());
             for n in [0, 1, 15, 16, 17, 31, 33, 34, 36, 63, 64, 65, 100] {
-                let mut got = vec![0u8; n];
+                let mut got = vec![MaybeUninit::uninit(); n];
                 gray_rgb_with(cpu, &all[..3 * n], &mut got);
-                assert_eq!(got, want[..n], "{} length {n}", cpu.name());
+                // SAFETY: as above.
+                let got = unsafe { crate::simd::store::assume_init(&mut got) };
+                assert_eq!(*got, want[..n], "{} length {n}", cpu.name());
             }
         }
     }

@@ -16,6 +16,8 @@
 
 pub(crate) mod kernels;
 
+use std::mem::MaybeUninit;
+
 use super::Operation;
 use crate::pixel::{ImageInfo, PixelFormat};
 
@@ -118,25 +120,44 @@ impl PointOps {
     /// Applies the steps to pixels `src` (in the input format), writing the
     /// output pixels to `dst` (in the output format: as many pixels).
     pub fn apply_into(&self, src: &[u8], dst: &mut [u8]) {
+        // SAFETY: `apply_into_uninit` only stores bytes.
+        #[allow(unsafe_code)]
+        self.apply_into_uninit(src, unsafe { crate::simd::store::as_uninit(dst) });
+    }
+
+    /// [`PointOps::apply_into`] into memory that need not be initialised:
+    /// every byte of `dst` is written (its length is checked), the first
+    /// step straight from `src` and the rest in place.
+    pub(crate) fn apply_into_uninit(&self, src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+        assert_eq!(
+            dst.len(),
+            self.output_len(src.len()),
+            "one output pixel per input pixel"
+        );
         let gray_at = self.steps.iter().position(|s| *s == Step::Gray);
         match (self.input, gray_at) {
             (PixelFormat::Rgb8, Some(g)) => {
                 let before = &self.steps[..g];
+                let cpu = crate::simd::Cpu::detect();
                 if before.is_empty() {
-                    gray_rgb(src, dst);
+                    kernels::gray_rgb_with(cpu, src, dst);
                 } else {
                     let mut rgb = src.to_vec();
                     for step in before {
                         self.run(step, &mut rgb, PixelFormat::Rgb8);
                     }
-                    gray_rgb(&rgb, dst);
+                    kernels::gray_rgb_with(cpu, &rgb, dst);
                 }
+                // SAFETY: the conversion wrote one byte per pixel of `src`,
+                // which is all of `dst` (asserted above).
+                #[allow(unsafe_code)]
+                let dst = unsafe { crate::simd::store::assume_init(dst) };
                 for step in &self.steps[g + 1..] {
                     self.run(step, dst, PixelFormat::Gray8);
                 }
             }
             (format, _) => {
-                dst.copy_from_slice(src);
+                let dst = crate::simd::store::copy_to_uninit(src, dst);
                 for step in &self.steps {
                     self.run(step, dst, format);
                 }
@@ -174,6 +195,9 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 /// RGB pixels to gray: `dst` holds one byte per pixel of `src` (the best
 /// path of this machine: [`kernels`]).
 pub fn gray_rgb(src: &[u8], dst: &mut [u8]) {
+    // SAFETY: the kernels only store bytes.
+    #[allow(unsafe_code)]
+    let dst = unsafe { crate::simd::store::as_uninit(dst) };
     kernels::gray_rgb_with(crate::simd::Cpu::detect(), src, dst)
 }
 
