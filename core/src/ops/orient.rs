@@ -6,6 +6,8 @@
 //! once: the rotation by the blocked kernels of [`crate::rotate`], the mirror
 //! on each output row ([`mirror_row`]) while the row is still in cache.
 
+use std::mem::MaybeUninit;
+
 use super::{CropBox, Flip};
 use crate::pixel::{ImageInfo, PixelFormat};
 use crate::rotate::Rotation;
@@ -163,6 +165,22 @@ pub fn mirror_rows(rows: &mut [u8], row_bytes: usize, channels: usize) {
 /// VBMI permutes or SSSE3 shuffles; RGBA: AVX-512 dword permutes; the
 /// compiler's loop for 3-byte pixels was about half OpenCV's speed).
 pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: usize) {
+    // SAFETY: the mirror only stores bytes.
+    #[allow(unsafe_code)]
+    let dst = unsafe { crate::simd::store::as_uninit(dst) };
+    mirror_rows_into_uninit(src, dst, row_bytes, channels)
+}
+
+/// [`mirror_rows_into`] into memory that need not be initialised: every
+/// byte of `dst` (as long as `src`, whole rows) is written.
+pub(crate) fn mirror_rows_into_uninit(
+    src: &[u8],
+    dst: &mut [MaybeUninit<u8>],
+    row_bytes: usize,
+    channels: usize,
+) {
+    assert_eq!(src.len(), dst.len(), "same length");
+    assert!(src.len().is_multiple_of(row_bytes), "whole rows");
     let format = match channels {
         1 => PixelFormat::Gray8,
         3 => PixelFormat::Rgb8,
@@ -180,7 +198,7 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
             .zip(dst.chunks_exact_mut(row_bytes))
             .rev()
         {
-            crate::ops::rotate::kernels::rows_with(cpu, s, row, Rotation::Ccw180, 0, d, false);
+            crate::ops::rotate::kernels::half_turn_with(cpu, s, row, 0, d, false);
         }
         return;
     }
@@ -197,11 +215,11 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
     }
 }
 
-fn mirror_into_px<const C: usize>(src: &[u8], dst: &mut [u8]) {
+fn mirror_into_px<const C: usize>(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
     let (s, _) = src.as_chunks::<C>();
     let (d, _) = dst.as_chunks_mut::<C>();
     for (o, i) in d.iter_mut().zip(s.iter().rev()) {
-        *o = *i;
+        *o = i.map(MaybeUninit::new);
     }
 }
 

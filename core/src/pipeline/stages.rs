@@ -19,7 +19,7 @@ use crate::ops::blur::kernels::{blur_row_with, blur_sharpen_row_with};
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
 use crate::ops::convolve::kernels::convolve_row_with;
-use crate::ops::orient::{Orientation, mirror_rows_into};
+use crate::ops::orient::{Orientation, mirror_rows_into_uninit};
 use crate::ops::overlay::Prepared;
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
@@ -151,9 +151,13 @@ struct MirrorStage {
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let (rb, c) = (self.row_bytes, self.channels);
-        par_extend_rows_rev(out, rows.len(), rb, MIRROR_TASK_BYTES, |r, dst| {
-            mirror_rows_into(&rows[r * rb..][..rb], dst, rb, c)
-        });
+        // SAFETY: the mirror writes every byte of its row.
+        #[allow(unsafe_code)]
+        unsafe {
+            par_extend_rows_rev(out, rows.len(), rb, MIRROR_TASK_BYTES, |r, dst| {
+                mirror_rows_into_uninit(&rows[r * rb..][..rb], dst, rb, c)
+            })
+        };
         Ok(())
     }
 }

@@ -20,9 +20,12 @@
 //!   compiler vectorises on its own.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
+
 use crate::pixel::ImageInfo;
 use crate::rotate::Rotation;
 use crate::simd::Cpu;
+use crate::simd::store::as_uninit;
 
 /// Input rows a scalar quarter-turn tile spans. With 64 output rows per band
 /// a tile touches 16 input and 64 output pages at most, within the L1 TLB;
@@ -48,64 +51,15 @@ pub(crate) fn rows_with(
             let start = first * info.row_bytes();
             dst.copy_from_slice(&src[start..start + dst.len()]);
         }
-        Rotation::Ccw180 => match c {
-            1 => {
-                #[cfg(target_arch = "x86_64")]
-                if cpu >= Cpu::Avx512
-                    && info.width() >= 64
-                    && std::arch::is_x86_feature_detected!("avx512vbmi")
-                {
-                    // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
-                    // Avx512) and VBMI (just checked).
-                    return unsafe { x86::half_turn_gray_vbmi(src, info, first, dst) };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if cpu >= Cpu::Avx2 {
-                    // SAFETY: clamp() returned Avx2 or wider.
-                    return unsafe { x86::half_turn_gray_avx2(src, info, first, dst) };
-                }
-                half_turn::<1>(src, info, first, dst)
-            }
-            3 => {
-                #[cfg(target_arch = "x86_64")]
-                if cpu >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
-                    // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
-                    // Avx512) and VBMI (just checked).
-                    return unsafe {
-                        if nontemporal && vbmi_half_turn_streams(info.byte_len()) {
-                            x86::half_turn_rgb_vbmi_streaming(src, info, first, dst)
-                        } else {
-                            x86::half_turn_rgb_vbmi(src, info, first, dst)
-                        }
-                    };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if cpu >= Cpu::Ssse3 {
-                    // Non-temporal stores only for images past 1.5x the
-                    // last-level cache of the machines measured (32 MB):
-                    // 1.2x at 6000x4000 (72 MB), par at 4000x3000 (36 MB),
-                    // 1.35x slower at 3001x2003 (18 MB, mostly cached).
-                    let nt = nontemporal && info.byte_len() >= 48 << 20;
-                    // SAFETY: clamp() returned Ssse3 or wider, so the CPU has SSSE3.
-                    return unsafe { x86::half_turn_rgb_ssse3(src, info, first, dst, nt) };
-                }
-                half_turn::<3>(src, info, first, dst)
-            }
-            // RGBA: with AVX-512, its kernel (for the non-temporal stores
-            // of images past 16 MB; with plain stores it measured the same
-            // as the compiled loop); else the compiled loop (an SSSE3
-            // kernel, plain or with non-temporal stores, measured 1.0-1.9x
-            // slower on 24-48 MB images, and an AVX2 dword permute no
-            // faster, on an AVX2 host).
-            _ => {
-                #[cfg(target_arch = "x86_64")]
-                if cpu >= Cpu::Avx512 {
-                    // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F.
-                    return unsafe { x86::half_turn_rgba_512(src, info, first, dst, nontemporal) };
-                }
-                half_turn::<4>(src, info, first, dst)
-            }
-        },
+        // SAFETY: the half turns only store bytes.
+        Rotation::Ccw180 => half_turn_with(
+            cpu,
+            src,
+            info,
+            first,
+            unsafe { as_uninit(dst) },
+            nontemporal,
+        ),
         Rotation::Ccw90 | Rotation::Ccw270 => {
             let ccw90 = rotation == Rotation::Ccw90;
             match c {
@@ -129,6 +83,79 @@ pub(crate) fn rows_with(
                 3 => quarter_turn_px::<3>(cpu, src, info, ccw90, first, dst),
                 _ => quarter_turn_px::<4>(cpu, src, info, ccw90, first, dst),
             }
+        }
+    }
+}
+
+/// Output rows `first..` of a half turn of `src` (geometry `info`) into
+/// `dst` (whole rows), which need not be initialised: every byte is
+/// written. `cpu` is clamped; `nontemporal` as for [`rows_with`].
+pub(crate) fn half_turn_with(
+    cpu: Cpu,
+    src: &[u8],
+    info: ImageInfo,
+    first: usize,
+    dst: &mut [MaybeUninit<u8>],
+    nontemporal: bool,
+) {
+    let cpu = cpu.clamp();
+    let c = info.channels();
+    match c {
+        1 => {
+            #[cfg(target_arch = "x86_64")]
+            if cpu >= Cpu::Avx512
+                && info.width() >= 64
+                && std::arch::is_x86_feature_detected!("avx512vbmi")
+            {
+                // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
+                // Avx512) and VBMI (just checked).
+                return unsafe { x86::half_turn_gray_vbmi(src, info, first, dst) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            if cpu >= Cpu::Avx2 {
+                // SAFETY: clamp() returned Avx2 or wider.
+                return unsafe { x86::half_turn_gray_avx2(src, info, first, dst) };
+            }
+            half_turn::<1>(src, info, first, dst)
+        }
+        3 => {
+            #[cfg(target_arch = "x86_64")]
+            if cpu >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
+                // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
+                // Avx512) and VBMI (just checked).
+                return unsafe {
+                    if nontemporal && vbmi_half_turn_streams(info.byte_len()) {
+                        x86::half_turn_rgb_vbmi_streaming(src, info, first, dst)
+                    } else {
+                        x86::half_turn_rgb_vbmi(src, info, first, dst)
+                    }
+                };
+            }
+            #[cfg(target_arch = "x86_64")]
+            if cpu >= Cpu::Ssse3 {
+                // Non-temporal stores only for images past 1.5x the
+                // last-level cache of the machines measured (32 MB):
+                // 1.2x at 6000x4000 (72 MB), par at 4000x3000 (36 MB),
+                // 1.35x slower at 3001x2003 (18 MB, mostly cached).
+                let nt = nontemporal && info.byte_len() >= 48 << 20;
+                // SAFETY: clamp() returned Ssse3 or wider, so the CPU has SSSE3.
+                return unsafe { x86::half_turn_rgb_ssse3(src, info, first, dst, nt) };
+            }
+            half_turn::<3>(src, info, first, dst)
+        }
+        // RGBA: with AVX-512, its kernel (for the non-temporal stores
+        // of images past 16 MB; with plain stores it measured the same
+        // as the compiled loop); else the compiled loop (an SSSE3
+        // kernel, plain or with non-temporal stores, measured 1.0-1.9x
+        // slower on 24-48 MB images, and an AVX2 dword permute no
+        // faster, on an AVX2 host).
+        _ => {
+            #[cfg(target_arch = "x86_64")]
+            if cpu >= Cpu::Avx512 {
+                // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F.
+                return unsafe { x86::half_turn_rgba_512(src, info, first, dst, nontemporal) };
+            }
+            half_turn::<4>(src, info, first, dst)
         }
     }
 }
@@ -182,14 +209,20 @@ pub(crate) fn band_rows(info: ImageInfo, rotation: Rotation) -> usize {
     }
 }
 
-fn half_turn<const C: usize>(src: &[u8], info: ImageInfo, first: usize, dst: &mut [u8]) {
+fn half_turn<const C: usize>(
+    src: &[u8],
+    info: ImageInfo,
+    first: usize,
+    dst: &mut [MaybeUninit<u8>],
+) {
     let (rb, h) = (info.row_bytes(), info.height() as usize);
     for (i, out) in dst.chunks_exact_mut(rb).enumerate() {
         let sr = h - 1 - (first + i);
         let input = &src[sr * rb..(sr + 1) * rb];
         for (o, s) in out.chunks_exact_mut(C).zip(input.chunks_exact(C).rev()) {
-            let o: &mut [u8; C] = o.try_into().expect("C bytes");
-            *o = s.try_into().expect("C bytes");
+            let o: &mut [MaybeUninit<u8>; C] = o.try_into().expect("C bytes");
+            let s: [u8; C] = s.try_into().expect("C bytes");
+            *o = s.map(MaybeUninit::new);
         }
     }
 }
@@ -199,11 +232,18 @@ fn half_turn<const C: usize>(src: &[u8], info: ImageInfo, first: usize, dst: &mu
 /// tails.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn mirror_pixels<const C: usize>(input: &[u8], out: &mut [u8], pixels: std::ops::Range<usize>) {
+fn mirror_pixels<const C: usize>(
+    input: &[u8],
+    out: &mut [MaybeUninit<u8>],
+    pixels: std::ops::Range<usize>,
+) {
     let w = input.len() / C;
     for p in pixels {
         let q = w - 1 - p;
-        out[C * p..C * p + C].copy_from_slice(&input[C * q..C * q + C]);
+        let s: [u8; C] = input[C * q..C * q + C].try_into().expect("C bytes");
+        let o: &mut [MaybeUninit<u8>; C] =
+            (&mut out[C * p..C * p + C]).try_into().expect("C bytes");
+        *o = s.map(MaybeUninit::new);
     }
 }
 
@@ -274,6 +314,7 @@ fn quarter_turn_cols<const C: usize>(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::quarter_turn_cols;
     use crate::pixel::ImageInfo;
@@ -308,7 +349,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
         nontemporal: bool,
     ) {
         let (w, rb, h) = (
@@ -335,7 +376,8 @@ mod x86 {
                 let p = p0 + 16 * k;
                 let s = (w - 16 - p) * 3;
                 let inp: &[u8; 48] = input[s..s + 48].try_into().expect("48 bytes");
-                let o: &mut [u8; 48] = (&mut out[p * 3..p * 3 + 48]).try_into().expect("48 bytes");
+                let o: &mut [MaybeUninit<u8>; 48] =
+                    (&mut out[p * 3..p * 3 + 48]).try_into().expect("48 bytes");
                 // SAFETY: `inp` and `o` are 48-byte arrays: three 16-byte
                 // loads and stores stay inside them, and with `nontemporal`
                 // the stores are 16-byte aligned (p0 above).
@@ -360,10 +402,8 @@ mod x86 {
             }
             // The pixels before and after the blocks: input pixels from
             // the other end of the row.
-            for p in (0..p0).chain(p0 + blocks * 16..w) {
-                let s = (w - 1 - p) * 3;
-                out[p * 3..p * 3 + 3].copy_from_slice(&input[s..s + 3]);
-            }
+            super::mirror_pixels::<3>(input, out, 0..p0);
+            super::mirror_pixels::<3>(input, out, p0 + blocks * 16..w);
         }
     }
 
@@ -381,7 +421,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
     ) {
         let (w, h) = (info.width() as usize, info.height() as usize);
         assert!(w >= 64, "rows of at least 64 bytes");
@@ -391,10 +431,11 @@ mod x86 {
         for (i, out) in dst.chunks_exact_mut(w).enumerate() {
             let sr = h - 1 - (first + i);
             let input = &src[sr * w..(sr + 1) * w];
-            let block = |out: &mut [u8], o: usize| {
+            let block = |out: &mut [MaybeUninit<u8>], o: usize| {
                 // Output bytes o..o + 64 are input bytes w - 64 - o.. reversed.
                 let inp: &[u8; 64] = input[w - 64 - o..w - o].try_into().expect("64 bytes");
-                let to: &mut [u8; 64] = (&mut out[o..o + 64]).try_into().expect("64 bytes");
+                let to: &mut [MaybeUninit<u8>; 64] =
+                    (&mut out[o..o + 64]).try_into().expect("64 bytes");
                 // SAFETY: `inp` and `to` are 64-byte arrays.
                 unsafe {
                     let v =
@@ -432,7 +473,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
     ) {
         let (w, h) = (info.width() as usize, info.height() as usize);
         let reverse = _mm256_setr_epi8(
@@ -447,7 +488,7 @@ mod x86 {
                 // Output bytes 32k.. are input bytes w-32-32k.. reversed.
                 let s = w - 32 - 32 * k;
                 let inp: &[u8; 32] = input[s..s + 32].try_into().expect("32 bytes");
-                let o: &mut [u8; 32] = (&mut out[32 * k..32 * k + 32])
+                let o: &mut [MaybeUninit<u8>; 32] = (&mut out[32 * k..32 * k + 32])
                     .try_into()
                     .expect("32 bytes");
                 // SAFETY: `inp` and `o` are 32-byte arrays.
@@ -508,7 +549,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
     ) {
         let (rb, h) = (info.row_bytes(), info.height() as usize);
         if rb < 64 {
@@ -534,9 +575,10 @@ mod x86 {
                 };
                 _mm512_permutex2var_epi8(a, index[o % 3], b)
             };
-            let store = |out: &mut [u8], o: usize, aligned: bool| {
+            let store = |out: &mut [MaybeUninit<u8>], o: usize, aligned: bool| {
                 let v = block(o);
-                let d: &mut [u8; 64] = (&mut out[o..o + 64]).try_into().expect("64 bytes");
+                let d: &mut [MaybeUninit<u8>; 64] =
+                    (&mut out[o..o + 64]).try_into().expect("64 bytes");
                 // SAFETY: `d` is 64 writable bytes, 64-byte aligned if `aligned`.
                 unsafe {
                     if aligned {
@@ -578,7 +620,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
         nontemporal: bool,
     ) {
         let (rb, h, w) = (
@@ -647,7 +689,7 @@ mod x86 {
         src: &[u8],
         info: ImageInfo,
         first: usize,
-        dst: &mut [u8],
+        dst: &mut [MaybeUninit<u8>],
     ) {
         let (rb, h, w) = (
             info.row_bytes(),
@@ -1201,28 +1243,34 @@ mod tests {
                 .map(|i| (i * 7 + i / 5) as u8)
                 .collect();
             let mut want = vec![0; info.byte_len()];
-            half_turn::<3>(&src, info, 0, &mut want);
+            // SAFETY: the loop only stores bytes.
+            half_turn::<3>(&src, info, 0, unsafe { as_uninit(&mut want) });
+            // Each kernel writes over the complement of the answer, so a
+            // byte it failed to write shows.
+            let unlike: Vec<u8> = want.iter().map(|b| !b).collect();
             for shift in 0..16 {
                 // `dst` starts `shift` bytes into a buffer, so rows meet
                 // every alignment.
                 let mut buf = vec![0u8; info.byte_len() + 16];
                 let dst = &mut buf[shift..shift + info.byte_len()];
-                // SAFETY: the CPU has SSSE3 (checked above).
-                unsafe { x86::half_turn_rgb_ssse3(&src, info, 0, dst, true) };
+                dst.copy_from_slice(&unlike);
+                // SAFETY: the CPU has SSSE3 (checked above); the kernel only
+                // stores bytes.
+                unsafe { x86::half_turn_rgb_ssse3(&src, info, 0, as_uninit(dst), true) };
                 crate::simd::store::fence();
                 assert_eq!(dst, &want[..], "{w}x{h}, shift {shift}");
                 if !vbmi {
                     continue;
                 }
                 // Both VBMI kernels, whichever `rows_with` would pick here.
-                dst.fill(0);
+                dst.copy_from_slice(&unlike);
                 // SAFETY: the CPU has AVX-512 F, BW and VBMI (checked above).
-                unsafe { x86::half_turn_rgb_vbmi_streaming(&src, info, 0, dst) };
+                unsafe { x86::half_turn_rgb_vbmi_streaming(&src, info, 0, as_uninit(dst)) };
                 crate::simd::store::fence();
                 assert_eq!(dst, &want[..], "{w}x{h}, shift {shift}, VBMI streaming");
-                dst.fill(0);
+                dst.copy_from_slice(&unlike);
                 // SAFETY: as above.
-                unsafe { x86::half_turn_rgb_vbmi(&src, info, 0, dst) };
+                unsafe { x86::half_turn_rgb_vbmi(&src, info, 0, as_uninit(dst)) };
                 assert_eq!(dst, &want[..], "{w}x{h}, shift {shift}, VBMI");
             }
         }
