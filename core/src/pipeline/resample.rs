@@ -201,11 +201,7 @@ impl Stage for ResizeStage {
             Some(_) => strip_rows(self.input.channels()),
             None => 1,
         };
-        let bb: usize = std::env::var("XBLOCK")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(BLOCK_BYTES);
-        let block = (bb / in_rb).max(1).next_multiple_of(strip) * in_rb;
+        let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(strip) * in_rb;
         for part in rows.chunks(block) {
             self.push_block(part, out);
         }
