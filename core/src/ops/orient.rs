@@ -168,16 +168,19 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
     // SAFETY: the mirror only stores bytes.
     #[allow(unsafe_code)]
     let dst = unsafe { crate::simd::store::as_uninit(dst) };
-    mirror_rows_into_uninit(src, dst, row_bytes, channels)
+    mirror_rows_into_uninit(src, dst, row_bytes, channels, false)
 }
 
 /// [`mirror_rows_into`] into memory that need not be initialised: every
-/// byte of `dst` (as long as `src`, whole rows) is written.
+/// byte of `dst` (as long as `src`, whole rows) is written. `nontemporal`
+/// lets the kernels store non-temporally (the caller fences before another
+/// thread reads `dst`).
 pub(crate) fn mirror_rows_into_uninit(
     src: &[u8],
     dst: &mut [MaybeUninit<u8>],
     row_bytes: usize,
     channels: usize,
+    nontemporal: bool,
 ) {
     assert_eq!(src.len(), dst.len(), "same length");
     assert!(src.len().is_multiple_of(row_bytes), "whole rows");
@@ -198,7 +201,7 @@ pub(crate) fn mirror_rows_into_uninit(
             .zip(dst.chunks_exact_mut(row_bytes))
             .rev()
         {
-            crate::ops::rotate::kernels::half_turn_with(cpu, s, row, 0, d, false);
+            crate::ops::rotate::kernels::half_turn_with(cpu, s, row, 0, d, nontemporal);
         }
         return;
     }

@@ -35,6 +35,12 @@ const TASK_BYTES: usize = 128 * 1024;
 /// [`par_extend_rows_rev`]), so a longer task is a longer descending read.
 const MIRROR_TASK_BYTES: usize = 1 << 20;
 
+/// Pushes at least this large are mirrored with non-temporal stores where
+/// a kernel has them (RGBA): an output that large leaves the cache before
+/// anything reads it. The server's pushes are chunks, far smaller, read
+/// again at once by the encoder.
+const MIRROR_STREAM_BYTES: usize = 16 << 20;
+
 /// One running stage.
 pub(crate) trait Stage: Send + Debug {
     /// Takes whole input rows (in order, exactly the image's rows over all
@@ -151,11 +157,12 @@ struct MirrorStage {
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let (rb, c) = (self.row_bytes, self.channels);
+        let nt = rows.len() >= MIRROR_STREAM_BYTES;
         // SAFETY: the mirror writes every byte of its row.
         #[allow(unsafe_code)]
         unsafe {
-            par_extend_rows_rev(out, rows.len(), rb, MIRROR_TASK_BYTES, |r, dst| {
-                mirror_rows_into_uninit(&rows[r * rb..][..rb], dst, rb, c)
+            par_extend_rows_rev(out, rows.len(), rb, MIRROR_TASK_BYTES, nt, |r, dst| {
+                mirror_rows_into_uninit(&rows[r * rb..][..rb], dst, rb, c, nt)
             })
         };
         Ok(())
