@@ -262,6 +262,25 @@ mod tests {
     }
 
     #[test]
+    fn a_large_push_mirrors_with_streamed_stores_like_the_plain_mirror() {
+        // Past the mirror's 16 MB threshold for non-temporal stores, with
+        // rows not a multiple of 64 bytes, so rows start at every alignment.
+        let info = ImageInfo::new(2051, 2053, PixelFormat::Rgba8).unwrap();
+        let data: Vec<u8> = (0..info.byte_len())
+            .map(|i| (i * 13 + i / 7) as u8)
+            .collect();
+        let mut want = data.clone();
+        crate::ops::orient::mirror_rows(&mut want, info.row_bytes(), 4);
+        let img = ImageBuf::new(info, data).unwrap();
+        let (_, got) = run(
+            &img,
+            &[Operation::parse("flip=h").unwrap()],
+            info.byte_len(),
+        );
+        assert!(got == want);
+    }
+
+    #[test]
     fn mixed_pipeline_equals_ops_in_order() {
         let img = ImageBuf::from_raw(
             7,
