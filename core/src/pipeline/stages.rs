@@ -35,11 +35,12 @@ const TASK_BYTES: usize = 128 * 1024;
 /// [`par_extend_rows_rev`]), so a longer task is a longer descending read.
 const MIRROR_TASK_BYTES: usize = 1 << 20;
 
-/// Pushes at least this large are mirrored with non-temporal stores where
-/// a kernel has them (RGBA): an output that large leaves the cache before
-/// anything reads it. The server's pushes are chunks, far smaller, read
-/// again at once by the encoder.
-const MIRROR_STREAM_BYTES: usize = 16 << 20;
+/// Pushes whose output is at least this large are written with
+/// non-temporal stores where a kernel has them (the mirror of RGBA, a gray
+/// conversion): an output that large leaves the cache before anything
+/// reads it. The server's pushes are chunks, far smaller, read again at
+/// once by the encoder.
+const STREAM_BYTES: usize = 16 << 20;
 
 /// One running stage.
 pub(crate) trait Stage: Send + Debug {
@@ -111,21 +112,20 @@ impl Stage for PointStage {
         let out_row = self.ops.output_len(self.in_row);
         let per_task = (TASK_BYTES / self.in_row).max(1);
         let (in_part, ops) = (per_task * self.in_row, &self.ops);
+        let n = ops.output_len(rows.len());
+        // As for the mirror: only a push whose output is far past the cache.
+        let nt = n >= STREAM_BYTES;
         // SAFETY: `apply_into_uninit` writes every byte of its output (it
         // checks the lengths: one output row per input row here).
         #[allow(unsafe_code)]
         unsafe {
-            par_extend_uninit(
-                out,
-                ops.output_len(rows.len()),
-                per_task * out_row,
-                |i, dst| {
-                    ops.apply_into_uninit(
-                        &rows[i * in_part..][..dst.len() / out_row * self.in_row],
-                        dst,
-                    )
-                },
-            )
+            par_extend_uninit(out, n, per_task * out_row, nt, |i, dst| {
+                ops.apply_into_uninit(
+                    &rows[i * in_part..][..dst.len() / out_row * self.in_row],
+                    dst,
+                    nt,
+                )
+            })
         };
         Ok(())
     }
@@ -157,7 +157,7 @@ struct MirrorStage {
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let (rb, c) = (self.row_bytes, self.channels);
-        let nt = rows.len() >= MIRROR_STREAM_BYTES;
+        let nt = rows.len() >= STREAM_BYTES;
         // SAFETY: the mirror writes every byte of its row.
         #[allow(unsafe_code)]
         unsafe {

@@ -73,6 +73,7 @@ pub(crate) unsafe fn par_extend_uninit(
     out: &mut Vec<u8>,
     n: usize,
     part_len: usize,
+    nontemporal: bool,
     fill: impl Fn(usize, &mut [MaybeUninit<u8>]) + Sync + Send,
 ) {
     use rayon::prelude::*;
@@ -81,7 +82,12 @@ pub(crate) unsafe fn par_extend_uninit(
     out.spare_capacity_mut()[..n]
         .par_chunks_mut(part_len.max(1))
         .enumerate()
-        .for_each(|(i, part)| fill(i, part));
+        .for_each(|(i, part)| {
+            fill(i, part);
+            if nontemporal {
+                fence();
+            }
+        });
     // SAFETY: the parts cover all `n` bytes after `start`, each initialised
     // by `fill` (the caller's promise; a panic propagates before this line).
     unsafe { out.set_len(start + n) };

@@ -14,13 +14,16 @@ use crate::simd::Cpu;
 
 /// RGB pixels of `src` to gray in `dst` (one byte per pixel) on path `cpu`:
 /// writes the first `min(src.len() / 3, dst.len())` bytes of `dst`, which
-/// need not be initialised (only bytes are stored into it).
-pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+/// need not be initialised (only bytes are stored into it). `nontemporal`
+/// lets the AVX-512 path store non-temporally (the caller fences before
+/// another thread reads `dst`).
+pub(crate) fn gray_rgb_with(cpu: Cpu, src: &[u8], dst: &mut [MaybeUninit<u8>], nontemporal: bool) {
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx512 {
         // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`).
-        return unsafe { x86::gray_rgb_512(src, dst) };
+        return unsafe { x86::gray_rgb_512(src, dst, nontemporal) };
     }
+    let _ = nontemporal;
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 {
         // SAFETY: the CPU runs AVX2 (checked by `clamp`).
@@ -73,13 +76,26 @@ mod x86 {
     /// load whose 32-bit words are spread so that each 128-bit lane starts
     /// at its 4 pixels (byte 12k), then the same shuffles into 16-bit pairs
     /// and multiply-adds; the results are in pixel order, narrowed to bytes
-    /// in one instruction. The end goes to [`gray_rgb`].
+    /// in one instruction. The end goes to [`gray_rgb`]. With `nontemporal`
+    /// the stores are non-temporal, from the first pixel whose output is
+    /// 16-byte aligned (the ones before go to [`gray_rgb`] too): a gray
+    /// output far larger than the cache need not be read before it is
+    /// written (6000x4000 RGB on two threads, where both sides run at
+    /// memory speed: 1.70 -> 1.49 ms; 2.50 -> 2.18 ms on one thread).
     ///
     /// # Safety
     /// The CPU must support AVX-512 F and BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn gray_rgb_512(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    pub(super) unsafe fn gray_rgb_512(src: &[u8], dst: &mut [MaybeUninit<u8>], nontemporal: bool) {
         let n = (src.len() / 3).min(dst.len());
+        let head = if nontemporal {
+            dst.as_ptr().align_offset(16).min(n)
+        } else {
+            0
+        };
+        // SAFETY: AVX-512 F implies AVX2.
+        unsafe { gray_rgb(&src[..3 * head], &mut dst[..head]) };
+        let (src, dst, n) = (&src[3 * head..], &mut dst[head..], n - head);
         const Z: i8 = -128;
         const Q: [i8; 16] = [0, Z, 1, Z, 3, Z, 4, Z, 6, Z, 7, Z, 9, Z, 10, Z];
         const B: [i8; 16] = [2, Z, Z, Z, 5, Z, Z, Z, 8, Z, Z, Z, 11, Z, Z, Z];
@@ -106,7 +122,14 @@ mod x86 {
                 let rg = _mm512_madd_epi16(_mm512_shuffle_epi8(v, rg_mask), w_rg);
                 let b = _mm512_madd_epi16(_mm512_shuffle_epi8(v, b_mask), w_b);
                 let y = _mm512_srli_epi32::<15>(_mm512_add_epi32(_mm512_add_epi32(rg, b), half));
-                _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), _mm512_cvtusepi32_epi8(y));
+                let (to, y) = (dst.as_mut_ptr().add(i).cast(), _mm512_cvtusepi32_epi8(y));
+                if nontemporal {
+                    // Aligned: `dst` starts 16-byte aligned here and i is a
+                    // multiple of 16.
+                    _mm_stream_si128(to, y)
+                } else {
+                    _mm_storeu_si128(to, y)
+                }
             }
             i += 16;
         }
@@ -353,16 +376,31 @@ mod tests {
             .collect();
         for cpu in Cpu::available() {
             let mut got = vec![MaybeUninit::uninit(); want.len()];
-            gray_rgb_with(cpu, &all, &mut got);
+            gray_rgb_with(cpu, &all, &mut got, false);
             // SAFETY: the kernel wrote every byte (as many as pixels).
             let got = unsafe { crate::simd::store::assume_init(&mut got) };
             assert!(got == want, "{}", cpu.name());
             for n in [0, 1, 15, 16, 17, 31, 33, 34, 36, 63, 64, 65, 100] {
                 let mut got = vec![MaybeUninit::uninit(); n];
-                gray_rgb_with(cpu, &all[..3 * n], &mut got);
+                gray_rgb_with(cpu, &all[..3 * n], &mut got, false);
                 // SAFETY: as above.
                 let got = unsafe { crate::simd::store::assume_init(&mut got) };
                 assert_eq!(*got, want[..n], "{} length {n}", cpu.name());
+                // Streamed, into outputs at every alignment.
+                for shift in 0..16 {
+                    let mut buf = vec![MaybeUninit::uninit(); n + 16];
+                    let got = &mut buf[shift..shift + n];
+                    gray_rgb_with(cpu, &all[..3 * n], got, true);
+                    crate::simd::store::fence();
+                    // SAFETY: as above.
+                    let got = unsafe { crate::simd::store::assume_init(got) };
+                    assert_eq!(
+                        *got,
+                        want[..n],
+                        "{} length {n} streamed, shift {shift}",
+                        cpu.name()
+                    );
+                }
             }
         }
     }

@@ -122,13 +122,20 @@ impl PointOps {
     pub fn apply_into(&self, src: &[u8], dst: &mut [u8]) {
         // SAFETY: `apply_into_uninit` only stores bytes.
         #[allow(unsafe_code)]
-        self.apply_into_uninit(src, unsafe { crate::simd::store::as_uninit(dst) });
+        self.apply_into_uninit(src, unsafe { crate::simd::store::as_uninit(dst) }, false);
     }
 
     /// [`PointOps::apply_into`] into memory that need not be initialised:
     /// every byte of `dst` is written (its length is checked), the first
-    /// step straight from `src` and the rest in place.
-    pub(crate) fn apply_into_uninit(&self, src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    /// step straight from `src` and the rest in place. `nontemporal` lets a
+    /// gray conversion that is the last step store non-temporally (the
+    /// caller fences before another thread reads `dst`).
+    pub(crate) fn apply_into_uninit(
+        &self,
+        src: &[u8],
+        dst: &mut [MaybeUninit<u8>],
+        nontemporal: bool,
+    ) {
         assert_eq!(
             dst.len(),
             self.output_len(src.len()),
@@ -139,14 +146,16 @@ impl PointOps {
             (PixelFormat::Rgb8, Some(g)) => {
                 let before = &self.steps[..g];
                 let cpu = crate::simd::Cpu::detect();
+                // Streamed only when nothing reads the gray bytes back here.
+                let stream = nontemporal && g + 1 == self.steps.len();
                 if before.is_empty() {
-                    kernels::gray_rgb_with(cpu, src, dst);
+                    kernels::gray_rgb_with(cpu, src, dst, stream);
                 } else {
                     let mut rgb = src.to_vec();
                     for step in before {
                         self.run(step, &mut rgb, PixelFormat::Rgb8);
                     }
-                    kernels::gray_rgb_with(cpu, &rgb, dst);
+                    kernels::gray_rgb_with(cpu, &rgb, dst, stream);
                 }
                 // SAFETY: the conversion wrote one byte per pixel of `src`,
                 // which is all of `dst` (asserted above).
@@ -198,7 +207,7 @@ pub fn gray_rgb(src: &[u8], dst: &mut [u8]) {
     // SAFETY: the kernels only store bytes.
     #[allow(unsafe_code)]
     let dst = unsafe { crate::simd::store::as_uninit(dst) };
-    kernels::gray_rgb_with(crate::simd::Cpu::detect(), src, dst)
+    kernels::gray_rgb_with(crate::simd::Cpu::detect(), src, dst, false)
 }
 
 /// RGBA pixels to R = G = B = Y in place, alpha kept.
