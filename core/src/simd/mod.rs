@@ -119,4 +119,25 @@ impl Cpu {
     pub(crate) fn clamp(self) -> Cpu {
         self.min(Cpu::detect())
     }
+
+    /// Whether path `self` (clamped) runs the AVX-512 VBMI byte permutes:
+    /// AVX-512 F and BW, and this machine has VBMI.
+    pub(crate) fn vbmi(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.clamp() >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Whether path `self` (clamped) runs the VNNI forms of the AVX2
+    /// kernels: AVX-512, and this machine has VNNI and VL (`vpdpwssd` on
+    /// 256-bit vectors).
+    pub(crate) fn vnni(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.clamp() >= Cpu::Avx512
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }

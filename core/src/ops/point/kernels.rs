@@ -44,7 +44,7 @@ fn portable(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
 /// every 4th byte (alpha) when `keep_alpha`, on path `cpu`.
 pub(crate) fn table_with(cpu: Cpu, t: &[u8; 256], px: &mut [u8], keep_alpha: bool) {
     #[cfg(target_arch = "x86_64")]
-    if cpu.clamp() >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
+    if cpu.vbmi() {
         // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`) and
         // VBMI (just checked).
         return unsafe { x86::table_vbmi(t, px, keep_alpha) };

@@ -107,19 +107,10 @@ pub(crate) fn horizontal_row_with(
     horizontal_row(src, channels, c, out)
 }
 
-/// Whether path `cpu` runs the VNNI forms of the AVX2 kernels: AVX-512
-/// with VNNI and VL (`vpdpwssd` on 256-bit vectors).
-#[cfg(target_arch = "x86_64")]
-fn vnni(cpu: Cpu) -> bool {
-    cpu.clamp() >= Cpu::Avx512
-        && std::arch::is_x86_feature_detected!("avx512vnni")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-}
-
 /// One output row vertically on path `cpu`: as [`vertical_row`].
 pub(crate) fn vertical_row_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if vnni(cpu) {
+    if cpu.vnni() {
         // SAFETY: the CPU runs AVX-512 (so AVX2), VNNI and VL (`vnni`).
         return unsafe { x86::vertical_vnni(rows, k, out) };
     }
@@ -186,7 +177,7 @@ pub(crate) fn columns_with(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 && lane.is_multiple_of(16) {
-        if vnni(cpu) {
+        if cpu.vnni() {
             // SAFETY: the CPU runs AVX-512 (checked by `clamp`), VNNI and VL
             // (just checked).
             unsafe { x86::columns_vnni(cols, lane, table, out) };

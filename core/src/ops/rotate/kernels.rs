@@ -103,10 +103,7 @@ pub(crate) fn half_turn_with(
     match c {
         1 => {
             #[cfg(target_arch = "x86_64")]
-            if cpu >= Cpu::Avx512
-                && info.width() >= 64
-                && std::arch::is_x86_feature_detected!("avx512vbmi")
-            {
+            if cpu.vbmi() && info.width() >= 64 {
                 // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
                 // Avx512) and VBMI (just checked).
                 return unsafe { x86::half_turn_gray_vbmi(src, info, first, dst) };
@@ -120,7 +117,7 @@ pub(crate) fn half_turn_with(
         }
         3 => {
             #[cfg(target_arch = "x86_64")]
-            if cpu >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
+            if cpu.vbmi() {
                 // SAFETY: the CPU has AVX-512 F, BW (clamp() returned
                 // Avx512) and VBMI (just checked).
                 return unsafe {
@@ -1224,7 +1221,7 @@ mod tests {
         if !Cpu::Ssse3.is_available() {
             return;
         }
-        let vbmi = Cpu::Avx512.is_available() && std::arch::is_x86_feature_detected!("avx512vbmi");
+        let vbmi = Cpu::Avx512.vbmi();
         for (w, h) in [
             (1u32, 1u32),
             (5, 3),
