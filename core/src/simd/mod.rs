@@ -123,21 +123,25 @@ impl Cpu {
     /// Whether path `self` (clamped) runs the AVX-512 VBMI byte permutes:
     /// AVX-512 F and BW, and this machine has VBMI.
     pub(crate) fn vbmi(self) -> bool {
+        let mut ok = self.clamp() >= Cpu::Avx512;
         #[cfg(target_arch = "x86_64")]
-        return self.clamp() >= Cpu::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi");
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        {
+            ok = ok && std::arch::is_x86_feature_detected!("avx512vbmi");
+        }
+        ok
     }
 
     /// Whether path `self` (clamped) runs the VNNI forms of the AVX2
     /// kernels: AVX-512, and this machine has VNNI and VL (`vpdpwssd` on
     /// 256-bit vectors).
     pub(crate) fn vnni(self) -> bool {
+        let mut ok = self.clamp() >= Cpu::Avx512;
         #[cfg(target_arch = "x86_64")]
-        return self.clamp() >= Cpu::Avx512
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx512vl");
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        {
+            ok = ok
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl");
+        }
+        ok
     }
 }
