@@ -7,6 +7,7 @@
 //! ([`Stage::drain`]).
 
 use std::fmt::Debug;
+use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ use super::plan::Step;
 use crate::error::Result;
 use crate::hold::{Hold, Produce};
 use crate::ops::blur::Scratch;
-use crate::ops::blur::kernels::{blur_row_with, blur_sharpen_row_with};
+use crate::ops::blur::kernels::blur_row_uninit;
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
 use crate::ops::convolve::kernels::convolve_row_with;
@@ -25,7 +26,7 @@ use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::store::{par_extend, par_extend_rows_rev, par_extend_uninit};
+use crate::simd::store::{par_extend_rows_rev, par_extend_uninit, zeroed};
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -215,14 +216,24 @@ impl Filter {
         }
     }
 
-    fn row(&self, rows: &[&[u8]], channels: usize, s: &mut RowScratch, out: &mut [u8]) {
+    /// One output row into `out`, every byte of which is written (it need
+    /// not be initialised).
+    fn row(
+        &self,
+        rows: &[&[u8]],
+        channels: usize,
+        s: &mut RowScratch,
+        out: &mut [MaybeUninit<u8>],
+    ) {
         let cpu = Cpu::detect();
         match self {
-            Filter::Blur(t) => blur_row_with(cpu, t, rows, channels, &mut s.blur, out),
+            Filter::Blur(t) => blur_row_uninit(cpu, t, rows, channels, None, &mut s.blur, out),
             Filter::Sharpen(t, amount) => {
-                blur_sharpen_row_with(cpu, t, rows, channels, *amount, &mut s.blur, out)
+                blur_row_uninit(cpu, t, rows, channels, Some(*amount), &mut s.blur, out)
             }
-            Filter::Convolve(k) => convolve_row_with(cpu, k, rows, channels, &mut s.convolve, out),
+            Filter::Convolve(k) => {
+                convolve_row_with(cpu, k, rows, channels, &mut s.convolve, zeroed(out))
+            }
         }
     }
 }
@@ -287,7 +298,7 @@ impl Stage for StencilStage {
                 }
             };
             let per_task = (TASK_BYTES / rb).max(1);
-            par_extend(out, (ready - first) * rb, per_task * rb, |i, band| {
+            let fill = |i: usize, band: &mut [MaybeUninit<u8>]| {
                 let mut scratch = RowScratch::default();
                 let mut window = Vec::with_capacity(2 * r + 1);
                 for (j, o) in band.chunks_exact_mut(rb).enumerate() {
@@ -299,7 +310,13 @@ impl Stage for StencilStage {
                     );
                     filter.row(&window, channels, &mut scratch, o);
                 }
-            });
+            };
+            // SAFETY: the parts are whole rows (`n` and the part length are
+            // multiples of `rb`), and `Filter::row` writes every byte of each.
+            #[allow(unsafe_code)]
+            unsafe {
+                par_extend_uninit(out, (ready - first) * rb, per_task * rb, false, fill)
+            };
             self.rows_out = ready;
         }
         // Keep the rows that later output rows read: from rows_out - r on.

@@ -31,41 +31,15 @@ impl Drop for FenceOnDrop {
     }
 }
 
-/// Appends `n` bytes to `out`, made in parallel: `fill(i, part)` writes the
-/// `i`-th part of `part_len` bytes (the last may be shorter). Each part is
-/// zeroed by the task that fills it, right before, while its lines are in
-/// cache: a `resize` first would zero the whole output in one serial pass
-/// (a gray conversion on two threads measured slower than on one).
-pub(crate) fn par_extend(
-    out: &mut Vec<u8>,
-    n: usize,
-    part_len: usize,
-    fill: impl Fn(usize, &mut [u8]) + Sync + Send,
-) {
-    use rayon::prelude::*;
-    out.reserve(n);
-    let start = out.len();
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(part_len.max(1))
-        .enumerate()
-        .for_each(|(i, part)| {
-            part.fill(MaybeUninit::new(0));
-            // SAFETY: every element of `part` was initialised just above, and
-            // `MaybeUninit<u8>` has the layout of `u8`.
-            let part = unsafe { &mut *(part as *mut [MaybeUninit<u8>] as *mut [u8]) };
-            fill(i, part);
-        });
-    // SAFETY: the parts cover all `n` bytes after `start`, each initialised
-    // by its task (a panic in `fill` propagates before this line).
-    unsafe { out.set_len(start + n) };
-}
-
 /// Appends `n` bytes to `out`, made in parallel without zeroing them first:
 /// `fill(i, part)` writes the `i`-th part of `part_len` bytes (the last may
 /// be shorter) into memory that may hold anything. For kernels that store
-/// straight into uninitialised memory (the point operations): the zeroing
-/// [`par_extend`] does was a sixth of a gray conversion, a pass over the
-/// output just before the kernel's own.
+/// straight into uninitialised memory: zeroing each part first was a sixth
+/// of a gray conversion, a pass over the output just before the kernel's
+/// own. A kernel that needs initialised bytes gets each row [`zeroed`]
+/// right before it writes it, in L1 (a `resize` of the whole output first
+/// would zero it in one serial pass: a gray conversion on two threads
+/// measured slower than on one).
 ///
 /// # Safety
 /// `fill` must initialise every byte of the part it is given.
@@ -115,6 +89,14 @@ pub(crate) unsafe fn assume_init(bytes: &mut [MaybeUninit<u8>]) -> &mut [u8] {
     unsafe { &mut *(bytes as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
+/// Zeroes `bytes` and returns them as plain bytes (for a kernel that needs
+/// initialised memory to write into).
+pub(crate) fn zeroed(bytes: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    bytes.fill(MaybeUninit::new(0));
+    // SAFETY: every element was initialised just above.
+    unsafe { assume_init(bytes) }
+}
+
 /// Copies `src` into `dst` (same length) and returns it as plain bytes.
 pub(crate) fn copy_to_uninit<'a>(src: &[u8], dst: &'a mut [MaybeUninit<u8>]) -> &'a mut [u8] {
     assert_eq!(src.len(), dst.len(), "same length");
@@ -134,8 +116,8 @@ pub(crate) fn copy_to_uninit<'a>(src: &[u8], dst: &'a mut [MaybeUninit<u8>]) -> 
 /// reads each input row from its end: the reads of a part then form one
 /// descending stream that the hardware prefetcher follows, where rows taken
 /// in order restart a short backward stream every row (a 4000x3000 RGB
-/// mirror: 4.7 -> 2.3 ms on one thread). Zeroing each row first (as
-/// [`par_extend`] does) was an eighth of a 3001x2003 gray mirror. With
+/// mirror: 4.7 -> 2.3 ms on one thread). Zeroing each row first was an
+/// eighth of a 3001x2003 gray mirror. With
 /// `nontemporal`, each part ends with a [`fence`] (for `fill`s that store
 /// non-temporally).
 ///
