@@ -318,8 +318,9 @@ impl Stage for StencilStage {
                     filter.row(&window, channels, &mut scratch, o);
                 }
             };
-            // SAFETY: the parts are whole rows (`n` and the part length are
-            // multiples of `rb`), and `Filter::row` writes every byte of each.
+            // SAFETY: the parts are whole rows (the length appended and the
+            // part length are multiples of `rb`), and `Filter::row` writes
+            // every byte of each.
             #[allow(unsafe_code)]
             unsafe {
                 par_extend_uninit(out, (ready - first) * rb, per_task * rb, false, fill)
