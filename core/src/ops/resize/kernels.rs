@@ -176,6 +176,12 @@ pub(crate) fn columns_with(
     out: &mut [u8],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
+    if cpu.vnni() && lane.is_multiple_of(32) {
+        // SAFETY: the CPU runs AVX-512 F, BW, VNNI and VL (`vnni`).
+        unsafe { x86::columns_512(cols, lane, table, out) };
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
     if cpu.clamp() >= Cpu::Avx2 && lane.is_multiple_of(16) {
         if cpu.vnni() {
             // SAFETY: the CPU runs AVX-512 (checked by `clamp`), VNNI and VL
@@ -440,6 +446,73 @@ mod x86 {
                 32 => columns_n::<2, Vnni>(cols, table, out),
                 48 => columns_n::<3, Vnni>(cols, table, out),
                 _ => columns_n::<1, Vnni>(cols, table, out),
+            }
+        }
+    }
+
+    /// [`columns_vnni`] in 512-bit vectors, for lanes of 32 bytes or a
+    /// multiple: 32 values of a column per multiply-accumulate, where the
+    /// 256-bit form takes 16.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VNNI and VL; `lane` is a
+    /// multiple of 32; otherwise as [`columns`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    pub(super) unsafe fn columns_512(cols: &[u8], lane: usize, table: &PairTable, out: &mut [u8]) {
+        let in_w = cols.len() / lane;
+        let out_w = table.pixels.len();
+        assert!(lane.is_multiple_of(32));
+        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
+        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
+        assert!(
+            table
+                .pixels
+                .iter()
+                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
+        );
+        let zero = [0u8; 32];
+        let col = |j: usize| (in_w - 1 - j) * lane;
+        let half = _mm512_set1_epi32(HALF);
+        let finish = |hi: __m512i, lo: __m512i| {
+            let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
+            _mm512_srai_epi32::<22>(s)
+        };
+        for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
+            let o = (out_w - 1 - xx) * lane;
+            for v in (0..lane).step_by(32) {
+                // SAFETY: as in `columns_n`: taps xmin..xmin + count are
+                // input columns (asserted), each `lane` bytes with
+                // v + 32 <= lane; an odd last tap pairs with `zero`; the
+                // table holds count.div_ceil(2) pairs from `off`; the store
+                // is output column xx's lane.
+                unsafe {
+                    let mut acc = [_mm512_setzero_si512(); 4];
+                    let mut t = 0;
+                    while t < count {
+                        let a = cols.as_ptr().add(col(xmin + t) + v);
+                        let b = if t + 1 < count {
+                            cols.as_ptr().add(col(xmin + t + 1) + v)
+                        } else {
+                            zero.as_ptr()
+                        };
+                        let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
+                        let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
+                        let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.cast()));
+                        let b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
+                        // Per 128-bit lane L: values 8L..8L+4 | 8L+4..8L+8.
+                        let p0 = _mm512_unpacklo_epi16(a, b);
+                        let p1 = _mm512_unpackhi_epi16(a, b);
+                        acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
+                        acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
+                        acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
+                        acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
+                        t += 2;
+                    }
+                    // Per lane: values 8L..8L+8 in order, clamped to bytes.
+                    let w = _mm512_packs_epi32(finish(acc[0], acc[2]), finish(acc[1], acc[3]));
+                    let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()));
+                    _mm256_storeu_si256(out.as_mut_ptr().add(o + v).cast(), bytes);
+                }
             }
         }
     }
