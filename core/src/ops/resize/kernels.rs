@@ -176,7 +176,7 @@ pub(crate) fn columns_with(
     out: &mut [u8],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if cpu.vnni() && lane.is_multiple_of(32) {
+    if cpu.vnni() && (lane.is_multiple_of(32) || lane == 48) {
         // SAFETY: the CPU runs AVX-512 F, BW, VNNI and VL (`vnni`).
         unsafe { x86::columns_512(cols, lane, table, out) };
         return true;
@@ -452,13 +452,17 @@ mod x86 {
 
     /// [`columns_vnni`] in 512-bit vectors, for lanes of 32 bytes or a
     /// multiple: 32 values of a column per multiply-accumulate, where the
-    /// 256-bit form takes 16.
+    /// 256-bit form takes 16. RGB's 48-byte lanes go to [`columns_512_48`].
     ///
     /// # Safety
     /// The CPU must support AVX-512 F, BW, VNNI and VL; `lane` is a
-    /// multiple of 32; otherwise as [`columns`].
+    /// multiple of 32, or 48; otherwise as [`columns`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
     pub(super) unsafe fn columns_512(cols: &[u8], lane: usize, table: &PairTable, out: &mut [u8]) {
+        if lane == 48 {
+            // SAFETY: forwarded.
+            return unsafe { columns_512_48(cols, table, out) };
+        }
         let in_w = cols.len() / lane;
         let out_w = table.pixels.len();
         assert!(lane.is_multiple_of(32));
@@ -513,6 +517,79 @@ mod x86 {
                     let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()));
                     _mm256_storeu_si256(out.as_mut_ptr().add(o + v).cast(), bytes);
                 }
+            }
+        }
+    }
+
+    /// [`columns_512`] for RGB's 48-byte lanes: each pair of taps goes
+    /// through the lane's first 32 bytes in one 512-bit vector and its last
+    /// 16 in one 256-bit vector, with the weights broadcast once.
+    ///
+    /// # Safety
+    /// As [`columns_512`], with `lane` 48.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    unsafe fn columns_512_48(cols: &[u8], table: &PairTable, out: &mut [u8]) {
+        const LANE: usize = 48;
+        let in_w = cols.len() / LANE;
+        let out_w = table.pixels.len();
+        assert!(out.len() == out_w * LANE && cols.len() == in_w * LANE);
+        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
+        assert!(
+            table
+                .pixels
+                .iter()
+                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
+        );
+        let zero = [0u8; LANE];
+        let col = |j: usize| (in_w - 1 - j) * LANE;
+        let half = _mm512_set1_epi32(HALF);
+        let finish512 = |hi: __m512i, lo: __m512i| {
+            let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
+            _mm512_srai_epi32::<22>(s)
+        };
+        for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
+            let o = (out_w - 1 - xx) * LANE;
+            // SAFETY: as in `columns_512`, with each column 48 bytes.
+            unsafe {
+                let mut acc = [_mm512_setzero_si512(); 4];
+                let mut acc16 = [_mm256_setzero_si256(); 4];
+                let mut t = 0;
+                while t < count {
+                    let a = cols.as_ptr().add(col(xmin + t));
+                    let b = if t + 1 < count {
+                        cols.as_ptr().add(col(xmin + t + 1))
+                    } else {
+                        zero.as_ptr()
+                    };
+                    let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
+                    let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
+                    let a32 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.cast()));
+                    let b32 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
+                    let (p0, p1) = (
+                        _mm512_unpacklo_epi16(a32, b32),
+                        _mm512_unpackhi_epi16(a32, b32),
+                    );
+                    acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
+                    acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
+                    acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
+                    acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
+                    let a16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.add(32).cast()));
+                    let b16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(32).cast()));
+                    let (q0, q1) = (
+                        _mm256_unpacklo_epi16(a16, b16),
+                        _mm256_unpackhi_epi16(a16, b16),
+                    );
+                    let (wh, wl) = (_mm512_castsi512_si256(wh), _mm512_castsi512_si256(wl));
+                    acc16[0] = _mm256_dpwssd_epi32(acc16[0], q0, wh);
+                    acc16[1] = _mm256_dpwssd_epi32(acc16[1], q1, wh);
+                    acc16[2] = _mm256_dpwssd_epi32(acc16[2], q0, wl);
+                    acc16[3] = _mm256_dpwssd_epi32(acc16[3], q1, wl);
+                    t += 2;
+                }
+                let w = _mm512_packs_epi32(finish512(acc[0], acc[2]), finish512(acc[1], acc[3]));
+                let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()));
+                _mm256_storeu_si256(out.as_mut_ptr().add(o).cast(), bytes);
+                _mm_storeu_si128(out.as_mut_ptr().add(o + 32).cast(), bytes16(acc16));
             }
         }
     }
