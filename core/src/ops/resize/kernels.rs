@@ -240,18 +240,71 @@ mod x86 {
         unsafe { vertical_body::<Madd>(rows, k, out) }
     }
 
-    /// [`vertical`] with the VNNI multiply-accumulate (see [`columns_vnni`]).
+    /// [`vertical`] with the VNNI multiply-accumulate (see [`columns_vnni`]),
+    /// 32 values per 512-bit step, then the 256-bit body for the rest.
     ///
     /// # Safety
-    /// The CPU must support AVX2, AVX-512 VNNI and VL; otherwise as
+    /// The CPU must support AVX-512 F, BW, VNNI and VL; otherwise as
     /// [`vertical`].
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
     pub(super) unsafe fn vertical_vnni(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
+        let len = out.len();
+        assert!(rows.len() == k.len() && rows.iter().all(|r| r.len() >= len));
+        let (w, ptrs) = pairs(rows, k);
+        let zero = [0u8; 32];
+        let half = _mm512_set1_epi32(HALF);
+        let mut x = 0;
+        while x + 32 <= len {
+            let mut acc = [_mm512_setzero_si512(); 4];
+            for (&(a, b), &(wh, wl)) in ptrs.iter().zip(&w) {
+                // SAFETY: x + 32 <= len <= every row's length; an odd last
+                // row's partner is `zero`, 32 bytes.
+                unsafe {
+                    let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.add(x).cast()));
+                    let b = b.map_or(zero.as_ptr(), |b| b.add(x));
+                    let b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
+                    let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
+                    let (p0, p1) = (_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b));
+                    acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
+                    acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
+                    acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
+                    acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
+                }
+            }
+            let finish = |hi: __m512i, lo: __m512i| {
+                let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
+                _mm512_srai_epi32::<22>(s)
+            };
+            // Per 128-bit lane: values 8L..8L+8 in order, clamped to bytes.
+            let v = _mm512_packs_epi32(finish(acc[0], acc[2]), finish(acc[1], acc[3]));
+            let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(v, _mm512_setzero_si512()));
+            // SAFETY: out holds x + 32 bytes.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes) };
+            x += 32;
+        }
         // SAFETY: forwarded; the features are enabled here.
-        unsafe { vertical_body::<Vnni>(rows, k, out) }
+        unsafe { vertical_from::<Vnni>(rows, k, &w, &ptrs, out, x) }
     }
 
-    /// The body of [`vertical`] and [`vertical_vnni`], inlined into them.
+    /// A row pair's split weights, and its rows' starts (an odd last row
+    /// pairs with zeros, weight 0).
+    type Pairs = (Vec<(i32, i32)>, Vec<(*const u8, Option<*const u8>)>);
+
+    /// The weights in pairs, split once per output row, and the rows'
+    /// starts: see [`Pairs`].
+    fn pairs(rows: &[&[u8]], k: &[i32]) -> Pairs {
+        let w = k.chunks(2).map(split_pair).collect();
+        let ptrs = rows
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] => (a.as_ptr(), Some(b.as_ptr())),
+                _ => (p[0].as_ptr(), None),
+            })
+            .collect();
+        (w, ptrs)
+    }
+
+    /// The body of [`vertical`], inlined into it.
     ///
     /// # Safety
     /// As [`vertical`], with `D`'s features.
@@ -259,26 +312,37 @@ mod x86 {
     unsafe fn vertical_body<D: Dot>(rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
         let len = out.len();
         assert!(rows.len() == k.len() && rows.iter().all(|r| r.len() >= len));
-        // The rows' weights in pairs, split once per output row, and the
-        // rows' starts (an odd last row pairs with zeros, weight 0).
-        let w: Vec<(i32, i32)> = k.chunks(2).map(split_pair).collect();
+        let (w, ptrs) = pairs(rows, k);
+        // SAFETY: forwarded.
+        unsafe { vertical_from::<D>(rows, k, &w, &ptrs, out, 0) }
+    }
+
+    /// Output values `from..` of the vertical pass, 32 and 16 at a time,
+    /// then one by one.
+    ///
+    /// # Safety
+    /// As [`vertical`], with `D`'s features; `w` and `ptrs` are
+    /// [`pairs`]`(rows, k)`, every row at least `out.len()` bytes.
+    #[inline(always)]
+    unsafe fn vertical_from<D: Dot>(
+        rows: &[&[u8]],
+        k: &[i32],
+        w: &[(i32, i32)],
+        ptrs: &[(*const u8, Option<*const u8>)],
+        out: &mut [u8],
+        from: usize,
+    ) {
+        let len = out.len();
         let zero = [0u8; 32];
-        let ptrs: Vec<(*const u8, Option<*const u8>)> = rows
-            .chunks(2)
-            .map(|p| match p {
-                [a, b] => (a.as_ptr(), Some(b.as_ptr())),
-                _ => (p[0].as_ptr(), None),
-            })
-            .collect();
-        let mut x = 0;
+        let mut x = from;
         // SAFETY (both loops): x + 16 * N <= len <= every row's length, and
         // an odd last row's partner is read at offset 0 of `zero`, 32 bytes.
         while x + 32 <= len {
-            unsafe { vertical_n::<2, D>(&ptrs, &w, &zero, x, out) };
+            unsafe { vertical_n::<2, D>(ptrs, w, &zero, x, out) };
             x += 32;
         }
         while x + 16 <= len {
-            unsafe { vertical_n::<1, D>(&ptrs, &w, &zero, x, out) };
+            unsafe { vertical_n::<1, D>(ptrs, w, &zero, x, out) };
             x += 16;
         }
         for x in x..len {
