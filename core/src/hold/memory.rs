@@ -116,15 +116,7 @@ impl MemoryHold {
 /// Copies `data` into `buf`'s spare capacity, `at` bytes past its end
 /// (panics if that is past the capacity).
 fn write_spare(buf: &mut Vec<u8>, at: usize, data: &[u8]) {
-    let spare = &mut buf.spare_capacity_mut()[at..at + data.len()];
-    // SAFETY: `spare` is `data.len()` bytes of `buf`'s allocation (the
-    // indexing above checked it), `MaybeUninit<u8>` has the layout of `u8`,
-    // and the two slices cannot overlap (one is borrowed shared, the other
-    // exclusively). Writing initialises those bytes.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), spare.as_mut_ptr().cast::<u8>(), data.len());
-    }
+    crate::simd::store::copy_to_uninit(data, &mut buf.spare_capacity_mut()[at..at + data.len()]);
 }
 
 impl Hold for MemoryHold {
