@@ -19,14 +19,14 @@ use crate::ops::blur::Scratch;
 use crate::ops::blur::kernels::blur_row_uninit;
 use crate::ops::border::reflect101;
 use crate::ops::convolve;
-use crate::ops::convolve::kernels::convolve_row_with;
+use crate::ops::convolve::kernels::convolve_row_uninit;
 use crate::ops::orient::{Orientation, mirror_rows_into_uninit};
 use crate::ops::overlay::Prepared;
 use crate::ops::point::PointOps;
 use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-use crate::simd::store::{par_extend_uninit, zeroed};
+use crate::simd::store::par_extend_uninit;
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -239,7 +239,7 @@ impl Filter {
                 blur_row_uninit(cpu, t, rows, channels, Some(*amount), &mut s.blur, out)
             }
             Filter::Convolve(k) => {
-                convolve_row_with(cpu, k, rows, channels, &mut s.convolve, zeroed(out))
+                convolve_row_uninit(cpu, k, rows, channels, &mut s.convolve, out)
             }
         }
     }

@@ -8,9 +8,36 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+use std::mem::MaybeUninit;
+
 use crate::ops::Kernel;
 use crate::ops::convolve::{Scratch, accumulate, convolve_row as body, finish, sums_fit_f32};
 use crate::simd::Cpu;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::store::as_uninit;
+use crate::simd::store::zeroed;
+
+/// One output row of the convolution on path `cpu` into memory that need
+/// not be initialised: every byte of `out` is written. The AVX-512 16-bit
+/// kernel stores into it as it is; the other paths get it zeroed first
+/// (zeroing before the kernel writes was 5-9% of a 3x3 convolution in the
+/// pipeline).
+pub(crate) fn convolve_row_uninit(
+    cpu: Cpu,
+    k: &Kernel,
+    rows: &[&[u8]],
+    channels: usize,
+    s: &mut Scratch,
+    out: &mut [MaybeUninit<u8>],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if k.divisor == 1 && sums_fit_i16(k) && cpu.clamp() >= Cpu::Avx512 {
+        // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`); the
+        // sums fit.
+        return unsafe { direct_i16_512(k, rows, channels, out) };
+    }
+    convolve_row_with(cpu, k, rows, channels, s, zeroed(out))
+}
 
 /// One output row of the convolution on path `cpu` (clamped to what this
 /// machine runs).
@@ -26,8 +53,8 @@ pub(crate) fn convolve_row_with(
     if k.divisor == 1 && sums_fit_i16(k) {
         if cpu.clamp() >= Cpu::Avx512 {
             // SAFETY: the CPU runs AVX-512 F and BW (checked by `clamp`);
-            // the sums fit.
-            return unsafe { direct_i16_512(k, rows, channels, out) };
+            // the sums fit; the kernel only stores bytes.
+            return unsafe { direct_i16_512(k, rows, channels, as_uninit(out)) };
         }
         if cpu.clamp() >= Cpu::Avx2 {
             // SAFETY: the CPU runs AVX2 (checked by `clamp`); the sums fit.
@@ -223,7 +250,8 @@ unsafe fn direct_i16_avx2(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut
         }
         done = pad..len - pad;
     }
-    clamped_outside(k, rows, channels, out, done);
+    // SAFETY: the edges are only stored into.
+    clamped_outside(k, rows, channels, unsafe { as_uninit(out) }, done);
 }
 
 /// [`direct_i16_avx2`] in 512-bit vectors, 32 values per sum; negative sums
@@ -236,7 +264,7 @@ unsafe fn direct_i16_avx2(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut
 /// bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn direct_i16_512(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut [u8]) {
+unsafe fn direct_i16_512(k: &Kernel, rows: &[&[u8]], channels: usize, out: &mut [MaybeUninit<u8>]) {
     use std::arch::x86_64::*;
     let len = out.len();
     assert!(rows.len() == k.size && rows.iter().all(|row| row.len() >= len));
@@ -272,12 +300,12 @@ fn clamped_outside(
     k: &Kernel,
     rows: &[&[u8]],
     channels: usize,
-    out: &mut [u8],
+    out: &mut [MaybeUninit<u8>],
     done: std::ops::Range<usize>,
 ) {
     let len = out.len();
     for x in (0..done.start).chain(done.end..len) {
-        out[x] = edge_sum(k, rows, channels, len, x).clamp(0.0, 255.0) as u8;
+        out[x].write(edge_sum(k, rows, channels, len, x).clamp(0.0, 255.0) as u8);
     }
 }
 
@@ -429,10 +457,19 @@ mod tests {
                 let len = width * c;
                 let mut want = vec![0u8; len];
                 body(k, &rows, c, &mut Scratch::default(), &mut want);
+                // Written over the complement of the answer, so a byte a
+                // path fails to write shows.
+                let unlike: Vec<u8> = want.iter().map(|b| !b).collect();
                 for cpu in Cpu::available() {
-                    let mut got = vec![0u8; len];
+                    let mut got = unlike.clone();
                     convolve_row_with(cpu, k, &rows, c, &mut Scratch::default(), &mut got);
                     assert_eq!(got, want, "{} {k:?} {width}x{c}", cpu.name());
+                    // Into uninitialised memory, as the pipeline calls it.
+                    let mut out = vec![MaybeUninit::uninit(); len];
+                    convolve_row_uninit(cpu, k, &rows, c, &mut Scratch::default(), &mut out);
+                    // SAFETY: the row was written whole.
+                    let out = unsafe { crate::simd::store::assume_init(&mut out) };
+                    assert_eq!(*out, *want, "uninit {} {k:?} {width}x{c}", cpu.name());
                 }
             }
         }
