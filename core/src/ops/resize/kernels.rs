@@ -252,7 +252,6 @@ mod x86 {
         assert!(rows.len() == k.len() && rows.iter().all(|r| r.len() >= len));
         let (w, ptrs) = pairs(rows, k);
         let zero = [0u8; 32];
-        let half = _mm512_set1_epi32(HALF);
         let mut x = 0;
         while x + 32 <= len {
             let mut acc = [_mm512_setzero_si512(); 4];
@@ -260,26 +259,17 @@ mod x86 {
                 // SAFETY: x + 32 <= len <= every row's length; an odd last
                 // row's partner is `zero`, 32 bytes.
                 unsafe {
-                    let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.add(x).cast()));
-                    let b = b.map_or(zero.as_ptr(), |b| b.add(x));
-                    let b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
-                    let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
-                    let (p0, p1) = (_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b));
-                    acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
-                    acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
-                    acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
-                    acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
-                }
+                    pair_512(
+                        &mut acc,
+                        a.add(x),
+                        b.map_or(zero.as_ptr(), |b| b.add(x)),
+                        wh,
+                        wl,
+                    )
+                };
             }
-            let finish = |hi: __m512i, lo: __m512i| {
-                let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
-                _mm512_srai_epi32::<22>(s)
-            };
-            // Per 128-bit lane: values 8L..8L+8 in order, clamped to bytes.
-            let v = _mm512_packs_epi32(finish(acc[0], acc[2]), finish(acc[1], acc[3]));
-            let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(v, _mm512_setzero_si512()));
             // SAFETY: out holds x + 32 bytes.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes) };
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes32(acc)) };
             x += 32;
         }
         // SAFETY: forwarded; the features are enabled here.
@@ -514,6 +504,66 @@ mod x86 {
         }
     }
 
+    /// Checks `columns_*`'s arguments: `cols` holds whole `lane`-byte
+    /// columns and `out` one lane per output pixel, every tap window is
+    /// inside the columns and every pixel's pairs inside the table. Returns
+    /// the input and output widths.
+    fn column_shape(cols: &[u8], lane: usize, table: &PairTable, out: &[u8]) -> (usize, usize) {
+        let in_w = cols.len() / lane;
+        let out_w = table.pixels.len();
+        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
+        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
+        assert!(
+            table
+                .pixels
+                .iter()
+                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
+        );
+        (in_w, out_w)
+    }
+
+    /// Adds 32 values of two rows (or columns), `a` and `b` (32 bytes each),
+    /// times their split weight pair `(wh, wl)`, to the four accumulators
+    /// (per 128-bit lane L: values 8L..8L+4 and 8L+4..8L+8, hi then lo
+    /// halves).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI; `a` and `b` point to 32
+    /// readable bytes.
+    #[inline(always)]
+    unsafe fn pair_512(acc: &mut [__m512i; 4], a: *const u8, b: *const u8, wh: i32, wl: i32) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
+            let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.cast()));
+            let b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
+            let (p0, p1) = (_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b));
+            acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
+            acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
+            acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
+            acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
+        }
+    }
+
+    /// The 32 bytes of [`pair_512`]'s accumulators: each sum
+    /// `(hi << 11) + lo + HALF >> 22`, clamped to 0..=255, in order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW.
+    #[inline(always)]
+    unsafe fn bytes32(acc: [__m512i; 4]) -> __m256i {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let half = _mm512_set1_epi32(HALF);
+            let finish = |hi: __m512i, lo: __m512i| {
+                let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
+                _mm512_srai_epi32::<22>(s)
+            };
+            let w = _mm512_packs_epi32(finish(acc[0], acc[2]), finish(acc[1], acc[3]));
+            _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()))
+        }
+    }
+
     /// [`columns_vnni`] in 512-bit vectors, for lanes of 32 bytes or a
     /// multiple: 32 values of a column per multiply-accumulate, where the
     /// 256-bit form takes 16. RGB's 48-byte lanes go to [`columns_512_48`].
@@ -527,36 +577,21 @@ mod x86 {
             // SAFETY: forwarded.
             return unsafe { columns_512_48(cols, table, out) };
         }
-        let in_w = cols.len() / lane;
-        let out_w = table.pixels.len();
         assert!(lane.is_multiple_of(32));
-        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
-        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
-        assert!(
-            table
-                .pixels
-                .iter()
-                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
-        );
+        let (in_w, out_w) = column_shape(cols, lane, table, out);
         let zero = [0u8; 32];
         let col = |j: usize| (in_w - 1 - j) * lane;
-        let half = _mm512_set1_epi32(HALF);
-        let finish = |hi: __m512i, lo: __m512i| {
-            let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
-            _mm512_srai_epi32::<22>(s)
-        };
         for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
             let o = (out_w - 1 - xx) * lane;
             for v in (0..lane).step_by(32) {
                 // SAFETY: as in `columns_n`: taps xmin..xmin + count are
-                // input columns (asserted), each `lane` bytes with
+                // input columns (`column_shape`), each `lane` bytes with
                 // v + 32 <= lane; an odd last tap pairs with `zero`; the
                 // table holds count.div_ceil(2) pairs from `off`; the store
                 // is output column xx's lane.
                 unsafe {
                     let mut acc = [_mm512_setzero_si512(); 4];
-                    let mut t = 0;
-                    while t < count {
+                    for t in (0..count).step_by(2) {
                         let a = cols.as_ptr().add(col(xmin + t) + v);
                         let b = if t + 1 < count {
                             cols.as_ptr().add(col(xmin + t + 1) + v)
@@ -564,22 +599,9 @@ mod x86 {
                             zero.as_ptr()
                         };
                         let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
-                        let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
-                        let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.cast()));
-                        let b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
-                        // Per 128-bit lane L: values 8L..8L+4 | 8L+4..8L+8.
-                        let p0 = _mm512_unpacklo_epi16(a, b);
-                        let p1 = _mm512_unpackhi_epi16(a, b);
-                        acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
-                        acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
-                        acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
-                        acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
-                        t += 2;
+                        pair_512(&mut acc, a, b, wh, wl);
                     }
-                    // Per lane: values 8L..8L+8 in order, clamped to bytes.
-                    let w = _mm512_packs_epi32(finish(acc[0], acc[2]), finish(acc[1], acc[3]));
-                    let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()));
-                    _mm256_storeu_si256(out.as_mut_ptr().add(o + v).cast(), bytes);
+                    _mm256_storeu_si256(out.as_mut_ptr().add(o + v).cast(), bytes32(acc));
                 }
             }
         }
@@ -594,31 +616,16 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
     unsafe fn columns_512_48(cols: &[u8], table: &PairTable, out: &mut [u8]) {
         const LANE: usize = 48;
-        let in_w = cols.len() / LANE;
-        let out_w = table.pixels.len();
-        assert!(out.len() == out_w * LANE && cols.len() == in_w * LANE);
-        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
-        assert!(
-            table
-                .pixels
-                .iter()
-                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
-        );
+        let (in_w, out_w) = column_shape(cols, LANE, table, out);
         let zero = [0u8; LANE];
         let col = |j: usize| (in_w - 1 - j) * LANE;
-        let half = _mm512_set1_epi32(HALF);
-        let finish512 = |hi: __m512i, lo: __m512i| {
-            let s = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32::<11>(hi), lo), half);
-            _mm512_srai_epi32::<22>(s)
-        };
         for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
             let o = (out_w - 1 - xx) * LANE;
             // SAFETY: as in `columns_512`, with each column 48 bytes.
             unsafe {
                 let mut acc = [_mm512_setzero_si512(); 4];
                 let mut acc16 = [_mm256_setzero_si256(); 4];
-                let mut t = 0;
-                while t < count {
+                for t in (0..count).step_by(2) {
                     let a = cols.as_ptr().add(col(xmin + t));
                     let b = if t + 1 < count {
                         cols.as_ptr().add(col(xmin + t + 1))
@@ -626,33 +633,20 @@ mod x86 {
                         zero.as_ptr()
                     };
                     let &(wh, wl) = table.pairs.get_unchecked(off + t / 2);
-                    let (wh, wl) = (_mm512_set1_epi32(wh), _mm512_set1_epi32(wl));
-                    let a32 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(a.cast()));
-                    let b32 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(b.cast()));
-                    let (p0, p1) = (
-                        _mm512_unpacklo_epi16(a32, b32),
-                        _mm512_unpackhi_epi16(a32, b32),
-                    );
-                    acc[0] = _mm512_dpwssd_epi32(acc[0], p0, wh);
-                    acc[1] = _mm512_dpwssd_epi32(acc[1], p1, wh);
-                    acc[2] = _mm512_dpwssd_epi32(acc[2], p0, wl);
-                    acc[3] = _mm512_dpwssd_epi32(acc[3], p1, wl);
+                    pair_512(&mut acc, a, b, wh, wl);
                     let a16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(a.add(32).cast()));
                     let b16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(32).cast()));
                     let (q0, q1) = (
                         _mm256_unpacklo_epi16(a16, b16),
                         _mm256_unpackhi_epi16(a16, b16),
                     );
-                    let (wh, wl) = (_mm512_castsi512_si256(wh), _mm512_castsi512_si256(wl));
+                    let (wh, wl) = (_mm256_set1_epi32(wh), _mm256_set1_epi32(wl));
                     acc16[0] = _mm256_dpwssd_epi32(acc16[0], q0, wh);
                     acc16[1] = _mm256_dpwssd_epi32(acc16[1], q1, wh);
                     acc16[2] = _mm256_dpwssd_epi32(acc16[2], q0, wl);
                     acc16[3] = _mm256_dpwssd_epi32(acc16[3], q1, wl);
-                    t += 2;
                 }
-                let w = _mm512_packs_epi32(finish512(acc[0], acc[2]), finish512(acc[1], acc[3]));
-                let bytes = _mm512_cvtusepi16_epi8(_mm512_max_epi16(w, _mm512_setzero_si512()));
-                _mm256_storeu_si256(out.as_mut_ptr().add(o).cast(), bytes);
+                _mm256_storeu_si256(out.as_mut_ptr().add(o).cast(), bytes32(acc));
                 _mm_storeu_si128(out.as_mut_ptr().add(o + 32).cast(), bytes16(acc16));
             }
         }
@@ -702,17 +696,8 @@ mod x86 {
         } else {
             16 * N
         };
-        let in_w = cols.len() / lane;
-        let out_w = table.pixels.len();
         assert!(lane.is_multiple_of(16) && lane >= 16 * N);
-        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
-        assert!(table.pixels.iter().all(|&(x, n, _)| x + n <= in_w));
-        assert!(
-            table
-                .pixels
-                .iter()
-                .all(|&(_, n, o)| o + n.div_ceil(2) <= table.pairs.len())
-        );
+        let (in_w, out_w) = column_shape(cols, lane, table, out);
         let zero = [0u8; 16];
         let col = |j: usize| (in_w - 1 - j) * lane;
         for (xx, &(xmin, count, off)) in table.pixels.iter().enumerate() {
