@@ -271,7 +271,8 @@ pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
 
 /// Decodes an image, guessing the format from its first bytes, refusing it
 /// if its header declares more than `limits` allow (before decoding pixels).
-pub fn decode<R: BufRead + Seek>(reader: R, limits: &Limits) -> Result<ImageBuf> {
+pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<ImageBuf> {
+    crate::png_guard::check(&mut reader)?;
     let mut reader = ImageReader::new(reader).with_guessed_format()?;
     if reader.format().is_none() {
         return Err(CoreError::Decode(format!(

@@ -29,6 +29,7 @@ pub mod ops;
 pub use ops::{mean, rotate};
 pub mod pipeline;
 pub mod pixel;
+mod png_guard;
 pub mod rows;
 pub mod simd;
 pub mod stream;

@@ -52,6 +52,7 @@ pub fn open_reader<R: BufRead + Seek + Send + 'static>(
     input.seek(std::io::SeekFrom::Start(0))?;
     let interlaced = head[28] != 0;
     if n == 29 && head[..8] == *b"\x89PNG\r\n\x1a\n" && &head[12..16] == b"IHDR" && !interlaced {
+        crate::png_guard::check(&mut input)?;
         let mut decoder = png::Decoder::new(input);
         decoder.set_transformations(png::Transformations::EXPAND);
         let reader = decoder.read_info().map_err(png_error)?;
