@@ -15,6 +15,7 @@ use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
 };
+use crate::ops::resize::strips::to_columns_with;
 use crate::ops::resize::{Coeffs, Filter, nearest_indices, unpremultiply};
 use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
 use crate::pixel::ImageInfo;
@@ -119,10 +120,15 @@ impl Horizontal {
         };
         let cpu = Cpu::detect();
         s.cols.resize(src.len(), 0);
-        turn_rows(cpu, src, *strip_in, Rotation::Ccw90, 0, &mut s.cols, false);
-        if self.premultiplied {
-            premultiply_with(cpu, &mut s.cols);
-        }
+        let width = strip_in.width() as usize;
+        to_columns_with(
+            cpu,
+            src,
+            width,
+            self.channels,
+            self.premultiplied,
+            &mut s.cols,
+        );
         s.out.resize(dst.len(), 0);
         let lane = strip_in.height() as usize * self.channels;
         if !columns_with(cpu, &s.cols, lane, pairs, &mut s.out) {

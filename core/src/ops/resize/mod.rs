@@ -30,6 +30,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) mod kernels;
+pub(crate) mod strips;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -1,0 +1,331 @@
+//! A strip of rows turned into columns for the resampler's column kernel.
+//!
+//! The horizontal pass runs down columns ([`super::kernels::columns_with`]):
+//! a strip of [`strip_rows`] rows is first turned by 90 degrees, so that
+//! input column `j` (one pixel of each row, top down) lies at
+//! `cols[(w - 1 - j) * lane..]`. That turn was the general quarter-turn
+//! kernel, a third of a 4000x3000 RGB resize to a quarter: it is built for
+//! images whose output rows lie far apart in memory, while here the
+//! columns are written one after another into a buffer that stays in the
+//! cache. The kernels below turn 16 pixels of the strip's rows at a time in
+//! 512-bit registers (RGB widened to 4-byte pixels and back with byte
+//! permutes), and premultiply RGBA on the way (the column kernel resamples
+//! premultiplied values), which was a pass of its own over the columns.
+#![allow(unsafe_code)]
+
+use super::kernels::{premultiply_with, strip_rows};
+use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
+use crate::pixel::{ImageInfo, PixelFormat};
+use crate::simd::Cpu;
+
+/// Turns `src`, [`strip_rows`]`(channels)` rows of `width` pixels, into
+/// columns in `cols` as described in [`self`], premultiplied when
+/// `premultiply` (RGBA only). Every byte of `cols` is written.
+///
+/// # Panics
+/// If `src` is not that strip or `cols` not the same length.
+pub(crate) fn to_columns_with(
+    cpu: Cpu,
+    src: &[u8],
+    width: usize,
+    channels: usize,
+    premultiply: bool,
+    cols: &mut [u8],
+) {
+    let rows = strip_rows(channels);
+    assert!(src.len() == rows * width * channels && cols.len() == src.len());
+    #[cfg(target_arch = "x86_64")]
+    if width >= 16 {
+        let done = match channels {
+            // SAFETY: the CPU runs AVX-512 F and BW (`clamp`); the strip's
+            // shape was just checked.
+            4 if cpu.clamp() >= Cpu::Avx512 => unsafe {
+                x86::columns_rgba(src, width, premultiply, cols)
+            },
+            // SAFETY: as above, and VBMI (`vbmi`).
+            3 if cpu.vbmi() => unsafe { x86::columns_rgb(src, width, cols) },
+            _ => 0,
+        };
+        if done > 0 {
+            // The last pixels (fewer than 16), one by one.
+            let lane = rows * channels;
+            for j in done..width {
+                let col = &mut cols[(width - 1 - j) * lane..][..lane];
+                for (r, px) in col.chunks_exact_mut(channels).enumerate() {
+                    px.copy_from_slice(&src[(r * width + j) * channels..][..channels]);
+                }
+                if premultiply {
+                    premultiply_with(Cpu::Portable, col);
+                }
+            }
+            return;
+        }
+    }
+    let format = match channels {
+        1 => PixelFormat::Gray8,
+        3 => PixelFormat::Rgb8,
+        _ => PixelFormat::Rgba8,
+    };
+    let info = ImageInfo::new(width as u32, rows as u32, format).expect("a strip's geometry");
+    turn_rows(cpu, src, info, Rotation::Ccw90, 0, cols, false);
+    if premultiply {
+        premultiply_with(cpu, cols);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// How far ahead along each row the kernels fetch (a prefetch may
+    /// point past the strip: it never faults).
+    const AHEAD: usize = 1024;
+
+    /// Round 1 and 2 of a transpose of 4-byte pixels: `r[i]` holds
+    /// pixels 0..16 of row `i`; returns `v[4g + q]` holding, in 128-bit
+    /// lane `L`, pixel `4L + q` of rows `4g..4g + 4`.
+    #[inline(always)]
+    unsafe fn quads<const R: usize>(r: &[__m512i; R]) -> [__m512i; R] {
+        // SAFETY (all blocks): the caller's target features.
+        // u[2p]: lane L holds pixels 4L, 4L+1 of rows 2p, 2p+1 (row-interleaved);
+        // u[2p + 1]: pixels 4L+2, 4L+3.
+        let u: [__m512i; R] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            unsafe {
+                if i & 1 == 0 {
+                    _mm512_unpacklo_epi32(a, b)
+                } else {
+                    _mm512_unpackhi_epi32(a, b)
+                }
+            }
+        });
+        std::array::from_fn(|i| {
+            let (g, q) = (i / 4, i % 4);
+            let (a, b) = (u[4 * g + q / 2], u[4 * g + 2 + q / 2]);
+            unsafe {
+                if q % 2 == 0 {
+                    _mm512_unpacklo_epi64(a, b)
+                } else {
+                    _mm512_unpackhi_epi64(a, b)
+                }
+            }
+        })
+    }
+
+    /// RGBA strips (8 rows, 32-byte columns), 16 pixels at a time,
+    /// premultiplied on the way when `premultiply`. Returns the pixels done
+    /// (a multiple of 16); the caller does the rest.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; `src` and `cols` hold
+    /// `8 * width` pixels.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn columns_rgba(
+        src: &[u8],
+        width: usize,
+        premultiply: bool,
+        cols: &mut [u8],
+    ) -> usize {
+        const R: usize = 8;
+        assert!(src.len() == R * width * 4 && cols.len() == src.len());
+        let row = width * 4;
+        // Qword picks (bit 3: second source) for the last two rounds.
+        let m_idx = |m: i64| {
+            _mm512_setr_epi64(
+                4 * m,
+                4 * m + 1,
+                4 * m + 2,
+                4 * m + 3,
+                8 + 4 * m,
+                9 + 4 * m,
+                10 + 4 * m,
+                11 + 4 * m,
+            )
+        };
+        let s_idx = |s: i64| {
+            _mm512_setr_epi64(
+                2 * s,
+                2 * s + 1,
+                4 + 2 * s,
+                5 + 2 * s,
+                8 + 2 * s,
+                9 + 2 * s,
+                12 + 2 * s,
+                13 + 2 * s,
+            )
+        };
+        let (mi, si) = ([m_idx(0), m_idx(1)], [s_idx(0), s_idx(1)]);
+        if width < 16 {
+            return 0;
+        }
+        for x0 in (0..width - 15).step_by(16) {
+            // SAFETY: rows 0..8, pixels x0..x0 + 16 are inside `src`.
+            let r: [__m512i; R] = std::array::from_fn(|i| unsafe {
+                let p = src.as_ptr().add(i * row + x0 * 4);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
+                _mm512_loadu_si512(p.cast())
+            });
+            // v[4g + q]: lane L holds rows 4g..4g+4 of pixel 4L + q.
+            // SAFETY: the target features.
+            let v = unsafe { quads(&r) };
+            for m in 0..2 {
+                // w[q]: lanes hold rows 0..4 of pixels 8m+q, 8m+4+q, then
+                // rows 4..8 of the same two.
+                let w: [__m512i; 4] =
+                    std::array::from_fn(|q| _mm512_permutex2var_epi64(v[q], mi[m], v[4 + q]));
+                for s in 0..2 {
+                    for q1 in [1, 3] {
+                        // Pixel j = 8m + 4s + q1 and j - 1: column j lies
+                        // just before column j - 1.
+                        let j = 8 * m + 4 * s + q1;
+                        let mut out = _mm512_permutex2var_epi64(w[q1], si[s], w[q1 - 1]);
+                        if premultiply {
+                            // SAFETY: the target features.
+                            out = unsafe { premultiply64(out) };
+                        }
+                        let o = (width - 1 - x0 - j) * 32;
+                        // SAFETY: columns x0 + j - 1 and x0 + j, 64 bytes
+                        // from `o`, are inside `cols`.
+                        unsafe { _mm512_storeu_si512(cols.as_mut_ptr().add(o).cast(), out) };
+                    }
+                }
+            }
+        }
+        width / 16 * 16
+    }
+
+    /// 16 RGBA pixels premultiplied: Pillow's `c * a / 255` rounded, as
+    /// `premultiply_512` computes it.
+    #[inline(always)]
+    unsafe fn premultiply64(v: __m512i) -> __m512i {
+        // SAFETY (the block): the caller's target features (AVX-512 F, BW).
+        unsafe {
+            let alpha = _mm512_broadcast_i32x4(_mm_setr_epi8(
+                6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15,
+            ));
+            let round = _mm512_set1_epi16(128);
+            let one = |v: __m512i| {
+                let a = _mm512_shuffle_epi8(v, alpha);
+                let t = _mm512_add_epi16(_mm512_mullo_epi16(v, a), round);
+                let r = _mm512_srli_epi16::<8>(_mm512_add_epi16(t, _mm512_srli_epi16::<8>(t)));
+                _mm512_mask_blend_epi16(0x8888_8888, r, v)
+            };
+            let zero = _mm512_setzero_si512();
+            let lo = one(_mm512_unpacklo_epi8(v, zero));
+            let hi = one(_mm512_unpackhi_epi8(v, zero));
+            // In-lane unpacks and packs undo each other's order.
+            _mm512_packus_epi16(lo, hi)
+        }
+    }
+
+    /// RGB strips (16 rows, 48-byte columns), 16 pixels at a time: each
+    /// row's 48 bytes widened to 4-byte pixels, turned as 4-byte pixels,
+    /// each column narrowed back. Returns the pixels done (a multiple of
+    /// 16); the caller does the rest.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VBMI; `src` and `cols` hold
+    /// `16 * width` pixels.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn columns_rgb(src: &[u8], width: usize, cols: &mut [u8]) -> usize {
+        const R: usize = 16;
+        assert!(src.len() == R * width * 3 && cols.len() == src.len());
+        let row = width * 3;
+        let widen: [u8; 64] = std::array::from_fn(|i| (i / 4 * 3 + (i % 4).min(2)) as u8);
+        let narrow: [u8; 64] = std::array::from_fn(|i| (i / 3 * 4 + i % 3).min(63) as u8);
+        // SAFETY: 64-byte arrays.
+        let (widen, narrow) = unsafe {
+            (
+                _mm512_loadu_si512(widen.as_ptr().cast()),
+                _mm512_loadu_si512(narrow.as_ptr().cast()),
+            )
+        };
+        const BYTES48: __mmask64 = (1 << 48) - 1;
+        if width < 16 {
+            return 0;
+        }
+        for x0 in (0..width - 15).step_by(16) {
+            // SAFETY: rows 0..16, pixels x0..x0 + 16 (48 bytes, the load
+            // masked to them) are inside `src`.
+            let r: [__m512i; R] = std::array::from_fn(|i| unsafe {
+                let p = src.as_ptr().add(i * row + x0 * 3);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD).cast());
+                _mm512_permutexvar_epi8(widen, _mm512_maskz_loadu_epi8(BYTES48, p.cast()))
+            });
+            // SAFETY: the target features.
+            let v = unsafe { quads(&r) };
+            for q in 0..4 {
+                // The 4x4 transpose of 128-bit lanes of v[q], v[4+q],
+                // v[8+q], v[12+q]: lane L of the result holds rows 4L..4L+4.
+                let (v0, v1, v2, v3) = (v[q], v[4 + q], v[8 + q], v[12 + q]);
+                let a0 = _mm512_shuffle_i64x2::<0x44>(v0, v1);
+                let a1 = _mm512_shuffle_i64x2::<0xEE>(v0, v1);
+                let a2 = _mm512_shuffle_i64x2::<0x44>(v2, v3);
+                let a3 = _mm512_shuffle_i64x2::<0xEE>(v2, v3);
+                let px = [
+                    _mm512_shuffle_i64x2::<0x88>(a0, a2),
+                    _mm512_shuffle_i64x2::<0xDD>(a0, a2),
+                    _mm512_shuffle_i64x2::<0x88>(a1, a3),
+                    _mm512_shuffle_i64x2::<0xDD>(a1, a3),
+                ];
+                for (l, col) in px.into_iter().enumerate() {
+                    let j = 4 * l + q;
+                    let o = (width - 1 - x0 - j) * 48;
+                    // SAFETY: column x0 + j, 48 bytes from `o` (the store
+                    // masked to them), is inside `cols`.
+                    unsafe {
+                        let p = cols.as_mut_ptr().add(o);
+                        let c = _mm512_permutexvar_epi8(narrow, col);
+                        _mm512_mask_storeu_epi8(p.cast(), BYTES48, c);
+                    }
+                }
+            }
+        }
+        width / 16 * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::resize::premultiply;
+
+    /// The columns against the definition, premultiplied or not, on every
+    /// CPU path, for widths around the 16-pixel blocks.
+    #[test]
+    fn columns_equal_the_definition_on_every_path() {
+        for channels in [1, 3, 4] {
+            let rows = strip_rows(channels);
+            for width in [1, 2, 15, 16, 17, 31, 32, 33, 47, 100, 257] {
+                let src: Vec<u8> = (0..rows * width * channels)
+                    .map(|i| ((i * 131 + i / 5) % 256) as u8)
+                    .collect();
+                let lane = rows * channels;
+                let mut want = vec![0u8; src.len()];
+                for j in 0..width {
+                    for r in 0..rows {
+                        for ch in 0..channels {
+                            want[(width - 1 - j) * lane + r * channels + ch] =
+                                src[(r * width + j) * channels + ch];
+                        }
+                    }
+                }
+                let mut want_pre = want.clone();
+                premultiply(&mut want_pre);
+                for cpu in Cpu::available() {
+                    for pre in [false, channels == 4] {
+                        // Over the complement of the answer: a byte not
+                        // written shows.
+                        let expect = if pre { &want_pre } else { &want };
+                        let mut got: Vec<u8> = expect.iter().map(|b| !b).collect();
+                        to_columns_with(cpu, &src, width, channels, pre, &mut got);
+                        assert!(
+                            got == *expect,
+                            "{cpu:?} {channels} channels, width {width}, premultiplied {pre}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
