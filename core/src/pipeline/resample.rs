@@ -11,12 +11,13 @@ use rayon::prelude::*;
 
 use super::stages::Stage;
 use crate::error::Result;
+use crate::ops::resize::alpha::unpremultiply_with;
 use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
 };
 use crate::ops::resize::strips::to_columns_with;
-use crate::ops::resize::{Coeffs, Filter, nearest_indices, unpremultiply};
+use crate::ops::resize::{Coeffs, Filter, nearest_indices};
 use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
@@ -321,7 +322,7 @@ impl ResizeStage {
                             other => o.copy_from_slice(row(other.window(yy).start)),
                         }
                         if premultiplied {
-                            unpremultiply(o);
+                            unpremultiply_with(cpu, o);
                         }
                     }
                 });

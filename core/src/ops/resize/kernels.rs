@@ -142,9 +142,9 @@ pub(crate) fn strip_rows(channels: usize) -> usize {
 #[derive(Debug)]
 pub(crate) struct PairTable {
     /// (first input pixel, taps, offset of the first pair in `pairs`).
-    pixels: Vec<(usize, usize, usize)>,
+    pub(super) pixels: Vec<(usize, usize, usize)>,
     /// Per pair of taps: the high halves' i32, the low halves' i32.
-    pairs: Vec<(i32, i32)>,
+    pub(super) pairs: Vec<(i32, i32)>,
 }
 
 impl PairTable {
@@ -175,6 +175,13 @@ pub(crate) fn columns_with(
     table: &PairTable,
     out: &mut [u8],
 ) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.vbmi() && cpu.vnni() && super::columns::takes(lane) {
+        // SAFETY: the CPU runs AVX-512 F, BW, VBMI (`vbmi`) and VNNI; the
+        // lane is one the kernel takes.
+        unsafe { super::columns::columns_vbmi(cols, lane, table, out) };
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     if cpu.vnni() && (lane.is_multiple_of(32) || lane == 48) {
         // SAFETY: the CPU runs AVX-512 F, BW, VNNI and VL (`vnni`).

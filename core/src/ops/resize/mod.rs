@@ -29,6 +29,8 @@
 // more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub(crate) mod alpha;
+pub(crate) mod columns;
 pub(crate) mod kernels;
 pub(crate) mod strips;
 
