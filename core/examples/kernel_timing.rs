@@ -29,6 +29,17 @@ fn main() {
         eprintln!("usage: kernel_timing RAW WIDTH HEIGHT CHANNELS < commands");
         std::process::exit(2);
     }
+    // As nl-server sets glibc's malloc (`keep_freed_memory` in
+    // server/src/main.rs): no mmap per buffer, freed memory kept in the
+    // heap, so a stage's fresh buffers are not page faults on every run.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("KT_NO_MALLOPT").is_none() {
+        // SAFETY: mallopt only sets glibc malloc parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+        }
+    }
     let file = std::fs::read(&a[0]).expect("raw file");
     let src: &[u8] = {
         let b = buffer(file.len());

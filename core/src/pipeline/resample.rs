@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::stages::Stage;
 use crate::error::Result;
 use crate::ops::resize::alpha::unpremultiply_with;
+use crate::ops::resize::columns::{DigitTable, columns_digits_with};
 use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
@@ -64,6 +65,8 @@ struct Horizontal {
     /// With a column kernel on this CPU: its weights and the geometry of an
     /// input and an output strip (see [`Horizontal::strip`]).
     strips: Option<(PairTable, ImageInfo, ImageInfo)>,
+    /// The same weights for the byte-digit column kernel, where they fit.
+    digits: Option<DigitTable>,
     channels: usize,
     premultiplied: bool,
 }
@@ -95,7 +98,12 @@ impl Horizontal {
             }
             _ => None,
         };
+        let digits = match &axis {
+            Axis::Weights(c) if strips.is_some() => DigitTable::new(c, input.width() as usize),
+            _ => None,
+        };
         Horizontal {
+            digits,
             table: match &axis {
                 Axis::Weights(c) => Some(HorizontalTable::new(c, input.channels())),
                 _ => None,
@@ -132,7 +140,10 @@ impl Horizontal {
         );
         s.out.resize(dst.len(), 0);
         let lane = strip_in.height() as usize * self.channels;
-        if !columns_with(cpu, &s.cols, lane, pairs, &mut s.out) {
+        let digits = self.digits.as_ref();
+        if !digits.is_some_and(|d| columns_digits_with(cpu, &s.cols, lane, d, &mut s.out))
+            && !columns_with(cpu, &s.cols, lane, pairs, &mut s.out)
+        {
             return false;
         }
         let turned = strip_out.transposed();
@@ -208,7 +219,8 @@ impl Stage for ResizeStage {
             Some(_) => strip_rows(self.input.channels()),
             None => 1,
         };
-        let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(strip) * in_rb;
+        let share = strip * 2 * rayon::current_num_threads();
+        let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(share) * in_rb;
         for part in rows.chunks(block) {
             self.push_block(part, out);
         }

@@ -11,7 +11,96 @@
 //! the rounding are those of [`super::kernels`] (Pillow's exact sums).
 #![allow(unsafe_code)]
 
+use super::Coeffs;
 use super::kernels::PairTable;
+use crate::simd::Cpu;
+
+/// The horizontal weights laid out for [`columns_digits_with`]: each
+/// output pixel's taps in groups of four adjacent input columns, and each
+/// weight of a group written in three signed-byte digits,
+/// `w = d2 * 2^14 + d1 * 2^7 + d0` with `d0`, `d1` in 0..128 and `d2` in
+/// -128..128, which holds every weight of magnitude below 2^21 (one half:
+/// any reduction to less than about half the size with these filters).
+/// The byte multiply-add (`vpdpbusd`: four unsigned bytes times four
+/// signed bytes into a 32-bit sum) then takes four taps per instruction
+/// and digit, and `(S2 << 14) + (S1 << 7) + S0` is Pillow's exact sum: 12
+/// multiply-adds per 4 taps of 32 values where the 16-bit pairs take 16,
+/// and half the byte permutes.
+#[derive(Debug)]
+pub(crate) struct DigitTable {
+    /// (offset of the first group in `groups`, groups) per output pixel.
+    pixels: Vec<(usize, usize)>,
+    /// (first column, the digits of its four taps: `d0`, `d1`, `d2`, each
+    /// four bytes, the first column's in the low byte).
+    groups: Vec<(usize, [i32; 3])>,
+    /// The input width the groups were placed for.
+    in_size: usize,
+}
+
+impl DigitTable {
+    /// The table for `c`, or None when a weight does not fit three digits
+    /// or the input is narrower than a group.
+    pub(crate) fn new(c: &Coeffs, in_size: usize) -> Option<Self> {
+        if in_size < 4
+            || c.weights
+                .iter()
+                .any(|&w| !(-(1 << 21)..1 << 21).contains(&w))
+        {
+            return None;
+        }
+        let (mut pixels, mut groups) = (Vec::new(), Vec::new());
+        for (xx, &(xmin, count)) in c.bounds.iter().enumerate() {
+            let w = &c.weights[xx * c.ksize..][..count];
+            let n = count.div_ceil(4);
+            pixels.push((groups.len(), n));
+            for g in 0..n {
+                // A last group that would read past the input's end is
+                // moved back onto columns it shares with the one before;
+                // their weights there are 0 (already counted).
+                let start = (xmin + 4 * g).min(in_size - 4);
+                let mut digits = [0i32; 3];
+                for k in 0..4 {
+                    let tap = (start + k).wrapping_sub(xmin);
+                    let weight = if (4 * g..count).contains(&tap) {
+                        w[tap]
+                    } else {
+                        0
+                    };
+                    let d = [weight & 127, (weight >> 7) & 127, weight >> 14];
+                    for (digit, v) in digits.iter_mut().zip(d) {
+                        *digit |= (v & 0xff) << (8 * k);
+                    }
+                }
+                groups.push((start, digits));
+            }
+        }
+        Some(Self {
+            pixels,
+            groups,
+            in_size,
+        })
+    }
+}
+
+/// [`super::kernels::columns_with`] with a [`DigitTable`]: the same
+/// output. False, doing nothing, where `cpu` has no such kernel or the
+/// lane is not one it takes (32 bytes).
+pub(crate) fn columns_digits_with(
+    cpu: Cpu,
+    cols: &[u8],
+    lane: usize,
+    table: &DigitTable,
+    out: &mut [u8],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.vbmi() && cpu.vnni() && lane == 32 {
+        // SAFETY: the CPU runs AVX-512 F, BW, VBMI (`vbmi`) and VNNI.
+        unsafe { x86::digits_32(cols, table, out) };
+        return true;
+    }
+    let _ = (cpu, cols, lane, table, out);
+    false
+}
 
 /// Whether [`columns_vbmi`] takes `lane`-byte columns.
 pub(crate) fn takes(lane: usize) -> bool {
@@ -38,7 +127,7 @@ pub(crate) unsafe fn columns_vbmi(cols: &[u8], lane: usize, table: &PairTable, o
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::PairTable;
+    use super::{DigitTable, PairTable};
     use crate::ops::resize::HALF;
 
     /// Bytes 4k and 4k + 2 of each dword: the low bytes of its two 16-bit
@@ -78,12 +167,9 @@ mod x86 {
         let in_w = cols.len() / lane;
         let out_w = table.pixels.len();
         assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
-        assert!(
-            table
-                .pixels
-                .iter()
-                .all(|&(x, n, o)| { x + n <= in_w && o + n.div_ceil(2) <= table.pairs.len() })
-        );
+        // Every window ends by `reach`, and `PairTable::new` gives each
+        // pixel its pairs.
+        assert!(table.reach <= in_w);
         (in_w, out_w)
     }
 
@@ -219,5 +305,135 @@ mod x86 {
                 _mm_storeu_si128(p.add(32).cast(), _mm512_cvtusepi32_epi8(last));
             }
         }
+    }
+
+    /// [`DigitTable`] sums over 32-byte columns: per group, the four
+    /// columns' 128 bytes in two loads, and for each 16 values one
+    /// two-source byte permute gathering the four taps of a value into a
+    /// 32-bit slot (first column in the low byte).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VBMI and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+    pub(super) unsafe fn digits_32(cols: &[u8], table: &DigitTable, out: &mut [u8]) {
+        const LANE: usize = 32;
+        let in_w = cols.len() / LANE;
+        let out_w = table.pixels.len();
+        assert!(out.len() == out_w * LANE && cols.len() == in_w * LANE);
+        // `DigitTable::new` keeps every group inside its input width and
+        // gives each pixel its groups.
+        assert!(table.in_size == in_w);
+        // Column s + 3 comes first in memory, s last: value v of tap k
+        // (column s + k) is byte (3 - k) * 32 + v of the two registers.
+        let index = |half: usize| {
+            let idx: [u8; 64] =
+                std::array::from_fn(|i| ((3 - i % 4) * LANE + 16 * half + i / 4) as u8);
+            // SAFETY: a 64-byte array.
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        };
+        let (lo, hi) = (index(0), index(1));
+        let half = _mm512_set1_epi32(HALF);
+        let finish = |acc: &[__m512i]| {
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(
+                    _mm512_slli_epi32::<14>(acc[2]),
+                    _mm512_slli_epi32::<7>(acc[1]),
+                ),
+                _mm512_add_epi32(acc[0], half),
+            );
+            let s = _mm512_max_epi32(_mm512_srai_epi32::<22>(s), _mm512_setzero_si512());
+            _mm512_cvtusepi32_epi8(s)
+        };
+        for (xx, &(first, n)) in table.pixels.iter().enumerate() {
+            let mut acc = [_mm512_setzero_si512(); 6];
+            // SAFETY: `DigitTable::new` gave pixel xx groups first..first + n.
+            let groups = unsafe { table.groups.get_unchecked(first..first + n) };
+            for &(start, d) in groups {
+                // SAFETY: columns start..start + 4 are inside `cols`
+                // (asserted above): 128 bytes from column start + 3.
+                let (a, b) = unsafe {
+                    let p = cols.as_ptr().add((in_w - 4 - start) * LANE);
+                    (
+                        _mm512_loadu_si512(p.cast()),
+                        _mm512_loadu_si512(p.add(64).cast()),
+                    )
+                };
+                let v = [
+                    _mm512_permutex2var_epi8(a, lo, b),
+                    _mm512_permutex2var_epi8(a, hi, b),
+                ];
+                for (h, v) in v.into_iter().enumerate() {
+                    for (k, &d) in d.iter().enumerate() {
+                        acc[3 * h + k] =
+                            _mm512_dpbusd_epi32(acc[3 * h + k], v, _mm512_set1_epi32(d));
+                    }
+                }
+            }
+            let o = (out_w - 1 - xx) * LANE;
+            // SAFETY: output column xx's 32 bytes are inside `out`.
+            unsafe {
+                let p = out.as_mut_ptr().add(o);
+                _mm_storeu_si128(p.cast(), finish(&acc[..3]));
+                _mm_storeu_si128(p.add(16).cast(), finish(&acc[3..]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::resize::{Filter, HALF, clip8};
+
+    /// The digit kernel against the sums written out, for reductions whose
+    /// weights fit three digits (windows at both edges, groups moved back
+    /// at the right edge, odd tap counts), on every CPU path that has it.
+    #[test]
+    fn digit_sums_equal_the_weighted_sums() {
+        const LANE: usize = 32;
+        let cases = [
+            (64, 16, Filter::Lanczos3),
+            (301, 75, Filter::Lanczos3),
+            (1000, 257, Filter::Cubic),
+            (37, 9, Filter::Linear),
+            (50, 10, Filter::Box),
+            (8, 3, Filter::Lanczos3),
+            (4, 1, Filter::Box),
+        ];
+        for (in_w, out_w, filter) in cases {
+            let c = Coeffs::new(in_w, out_w, filter);
+            let table = DigitTable::new(&c, in_w).expect("weights below one half");
+            let cols: Vec<u8> = (0..in_w * LANE)
+                .map(|i| ((i * 89 + i / 11) % 256) as u8)
+                .collect();
+            let mut want = vec![0u8; out_w * LANE];
+            for xx in 0..out_w {
+                let (xmin, count) = c.bounds[xx];
+                for v in 0..LANE {
+                    let mut s = HALF;
+                    for t in 0..count {
+                        let j = xmin + t;
+                        s += i32::from(cols[(in_w - 1 - j) * LANE + v])
+                            * c.weights[xx * c.ksize + t];
+                    }
+                    want[(out_w - 1 - xx) * LANE + v] = clip8(s);
+                }
+            }
+            for cpu in Cpu::available() {
+                let mut got: Vec<u8> = want.iter().map(|b| !b).collect();
+                if columns_digits_with(cpu, &cols, LANE, &table, &mut got) {
+                    assert!(got == want, "{cpu:?} {in_w} -> {out_w} {filter:?}");
+                }
+            }
+        }
+    }
+
+    /// Weights of one half or more (an enlargement, a slight reduction)
+    /// have no digit table.
+    #[test]
+    fn large_weights_have_no_digit_table() {
+        assert!(DigitTable::new(&Coeffs::new(10, 20, Filter::Lanczos3), 10).is_none());
+        assert!(DigitTable::new(&Coeffs::new(100, 90, Filter::Cubic), 100).is_none());
+        assert!(DigitTable::new(&Coeffs::new(100, 25, Filter::Lanczos3), 100).is_some());
     }
 }

@@ -44,6 +44,8 @@ pub(crate) fn to_columns_with(
             },
             // SAFETY: as above, and VBMI (`vbmi`).
             3 if cpu.vbmi() => unsafe { x86::columns_rgb(src, width, cols) },
+            // SAFETY: the CPU runs AVX2 (`clamp`).
+            1 if cpu.clamp() >= Cpu::Avx2 => unsafe { x86::columns_gray(src, width, cols) },
             _ => 0,
         };
         if done > 0 {
@@ -279,6 +281,78 @@ mod x86 {
                         _mm512_mask_storeu_epi8(p.cast(), BYTES48, c);
                     }
                 }
+            }
+        }
+        width / 16 * 16
+    }
+
+    /// Gray strips (32 rows, 32-byte columns), 16 pixels at a time: each
+    /// 256-bit register holds 16 pixels of row i and of row i + 16 (one per
+    /// 128-bit lane), and four rounds of in-lane unpacks (bytes, words,
+    /// dwords, qwords) leave each register one column: rows 0..16 in one
+    /// lane, 16..32 in the other. Returns the pixels done (a multiple of
+    /// 16); the caller does the rest.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `src` and `cols` hold `32 * width` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn columns_gray(src: &[u8], width: usize, cols: &mut [u8]) -> usize {
+        const R: usize = 32;
+        assert!(src.len() == R * width && cols.len() == src.len());
+        if width < 16 {
+            return 0;
+        }
+        for x0 in (0..width - 15).step_by(16) {
+            // SAFETY: rows i and i + 16, pixels x0..x0 + 16, are inside `src`.
+            let r: [__m256i; 16] = std::array::from_fn(|i| unsafe {
+                let (a, b) = (
+                    src.as_ptr().add(i * width + x0),
+                    src.as_ptr().add((i + 16) * width + x0),
+                );
+                _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(AHEAD).cast());
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(AHEAD).cast());
+                _mm256_loadu2_m128i(b.cast(), a.cast())
+            });
+            // a[k]: pixels 0..8 (k < 8) or 8..16 of rows 2k', 2k'+1, as words.
+            let a: [__m256i; 16] = std::array::from_fn(|k| {
+                let (x, y) = (r[2 * (k % 8)], r[2 * (k % 8) + 1]);
+                if k < 8 {
+                    _mm256_unpacklo_epi8(x, y)
+                } else {
+                    _mm256_unpackhi_epi8(x, y)
+                }
+            });
+            // b[4g + k]: pixels 4g..4g+4 of rows 4k..4k+4, as dwords.
+            let b: [__m256i; 16] = std::array::from_fn(|i| {
+                let (g, k) = (i / 4, i % 4);
+                let (x, y) = (a[8 * (g / 2) + 2 * k], a[8 * (g / 2) + 2 * k + 1]);
+                if g % 2 == 0 {
+                    _mm256_unpacklo_epi16(x, y)
+                } else {
+                    _mm256_unpackhi_epi16(x, y)
+                }
+            });
+            // c[4g + 2h + m]: pixels 4g + 2m, 4g + 2m + 1 of rows 8h..8h+8.
+            let c: [__m256i; 16] = std::array::from_fn(|i| {
+                let (g, h, m) = (i / 4, (i / 2) % 2, i % 2);
+                let (x, y) = (b[4 * g + 2 * h], b[4 * g + 2 * h + 1]);
+                if m == 0 {
+                    _mm256_unpacklo_epi32(x, y)
+                } else {
+                    _mm256_unpackhi_epi32(x, y)
+                }
+            });
+            for p in 0..16 {
+                let (g, m, n) = (p / 4, (p % 4) / 2, p % 2);
+                let (x, y) = (c[4 * g + m], c[4 * g + 2 + m]);
+                let col = if n == 0 {
+                    _mm256_unpacklo_epi64(x, y)
+                } else {
+                    _mm256_unpackhi_epi64(x, y)
+                };
+                let o = (width - 1 - x0 - p) * R;
+                // SAFETY: column x0 + p's 32 bytes are inside `cols`.
+                unsafe { _mm256_storeu_si256(cols.as_mut_ptr().add(o).cast(), col) };
             }
         }
         width / 16 * 16
