@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::stages::Stage;
 use crate::error::Result;
 use crate::ops::resize::alpha::unpremultiply_with;
-use crate::ops::resize::columns::{DigitTable, columns_digits_with};
+use crate::ops::resize::columns::{DigitTable, columns_digits_with, digits_layout};
 use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
@@ -65,8 +65,9 @@ struct Horizontal {
     /// With a column kernel on this CPU: its weights and the geometry of an
     /// input and an output strip (see [`Horizontal::strip`]).
     strips: Option<(PairTable, ImageInfo, ImageInfo)>,
-    /// The same weights for the byte-digit column kernel, where they fit.
-    digits: Option<DigitTable>,
+    /// The same weights for the byte-digit column kernel, where it runs
+    /// and they fit, and whether it takes its columns in pieces.
+    digits: Option<(DigitTable, bool)>,
     channels: usize,
     premultiplied: bool,
 }
@@ -99,7 +100,11 @@ impl Horizontal {
             _ => None,
         };
         let digits = match &axis {
-            Axis::Weights(c) if strips.is_some() => DigitTable::new(c, input.width() as usize),
+            Axis::Weights(c) if strips.is_some() => {
+                let lane = strip_rows(input.channels()) * input.channels();
+                digits_layout(cpu, lane)
+                    .and_then(|planes| Some((DigitTable::new(c, input.width() as usize)?, planes)))
+            }
             _ => None,
         };
         Horizontal {
@@ -136,12 +141,13 @@ impl Horizontal {
             width,
             self.channels,
             self.premultiplied,
+            self.digits.as_ref().is_some_and(|&(_, planes)| planes),
             &mut s.cols,
         );
         s.out.resize(dst.len(), 0);
         let lane = strip_in.height() as usize * self.channels;
         let digits = self.digits.as_ref();
-        if !digits.is_some_and(|d| columns_digits_with(cpu, &s.cols, lane, d, &mut s.out))
+        if !digits.is_some_and(|(d, _)| columns_digits_with(cpu, &s.cols, lane, d, &mut s.out))
             && !columns_with(cpu, &s.cols, lane, pairs, &mut s.out)
         {
             return false;

@@ -82,9 +82,19 @@ impl DigitTable {
     }
 }
 
+/// Whether [`columns_digits_with`] runs on `cpu` for `lane`-byte columns,
+/// and whether it takes them in 16-byte pieces (see
+/// [`super::strips::to_columns_with`]): `None` where it does not run.
+pub(crate) fn digits_layout(cpu: Cpu, lane: usize) -> Option<bool> {
+    match lane {
+        32 | 48 if cpu.vbmi() && cpu.vnni() => Some(lane == 48),
+        _ => None,
+    }
+}
+
 /// [`super::kernels::columns_with`] with a [`DigitTable`]: the same
-/// output. False, doing nothing, where `cpu` has no such kernel or the
-/// lane is not one it takes (32 bytes).
+/// output, from columns laid out as [`digits_layout`] says. False, doing
+/// nothing, where it gives `None`.
 pub(crate) fn columns_digits_with(
     cpu: Cpu,
     cols: &[u8],
@@ -93,13 +103,20 @@ pub(crate) fn columns_digits_with(
     out: &mut [u8],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if cpu.vbmi() && cpu.vnni() && lane == 32 {
+    match digits_layout(cpu, lane) {
         // SAFETY: the CPU runs AVX-512 F, BW, VBMI (`vbmi`) and VNNI.
-        unsafe { x86::digits_32(cols, table, out) };
-        return true;
+        Some(false) => unsafe { x86::digits_32(cols, table, out) },
+        // SAFETY: as above.
+        Some(true) => unsafe { x86::digits_48(cols, table, out) },
+        None => return false,
     }
-    let _ = (cpu, cols, lane, table, out);
-    false
+    #[cfg(target_arch = "x86_64")]
+    return true;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (cpu, cols, lane, table, out);
+        false
+    }
 }
 
 /// Whether [`columns_vbmi`] takes `lane`-byte columns.
@@ -378,6 +395,69 @@ mod x86 {
             }
         }
     }
+
+    /// [`DigitTable`] sums over RGB's 48-byte columns taken in three
+    /// 16-byte pieces, plane by plane (`to_columns_with` with `planes`):
+    /// per group and piece, the four columns' 64 bytes in one load and one
+    /// byte permute.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VBMI and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+    pub(super) unsafe fn digits_48(cols: &[u8], table: &DigitTable, out: &mut [u8]) {
+        const LANE: usize = 48;
+        const PIECE: usize = 16;
+        let in_w = cols.len() / LANE;
+        let out_w = table.pixels.len();
+        assert!(out.len() == out_w * LANE && cols.len() == in_w * LANE);
+        // `DigitTable::new` keeps every group inside its input width and
+        // gives each pixel its groups.
+        assert!(table.in_size == in_w);
+        let plane = in_w * PIECE;
+        // Column s + 3 comes first in memory, s last: value v of tap k
+        // (column s + k) is byte (3 - k) * 16 + v of the load.
+        let idx: [u8; 64] = std::array::from_fn(|i| ((3 - i % 4) * PIECE + i / 4) as u8);
+        // SAFETY: a 64-byte array.
+        let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+        let half = _mm512_set1_epi32(HALF);
+        let finish = |acc: &[__m512i]| {
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(
+                    _mm512_slli_epi32::<14>(acc[2]),
+                    _mm512_slli_epi32::<7>(acc[1]),
+                ),
+                _mm512_add_epi32(acc[0], half),
+            );
+            let s = _mm512_max_epi32(_mm512_srai_epi32::<22>(s), _mm512_setzero_si512());
+            _mm512_cvtusepi32_epi8(s)
+        };
+        for (xx, &(first, n)) in table.pixels.iter().enumerate() {
+            let mut acc = [_mm512_setzero_si512(); 9];
+            // SAFETY: `DigitTable::new` gave pixel xx groups first..first + n.
+            let groups = unsafe { table.groups.get_unchecked(first..first + n) };
+            for &(start, d) in groups {
+                let at = (in_w - 4 - start) * PIECE;
+                for s in 0..3 {
+                    // SAFETY: columns start..start + 4 are inside the
+                    // input: 64 bytes of plane s from column start + 3.
+                    let v = unsafe { _mm512_loadu_si512(cols.as_ptr().add(s * plane + at).cast()) };
+                    let v = _mm512_permutexvar_epi8(idx, v);
+                    for (k, &d) in d.iter().enumerate() {
+                        acc[3 * s + k] =
+                            _mm512_dpbusd_epi32(acc[3 * s + k], v, _mm512_set1_epi32(d));
+                    }
+                }
+            }
+            let o = (out_w - 1 - xx) * LANE;
+            // SAFETY: output column xx's 48 bytes are inside `out`.
+            unsafe {
+                let p = out.as_mut_ptr().add(o);
+                for s in 0..3 {
+                    _mm_storeu_si128(p.add(PIECE * s).cast(), finish(&acc[3 * s..3 * s + 3]));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -390,7 +470,6 @@ mod tests {
     /// at the right edge, odd tap counts), on every CPU path that has it.
     #[test]
     fn digit_sums_equal_the_weighted_sums() {
-        const LANE: usize = 32;
         let cases = [
             (64, 16, Filter::Lanczos3),
             (301, 75, Filter::Lanczos3),
@@ -403,26 +482,46 @@ mod tests {
         for (in_w, out_w, filter) in cases {
             let c = Coeffs::new(in_w, out_w, filter);
             let table = DigitTable::new(&c, in_w).expect("weights below one half");
-            let cols: Vec<u8> = (0..in_w * LANE)
-                .map(|i| ((i * 89 + i / 11) % 256) as u8)
-                .collect();
-            let mut want = vec![0u8; out_w * LANE];
-            for xx in 0..out_w {
-                let (xmin, count) = c.bounds[xx];
-                for v in 0..LANE {
-                    let mut s = HALF;
-                    for t in 0..count {
-                        let j = xmin + t;
-                        s += i32::from(cols[(in_w - 1 - j) * LANE + v])
-                            * c.weights[xx * c.ksize + t];
+            for lane in [32, 48] {
+                let cols: Vec<u8> = (0..in_w * lane)
+                    .map(|i| ((i * 89 + i / 11) % 256) as u8)
+                    .collect();
+                let mut want = vec![0u8; out_w * lane];
+                for xx in 0..out_w {
+                    let (xmin, count) = c.bounds[xx];
+                    for v in 0..lane {
+                        let mut s = HALF;
+                        for t in 0..count {
+                            let px = cols[(in_w - 1 - (xmin + t)) * lane + v];
+                            s += i32::from(px) * c.weights[xx * c.ksize + t];
+                        }
+                        want[(out_w - 1 - xx) * lane + v] = clip8(s);
                     }
-                    want[(out_w - 1 - xx) * LANE + v] = clip8(s);
                 }
-            }
-            for cpu in Cpu::available() {
-                let mut got: Vec<u8> = want.iter().map(|b| !b).collect();
-                if columns_digits_with(cpu, &cols, LANE, &table, &mut got) {
-                    assert!(got == want, "{cpu:?} {in_w} -> {out_w} {filter:?}");
+                for cpu in Cpu::available() {
+                    // The columns as the kernel takes them: in 16-byte
+                    // pieces, plane by plane, where it says so.
+                    let input = match digits_layout(cpu, lane) {
+                        None => continue,
+                        Some(false) => cols.clone(),
+                        Some(true) => {
+                            let mut p = vec![0u8; cols.len()];
+                            for j in 0..in_w {
+                                for s in 0..lane / 16 {
+                                    let from = (in_w - 1 - j) * lane + 16 * s;
+                                    p[s * 16 * in_w + (in_w - 1 - j) * 16..][..16]
+                                        .copy_from_slice(&cols[from..][..16]);
+                                }
+                            }
+                            p
+                        }
+                    };
+                    let mut got: Vec<u8> = want.iter().map(|b| !b).collect();
+                    assert!(columns_digits_with(cpu, &input, lane, &table, &mut got));
+                    assert!(
+                        got == want,
+                        "{cpu:?} lane {lane}: {in_w} -> {out_w} {filter:?}"
+                    );
                 }
             }
         }

@@ -20,7 +20,13 @@ use crate::simd::Cpu;
 
 /// Turns `src`, [`strip_rows`]`(channels)` rows of `width` pixels, into
 /// columns in `cols` as described in [`self`], premultiplied when
-/// `premultiply` (RGBA only). Every byte of `cols` is written.
+/// `premultiply` (RGBA only). With `planes`, each column is cut into
+/// 16-byte pieces and piece `s` of column `j` goes to
+/// `cols[s * 16 * width + (width - 1 - j) * 16..]` instead: the layout of
+/// the byte-digit kernel for RGB's 48-byte columns
+/// ([`super::columns::columns_digits_with`]), where the four columns of a
+/// group of taps are then one 64-byte load per piece. Every byte of `cols`
+/// is written.
 ///
 /// # Panics
 /// If `src` is not that strip or `cols` not the same length.
@@ -30,48 +36,61 @@ pub(crate) fn to_columns_with(
     width: usize,
     channels: usize,
     premultiply: bool,
+    planes: bool,
     cols: &mut [u8],
 ) {
     let rows = strip_rows(channels);
+    let lane = rows * channels;
     assert!(src.len() == rows * width * channels && cols.len() == src.len());
+    assert!(!planes || lane.is_multiple_of(16));
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if width >= 16 {
-        let done = match channels {
+        done = match channels {
             // SAFETY: the CPU runs AVX-512 F and BW (`clamp`); the strip's
             // shape was just checked.
-            4 if cpu.clamp() >= Cpu::Avx512 => unsafe {
+            4 if cpu.clamp() >= Cpu::Avx512 && !planes => unsafe {
                 x86::columns_rgba(src, width, premultiply, cols)
             },
             // SAFETY: as above, and VBMI (`vbmi`).
-            3 if cpu.vbmi() => unsafe { x86::columns_rgb(src, width, cols) },
+            3 if cpu.vbmi() => unsafe { x86::columns_rgb(src, width, planes, cols) },
             // SAFETY: the CPU runs AVX2 (`clamp`).
-            1 if cpu.clamp() >= Cpu::Avx2 => unsafe { x86::columns_gray(src, width, cols) },
+            1 if cpu.clamp() >= Cpu::Avx2 && !planes => unsafe {
+                x86::columns_gray(src, width, cols)
+            },
             _ => 0,
         };
-        if done > 0 {
-            // The last pixels (fewer than 16), one by one.
-            let lane = rows * channels;
-            for j in done..width {
-                let col = &mut cols[(width - 1 - j) * lane..][..lane];
-                for (r, px) in col.chunks_exact_mut(channels).enumerate() {
-                    px.copy_from_slice(&src[(r * width + j) * channels..][..channels]);
-                }
-                if premultiply {
-                    premultiply_with(Cpu::Portable, col);
-                }
-            }
-            return;
-        }
     }
-    let format = match channels {
-        1 => PixelFormat::Gray8,
-        3 => PixelFormat::Rgb8,
-        _ => PixelFormat::Rgba8,
-    };
-    let info = ImageInfo::new(width as u32, rows as u32, format).expect("a strip's geometry");
-    turn_rows(cpu, src, info, Rotation::Ccw90, 0, cols, false);
-    if premultiply {
-        premultiply_with(cpu, cols);
+    if done == 0 && !planes {
+        let format = match channels {
+            1 => PixelFormat::Gray8,
+            3 => PixelFormat::Rgb8,
+            _ => PixelFormat::Rgba8,
+        };
+        let info = ImageInfo::new(width as u32, rows as u32, format).expect("a strip's geometry");
+        turn_rows(cpu, src, info, Rotation::Ccw90, 0, cols, false);
+        if premultiply {
+            premultiply_with(cpu, cols);
+        }
+        return;
+    }
+    // The last pixels (fewer than 16; all of them where no kernel wrote
+    // pieces), one column at a time.
+    let mut col = vec![0u8; lane];
+    for j in done..width {
+        for (r, px) in col.chunks_exact_mut(channels).enumerate() {
+            px.copy_from_slice(&src[(r * width + j) * channels..][..channels]);
+        }
+        if premultiply {
+            premultiply_with(Cpu::Portable, &mut col);
+        }
+        if planes {
+            for (s, piece) in col.chunks_exact(16).enumerate() {
+                cols[s * 16 * width + (width - 1 - j) * 16..][..16].copy_from_slice(piece);
+            }
+        } else {
+            cols[(width - 1 - j) * lane..][..lane].copy_from_slice(&col);
+        }
     }
 }
 
@@ -229,7 +248,12 @@ mod x86 {
     /// The CPU must support AVX-512 F, BW and VBMI; `src` and `cols` hold
     /// `16 * width` pixels.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    pub(super) unsafe fn columns_rgb(src: &[u8], width: usize, cols: &mut [u8]) -> usize {
+    pub(super) unsafe fn columns_rgb(
+        src: &[u8],
+        width: usize,
+        planes: bool,
+        cols: &mut [u8],
+    ) -> usize {
         const R: usize = 16;
         assert!(src.len() == R * width * 3 && cols.len() == src.len());
         let row = width * 3;
@@ -272,12 +296,30 @@ mod x86 {
                 ];
                 for (l, col) in px.into_iter().enumerate() {
                     let j = 4 * l + q;
+                    let c = _mm512_permutexvar_epi8(narrow, col);
+                    if planes {
+                        // SAFETY: column x0 + j's 16 bytes in each plane
+                        // are inside `cols`.
+                        unsafe {
+                            let p = cols.as_mut_ptr().add((width - 1 - x0 - j) * 16);
+                            let plane = width * 16;
+                            _mm_storeu_si128(p.cast(), _mm512_castsi512_si128(c));
+                            _mm_storeu_si128(
+                                p.add(plane).cast(),
+                                _mm512_extracti32x4_epi32::<1>(c),
+                            );
+                            _mm_storeu_si128(
+                                p.add(2 * plane).cast(),
+                                _mm512_extracti32x4_epi32::<2>(c),
+                            );
+                        }
+                        continue;
+                    }
                     let o = (width - 1 - x0 - j) * 48;
                     // SAFETY: column x0 + j, 48 bytes from `o` (the store
                     // masked to them), is inside `cols`.
                     unsafe {
                         let p = cols.as_mut_ptr().add(o);
-                        let c = _mm512_permutexvar_epi8(narrow, col);
                         _mm512_mask_storeu_epi8(p.cast(), BYTES48, c);
                     }
                 }
@@ -386,17 +428,35 @@ mod tests {
                 }
                 let mut want_pre = want.clone();
                 premultiply(&mut want_pre);
+                // The same columns cut into 16-byte pieces, plane by plane.
+                let pieces = |cols: &[u8]| -> Vec<u8> {
+                    let mut out = vec![0u8; cols.len()];
+                    for j in 0..width {
+                        for s in 0..lane / 16 {
+                            out[s * 16 * width + (width - 1 - j) * 16..][..16]
+                                .copy_from_slice(&cols[(width - 1 - j) * lane + 16 * s..][..16]);
+                        }
+                    }
+                    out
+                };
                 for cpu in Cpu::available() {
                     for pre in [false, channels == 4] {
-                        // Over the complement of the answer: a byte not
-                        // written shows.
-                        let expect = if pre { &want_pre } else { &want };
-                        let mut got: Vec<u8> = expect.iter().map(|b| !b).collect();
-                        to_columns_with(cpu, &src, width, channels, pre, &mut got);
-                        assert!(
-                            got == *expect,
-                            "{cpu:?} {channels} channels, width {width}, premultiplied {pre}"
-                        );
+                        for planes in [false, true] {
+                            let expect = if pre { &want_pre } else { &want };
+                            let expect = if planes {
+                                pieces(expect)
+                            } else {
+                                expect.clone()
+                            };
+                            // Over the complement of the answer: a byte not
+                            // written shows.
+                            let mut got: Vec<u8> = expect.iter().map(|b| !b).collect();
+                            to_columns_with(cpu, &src, width, channels, pre, planes, &mut got);
+                            assert!(
+                                got == expect,
+                                "{cpu:?} {channels} channels, width {width}, premultiplied {pre}, planes {planes}"
+                            );
+                        }
                     }
                 }
             }
