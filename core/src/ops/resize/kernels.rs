@@ -109,6 +109,9 @@ pub(crate) fn horizontal_row_with(
 
 /// One output row vertically on path `cpu`: as [`vertical_row`].
 pub(crate) fn vertical_row_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mut [u8]) {
+    if super::rows::vertical_digits_with(cpu, rows, k, out) {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if cpu.vnni() {
         // SAFETY: the CPU runs AVX-512 (so AVX2), VNNI and VL (`vnni`).

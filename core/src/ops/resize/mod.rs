@@ -32,6 +32,7 @@
 pub(crate) mod alpha;
 pub(crate) mod columns;
 pub(crate) mod kernels;
+pub(crate) mod rows;
 pub(crate) mod strips;
 
 use std::collections::VecDeque;
