@@ -5,7 +5,7 @@
 //! rows no later output row reads are dropped. It holds one window of
 //! horizontally resampled rows, never the image.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
@@ -60,8 +60,10 @@ impl Axis {
 #[derive(Debug)]
 struct Horizontal {
     axis: Axis,
-    /// The weights laid out for the vector kernel.
-    table: Option<HorizontalTable>,
+    /// The weights laid out for the row kernel, made when a row first
+    /// goes that way (with the column kernel, only a last partial strip
+    /// without one does).
+    table: OnceLock<Option<HorizontalTable>>,
     /// With a column kernel on this CPU: its weights and the geometry of an
     /// input and an output strip (see [`Horizontal::strip`]).
     strips: Option<(PairTable, ImageInfo, ImageInfo)>,
@@ -78,6 +80,9 @@ struct Scratch {
     row: Vec<u8>,
     cols: Vec<u8>,
     out: Vec<u8>,
+    /// A padded last strip and its output.
+    pad: Vec<u8>,
+    pad_out: Vec<u8>,
 }
 
 thread_local! {
@@ -109,10 +114,7 @@ impl Horizontal {
         };
         Horizontal {
             digits,
-            table: match &axis {
-                Axis::Weights(c) => Some(HorizontalTable::new(c, input.channels())),
-                _ => None,
-            },
+            table: OnceLock::new(),
             axis,
             strips,
             channels: input.channels(),
@@ -171,7 +173,8 @@ impl Horizontal {
         match &self.axis {
             Axis::Keep => dst.copy_from_slice(src),
             Axis::Weights(k) => {
-                horizontal_row_with(Cpu::detect(), src, k, self.table.as_ref(), c, dst)
+                let table = self.table.get_or_init(|| Some(HorizontalTable::new(k, c)));
+                horizontal_row_with(Cpu::detect(), src, k, table.as_ref(), c, dst)
             }
             Axis::Nearest(xs) => {
                 for (o, &x) in dst.chunks_exact_mut(c).zip(xs) {
@@ -192,6 +195,9 @@ pub(crate) struct ResizeStage {
     premultiplied: bool,
     /// Horizontally resampled rows `first_row..rows_in` (input numbering).
     buf: Vec<u8>,
+    /// Input rows after `rows_in` held back until they make a whole strip
+    /// (fewer than [`strip_rows`]; none without the column kernel).
+    carry: Vec<u8>,
     first_row: usize,
     rows_in: usize,
     rows_out: usize,
@@ -206,6 +212,7 @@ impl ResizeStage {
             vertical: Axis::new(input.height() as usize, out.height() as usize, filter),
             premultiplied: input.channels() == 4 && filter != Filter::Nearest,
             buf: Vec::new(),
+            carry: Vec::new(),
             first_row: 0,
             rows_in: 0,
             rows_out: 0,
@@ -225,6 +232,36 @@ impl Stage for ResizeStage {
             Some(_) => strip_rows(self.input.channels()),
             None => 1,
         };
+        let mut rows = rows;
+        if strip > 1 {
+            // The server pushes chunks of any number of rows: the rows past
+            // the last whole strip wait for the next push, so that only the
+            // image's last rows can be a partial strip (each partial strip
+            // went row by row, a tenth of a 4000x3000 RGB resize pushed in
+            // 1 MiB chunks).
+            let total = self.input.height() as usize;
+            if !self.carry.is_empty() {
+                let take = (strip * in_rb - self.carry.len()).min(rows.len());
+                self.carry.extend_from_slice(&rows[..take]);
+                rows = &rows[take..];
+                let held = self.carry.len() / in_rb;
+                if held < strip && self.rows_in + held < total {
+                    return Ok(());
+                }
+                let carry = std::mem::take(&mut self.carry);
+                self.push_block(&carry, out);
+                self.carry = carry;
+                self.carry.clear();
+            }
+            let n = rows.len() / in_rb;
+            let wait = if self.rows_in + n == total {
+                0
+            } else {
+                n % strip
+            };
+            self.carry.extend_from_slice(&rows[(n - wait) * in_rb..]);
+            rows = &rows[..(n - wait) * in_rb];
+        }
         let share = strip * 2 * rayon::current_num_threads();
         let block = (BLOCK_BYTES / in_rb).max(1).next_multiple_of(share) * in_rb;
         for part in rows.chunks(block) {
@@ -302,6 +339,31 @@ impl ResizeStage {
                             }
                             done += strip;
                         }
+                    }
+                    let (dst, src) = (&mut dst[done * rb..], &src[done * in_rb..]);
+                    let left = src.len() / in_rb;
+                    if strip > 1 && left > 0 && left < strip {
+                        // A last partial strip (the image's last rows, or
+                        // after rows no output reads): padded with copies
+                        // of its last row, of which only its own are kept.
+                        let mut padded = std::mem::take(&mut scratch.pad);
+                        padded.clear();
+                        padded.extend_from_slice(src);
+                        for _ in left..strip {
+                            padded.extend_from_slice(&src[(left - 1) * in_rb..]);
+                        }
+                        let mut out = std::mem::take(&mut scratch.pad_out);
+                        out.resize(strip * rb, 0);
+                        if horizontal.strip(&padded, &mut out, scratch) {
+                            dst.copy_from_slice(&out[..left * rb]);
+                            done = left;
+                        } else {
+                            done = 0;
+                        }
+                        scratch.pad = padded;
+                        scratch.pad_out = out;
+                    } else {
+                        done = 0;
                     }
                     let (dst, src) = (&mut dst[done * rb..], &src[done * in_rb..]);
                     for (d, s) in dst.chunks_exact_mut(rb).zip(src.chunks_exact(in_rb)) {
