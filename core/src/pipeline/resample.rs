@@ -452,7 +452,7 @@ mod tests {
                     let want = resample_image(&src, w, h, c, ow, oh, filter);
                     let info = ImageInfo::new(w as u32, h as u32, f).unwrap();
                     let out_info = ImageInfo::new(ow as u32, oh as u32, f).unwrap();
-                    for part_rows in [h, 5, 33] {
+                    for part_rows in [h, 1, 5, 17, 33] {
                         let mut stage = ResizeStage::new(info, out_info, filter);
                         let mut got = Vec::new();
                         for part in src.chunks(part_rows * w * c) {
