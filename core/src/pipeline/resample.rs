@@ -17,9 +17,9 @@ use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
 };
+use crate::ops::resize::strips::back::from_columns_with;
 use crate::ops::resize::strips::to_columns_with;
 use crate::ops::resize::{Coeffs, Filter, nearest_indices};
-use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
 
@@ -154,8 +154,7 @@ impl Horizontal {
         {
             return false;
         }
-        let turned = strip_out.transposed();
-        turn_rows(cpu, &s.out, turned, Rotation::Ccw270, 0, dst, false);
+        from_columns_with(cpu, &s.out, strip_out.width() as usize, self.channels, dst);
         true
     }
 

@@ -7,11 +7,18 @@
 //! kernel, a third of a 4000x3000 RGB resize to a quarter: it is built for
 //! images whose output rows lie far apart in memory, while here the
 //! columns are written one after another into a buffer that stays in the
-//! cache. The kernels below turn 16 pixels of the strip's rows at a time in
-//! 512-bit registers (RGB widened to 4-byte pixels and back with byte
-//! permutes), and premultiply RGBA on the way (the column kernel resamples
-//! premultiplied values), which was a pass of its own over the columns.
+//! cache, and it waited on memory (a strip's rows are read once, from
+//! DRAM for a large image): the kernels below turn 16 pixels of the strip's
+//! rows at a time (RGBA and RGB in 512-bit registers, RGB widened to 4-byte
+//! pixels and back with byte permutes; gray in 256-bit ones), fetch each
+//! row 1 KiB ahead, and premultiply RGBA on the way (the column kernel
+//! resamples premultiplied values), which was a pass of its own over the
+//! columns. [`back`] turns the column pass's output back into rows;
+//! `transpose` holds the register transposes both use.
 #![allow(unsafe_code)]
+
+pub(crate) mod back;
+mod transpose;
 
 use super::kernels::{premultiply_with, strip_rows};
 use crate::ops::rotate::{Rotation, kernels::rows_with as turn_rows};
@@ -98,40 +105,11 @@ pub(crate) fn to_columns_with(
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::transpose::{bytes16x16, dwords16x16, quads};
+
     /// How far ahead along each row the kernels fetch (a prefetch may
     /// point past the strip: it never faults).
     const AHEAD: usize = 1024;
-
-    /// Round 1 and 2 of a transpose of 4-byte pixels: `r[i]` holds
-    /// pixels 0..16 of row `i`; returns `v[4g + q]` holding, in 128-bit
-    /// lane `L`, pixel `4L + q` of rows `4g..4g + 4`.
-    #[inline(always)]
-    unsafe fn quads<const R: usize>(r: &[__m512i; R]) -> [__m512i; R] {
-        // SAFETY (all blocks): the caller's target features.
-        // u[2p]: lane L holds pixels 4L, 4L+1 of rows 2p, 2p+1 (row-interleaved);
-        // u[2p + 1]: pixels 4L+2, 4L+3.
-        let u: [__m512i; R] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            unsafe {
-                if i & 1 == 0 {
-                    _mm512_unpacklo_epi32(a, b)
-                } else {
-                    _mm512_unpackhi_epi32(a, b)
-                }
-            }
-        });
-        std::array::from_fn(|i| {
-            let (g, q) = (i / 4, i % 4);
-            let (a, b) = (u[4 * g + q / 2], u[4 * g + 2 + q / 2]);
-            unsafe {
-                if q % 2 == 0 {
-                    _mm512_unpacklo_epi64(a, b)
-                } else {
-                    _mm512_unpackhi_epi64(a, b)
-                }
-            }
-        })
-    }
 
     /// RGBA strips (8 rows, 32-byte columns), 16 pixels at a time,
     /// premultiplied on the way when `premultiply`. Returns the pixels done
@@ -279,49 +257,30 @@ mod x86 {
                 _mm512_permutexvar_epi8(widen, _mm512_maskz_loadu_epi8(BYTES48, p.cast()))
             });
             // SAFETY: the target features.
-            let v = unsafe { quads(&r) };
-            for q in 0..4 {
-                // The 4x4 transpose of 128-bit lanes of v[q], v[4+q],
-                // v[8+q], v[12+q]: lane L of the result holds rows 4L..4L+4.
-                let (v0, v1, v2, v3) = (v[q], v[4 + q], v[8 + q], v[12 + q]);
-                let a0 = _mm512_shuffle_i64x2::<0x44>(v0, v1);
-                let a1 = _mm512_shuffle_i64x2::<0xEE>(v0, v1);
-                let a2 = _mm512_shuffle_i64x2::<0x44>(v2, v3);
-                let a3 = _mm512_shuffle_i64x2::<0xEE>(v2, v3);
-                let px = [
-                    _mm512_shuffle_i64x2::<0x88>(a0, a2),
-                    _mm512_shuffle_i64x2::<0xDD>(a0, a2),
-                    _mm512_shuffle_i64x2::<0x88>(a1, a3),
-                    _mm512_shuffle_i64x2::<0xDD>(a1, a3),
-                ];
-                for (l, col) in px.into_iter().enumerate() {
-                    let j = 4 * l + q;
-                    let c = _mm512_permutexvar_epi8(narrow, col);
-                    if planes {
-                        // SAFETY: column x0 + j's 16 bytes in each plane
-                        // are inside `cols`.
-                        unsafe {
-                            let p = cols.as_mut_ptr().add((width - 1 - x0 - j) * 16);
-                            let plane = width * 16;
-                            _mm_storeu_si128(p.cast(), _mm512_castsi512_si128(c));
-                            _mm_storeu_si128(
-                                p.add(plane).cast(),
-                                _mm512_extracti32x4_epi32::<1>(c),
-                            );
-                            _mm_storeu_si128(
-                                p.add(2 * plane).cast(),
-                                _mm512_extracti32x4_epi32::<2>(c),
-                            );
-                        }
-                        continue;
-                    }
-                    let o = (width - 1 - x0 - j) * 48;
-                    // SAFETY: column x0 + j, 48 bytes from `o` (the store
-                    // masked to them), is inside `cols`.
+            let px = unsafe { dwords16x16(&r) };
+            for (j, col) in px.into_iter().enumerate() {
+                let c = _mm512_permutexvar_epi8(narrow, col);
+                if planes {
+                    // SAFETY: column x0 + j's 16 bytes in each plane
+                    // are inside `cols`.
                     unsafe {
-                        let p = cols.as_mut_ptr().add(o);
-                        _mm512_mask_storeu_epi8(p.cast(), BYTES48, c);
+                        let p = cols.as_mut_ptr().add((width - 1 - x0 - j) * 16);
+                        let plane = width * 16;
+                        _mm_storeu_si128(p.cast(), _mm512_castsi512_si128(c));
+                        _mm_storeu_si128(p.add(plane).cast(), _mm512_extracti32x4_epi32::<1>(c));
+                        _mm_storeu_si128(
+                            p.add(2 * plane).cast(),
+                            _mm512_extracti32x4_epi32::<2>(c),
+                        );
                     }
+                    continue;
+                }
+                let o = (width - 1 - x0 - j) * 48;
+                // SAFETY: column x0 + j, 48 bytes from `o` (the store
+                // masked to them), is inside `cols`.
+                unsafe {
+                    let p = cols.as_mut_ptr().add(o);
+                    _mm512_mask_storeu_epi8(p.cast(), BYTES48, c);
                 }
             }
         }
@@ -355,43 +314,9 @@ mod x86 {
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(AHEAD).cast());
                 _mm256_loadu2_m128i(b.cast(), a.cast())
             });
-            // a[k]: pixels 0..8 (k < 8) or 8..16 of rows 2k', 2k'+1, as words.
-            let a: [__m256i; 16] = std::array::from_fn(|k| {
-                let (x, y) = (r[2 * (k % 8)], r[2 * (k % 8) + 1]);
-                if k < 8 {
-                    _mm256_unpacklo_epi8(x, y)
-                } else {
-                    _mm256_unpackhi_epi8(x, y)
-                }
-            });
-            // b[4g + k]: pixels 4g..4g+4 of rows 4k..4k+4, as dwords.
-            let b: [__m256i; 16] = std::array::from_fn(|i| {
-                let (g, k) = (i / 4, i % 4);
-                let (x, y) = (a[8 * (g / 2) + 2 * k], a[8 * (g / 2) + 2 * k + 1]);
-                if g % 2 == 0 {
-                    _mm256_unpacklo_epi16(x, y)
-                } else {
-                    _mm256_unpackhi_epi16(x, y)
-                }
-            });
-            // c[4g + 2h + m]: pixels 4g + 2m, 4g + 2m + 1 of rows 8h..8h+8.
-            let c: [__m256i; 16] = std::array::from_fn(|i| {
-                let (g, h, m) = (i / 4, (i / 2) % 2, i % 2);
-                let (x, y) = (b[4 * g + 2 * h], b[4 * g + 2 * h + 1]);
-                if m == 0 {
-                    _mm256_unpacklo_epi32(x, y)
-                } else {
-                    _mm256_unpackhi_epi32(x, y)
-                }
-            });
-            for p in 0..16 {
-                let (g, m, n) = (p / 4, (p % 4) / 2, p % 2);
-                let (x, y) = (c[4 * g + m], c[4 * g + 2 + m]);
-                let col = if n == 0 {
-                    _mm256_unpacklo_epi64(x, y)
-                } else {
-                    _mm256_unpackhi_epi64(x, y)
-                };
+            // SAFETY: the target features.
+            let cols16 = unsafe { bytes16x16(&r) };
+            for (p, col) in cols16.into_iter().enumerate() {
                 let o = (width - 1 - x0 - p) * R;
                 // SAFETY: column x0 + p's 32 bytes are inside `cols`.
                 unsafe { _mm256_storeu_si256(cols.as_mut_ptr().add(o).cast(), col) };
