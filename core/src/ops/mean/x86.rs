@@ -53,9 +53,47 @@ trait Width {
     unsafe fn right<const C: usize>(cur: Self::V, next: Self::V) -> Self::V;
     /// Lanes (each < 256) as bytes into `out[..B]`.
     unsafe fn narrow(v: Self::V, out: &mut [u8]);
+    /// The lanes of block `p` (which may stick out of either end of the
+    /// `n`-byte row) that lie inside it, as bytes into `out`: through a
+    /// copy, unless the width has masked stores.
+    #[inline(always)]
+    unsafe fn narrow_part(v: Self::V, out: &mut [u8], p: isize) {
+        let (n, b) = (out.len() as isize, Self::B as isize);
+        let mut bytes = [0u8; MAX_B];
+        // SAFETY: the caller's features.
+        unsafe { Self::narrow(v, &mut bytes) };
+        let (from, to) = (p.max(0) as usize, (p + b).min(n) as usize);
+        let at = (from as isize - p) as usize;
+        out[from..to].copy_from_slice(&bytes[at..at + to - from]);
+    }
+    /// The reciprocals of block `p`'s window sizes (`rows` rows, and 2 or
+    /// 3 columns: fewer at the row's ends) in a row of `n` bytes of
+    /// `c`-byte pixels, `n > c`.
+    #[inline(always)]
+    unsafe fn edge_recip(p: isize, n: isize, c: isize, rows: usize) -> Self::V {
+        let mut m = [0u16; MAX_B];
+        for (j, m) in m.iter_mut().enumerate() {
+            let i = p + j as isize;
+            let cols = 1 + usize::from(i >= c) + usize::from(i + c < n);
+            // `cols >= 2` (the row is wider than a pixel), so the divisor
+            // is at least 2 and its reciprocal fits in 16 bits.
+            *m = RECIP[rows * cols.max(2)] as u16;
+        }
+        // SAFETY: the caller's features.
+        unsafe { Self::load(&m) }
+    }
     /// Lanes of `lo` then `hi` (each < 256) as bytes into `out[..2B]`,
     /// non-temporally if `stream` (then `out` is 2B-byte aligned).
     unsafe fn store_pair(lo: Self::V, hi: Self::V, out: &mut [u8], stream: bool);
+}
+
+/// The mask of the 32 lanes of block `p` whose bytes lie inside an
+/// `n`-byte row (lanes `-p..n - p`).
+#[inline(always)]
+fn inside(p: isize, n: isize) -> u64 {
+    let (lo, hi) = ((-p).clamp(0, 32) as u32, (n - p).clamp(0, 32) as u32);
+    let below = |k: u32| (1u64 << k) - 1;
+    below(hi) & !below(lo)
 }
 
 /// AVX-512 F + BW: neighbours by two-source word permutes.
@@ -77,11 +115,7 @@ impl Width for Avx512 {
     /// fifteenth of a 3001x2003 gray mean.
     #[inline(always)]
     unsafe fn widen_part(row: &[u8], p: isize) -> __m512i {
-        let n = row.len() as isize;
-        // Lanes lo..hi read bytes inside the row.
-        let (lo, hi) = ((-p).clamp(0, 32) as u32, (n - p).clamp(0, 32) as u32);
-        let below = |k: u32| if k >= 64 { !0u64 } else { (1u64 << k) - 1 };
-        let lanes = below(hi) & !below(lo);
+        let lanes = inside(p, row.len() as isize);
         // SAFETY: only the bytes the mask names are read, all inside the
         // row (masked lanes are never accessed, so the pointer may lie
         // outside it); the caller's features.
@@ -122,6 +156,40 @@ impl Width for Avx512 {
     unsafe fn narrow(v: __m512i, out: &mut [u8]) {
         let out: &mut [u8; 32] = (&mut out[..32]).try_into().expect("32 bytes");
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(v)) }
+    }
+    /// A masked store (the copy was, with the edges' loads, a fifteenth of
+    /// a 3001x2003 gray mean).
+    #[inline(always)]
+    unsafe fn narrow_part(v: __m512i, out: &mut [u8], p: isize) {
+        let lanes = inside(p, out.len() as isize);
+        // SAFETY: only the bytes the mask names are written, all inside
+        // `out` (masked lanes are never accessed); the caller's features.
+        unsafe {
+            let at = out.as_mut_ptr().wrapping_offset(p);
+            let bytes = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(v));
+            _mm512_mask_storeu_epi8(at.cast(), lanes, bytes)
+        }
+    }
+    /// Compares on the lane index instead of a loop per lane.
+    #[inline(always)]
+    unsafe fn edge_recip(p: isize, n: isize, c: isize, rows: usize) -> __m512i {
+        // Lane j has both neighbours where j >= c - p and j < n - c - p
+        // (thresholds clamped to the lanes, so they fit 16 bits).
+        let (t1, t2) = (
+            (c - p).clamp(-1, 33) as i16,
+            (n - c - p).clamp(-1, 33) as i16,
+        );
+        let lanes: [i16; 32] = std::array::from_fn(|j| j as i16);
+        unsafe {
+            let j = _mm512_loadu_epi16(lanes.as_ptr());
+            let both = _mm512_cmpge_epi16_mask(j, _mm512_set1_epi16(t1))
+                & _mm512_cmplt_epi16_mask(j, _mm512_set1_epi16(t2));
+            _mm512_mask_blend_epi16(
+                both,
+                _mm512_set1_epi16(RECIP[2 * rows] as i16),
+                _mm512_set1_epi16(RECIP[3 * rows] as i16),
+            )
+        }
     }
     #[inline(always)]
     unsafe fn store_pair(lo: __m512i, hi: __m512i, out: &mut [u8], stream: bool) {
@@ -435,19 +503,7 @@ unsafe fn single<W: Width, const R: usize, const C: usize>(
     let m = if p >= c && p + b <= n - c {
         unsafe { W::splat(RECIP[3 * R] as u16) }
     } else {
-        let mut m = [0u16; MAX_B];
-        for (j, m) in m.iter_mut().enumerate() {
-            let i = p + j as isize;
-            let cols = 1 + usize::from(i >= c) + usize::from(i + c < n);
-            // `cols >= 2` (the row is wider than a pixel), so the divisor
-            // is at least 2 and its reciprocal fits in 16 bits.
-            *m = RECIP[R * cols.max(2)] as u16;
-        }
-        unsafe { W::load(&m) }
+        unsafe { W::edge_recip(p, n, c, R) }
     };
-    let mut bytes = [0u8; MAX_B];
-    unsafe { W::narrow(mean::<W, C>(prev, now, next, m), &mut bytes) };
-    let (from, to) = (p.max(0) as usize, (p + b).min(n) as usize);
-    let at = (from as isize - p) as usize;
-    out[from..to].copy_from_slice(&bytes[at..at + to - from]);
+    unsafe { W::narrow_part(mean::<W, C>(prev, now, next, m), out, p) };
 }
