@@ -257,7 +257,33 @@ mod x86 {
             }
             x += 32;
         }
-        crate::ops::blur::column_sums_from(taps, rows, v, pad, full);
+        // The last values (fewer than 32): the same sums with the loads
+        // and stores masked to the row (the portable tails of both passes
+        // were a sixth of a 3001x2003 gray unsharp mask).
+        let (tail_lo, tail_hi) = tail_masks(len - full);
+        if full < len {
+            let bytes = u64::from(tail_lo) | u64::from(tail_hi) << 16;
+            // SAFETY: bytes full..len of every row (the loads masked to
+            // them); values pad + full..pad + len of `v` (the stores).
+            unsafe {
+                let load = |row: &[u8]| {
+                    let b = _mm512_maskz_loadu_epi8(bytes, row.as_ptr().add(full).cast());
+                    _mm512_cvtepu8_epi16(_mm512_castsi512_si256(b))
+                };
+                let mut acc = _mm512_mullo_epi16(load(rows[r]), tc);
+                for k in 0..r {
+                    let t = _mm512_set1_epi16(taps[k] as i16);
+                    let ab = _mm512_add_epi16(load(rows[k]), load(rows[n - 1 - k]));
+                    acc = _mm512_add_epi16(acc, _mm512_mullo_epi16(ab, t));
+                }
+                let lo = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(acc)));
+                let hi =
+                    _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64::<1>(acc)));
+                let dst = v.as_mut_ptr().add(pad + full);
+                _mm512_mask_storeu_ps(dst, tail_lo, lo);
+                _mm512_mask_storeu_ps(dst.add(16), tail_hi, hi);
+            }
+        }
         crate::ops::blur::pad_columns(v, r, channels, len);
         let ft = crate::ops::blur::half_taps_f32(taps);
         let half = _mm512_set1_ps(32768.0);
@@ -301,15 +327,56 @@ mod x86 {
             }
             x += 32;
         }
-        // The last values (fewer than 32) the portable way, into the tail
-        // zeroed (it starts at `full`, so are its sums in `v`).
-        let tail = crate::simd::store::zeroed(&mut out[full..]);
-        crate::ops::blur::row_values_from(&ft[..=r], &v[full..], channels, tail, 0);
-        if let Some(amount) = sharpen {
-            for (t, &src) in tail.iter_mut().zip(&rows[r][full..len]) {
-                *t = sharpen_value(src, *t, amount);
+        if full < len {
+            // SAFETY: the loads read values full + k c + lane of `v` for
+            // the lanes inside the row (masked), all below len + 2 pad =
+            // v.len(); the stores write out[full..len].
+            unsafe {
+                let p = v.as_ptr().add(full);
+                let get = |at: *const f32, lanes: __mmask16| _mm512_maskz_loadu_ps(lanes, at);
+                let c = _mm512_set1_ps(ft[r]);
+                let mut s0 = _mm512_mul_ps(c, get(p.add(pad), tail_lo));
+                let mut s1 = _mm512_mul_ps(c, get(p.add(pad + 16), tail_hi));
+                for k in 0..r {
+                    let t = _mm512_set1_ps(ft[k]);
+                    let (a, b) = (p.add(k * channels), p.add((n - 1 - k) * channels));
+                    let ab0 = _mm512_add_ps(get(a, tail_lo), get(b, tail_lo));
+                    let ab1 = _mm512_add_ps(get(a.add(16), tail_hi), get(b.add(16), tail_hi));
+                    s0 = _mm512_fmadd_ps(t, ab0, s0);
+                    s1 = _mm512_fmadd_ps(t, ab1, s1);
+                }
+                let mut i0 = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_add_ps(s0, half), scale));
+                let mut i1 = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_add_ps(s1, half), scale));
+                if let Some(amount) = sharpen {
+                    let src = |at: usize, lanes: __mmask16| {
+                        let p = rows[r].as_ptr().add(at);
+                        let b = _mm512_maskz_loadu_epi8(u64::from(lanes), p.cast());
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)))
+                    };
+                    let a = _mm512_set1_ps(amount);
+                    i0 = _mm512_cvtepu8_epi32(sharpen16(
+                        src(full, tail_lo),
+                        _mm512_cvtepi32_ps(i0),
+                        a,
+                    ));
+                    i1 = _mm512_cvtepu8_epi32(sharpen16(
+                        src(full + 16, tail_hi),
+                        _mm512_cvtepi32_ps(i1),
+                        a,
+                    ));
+                }
+                let o = out.as_mut_ptr().add(full).cast::<u8>();
+                _mm512_mask_cvtusepi32_storeu_epi8(o.cast(), tail_lo, i0);
+                _mm512_mask_cvtusepi32_storeu_epi8(o.add(16).cast(), tail_hi, i1);
             }
         }
+    }
+
+    /// The lane masks of a last block of `m < 32` values: its first 16
+    /// lanes, then the next 16.
+    fn tail_masks(m: usize) -> (__mmask16, __mmask16) {
+        let bits = (1u32 << m.min(31)) - 1;
+        (bits as __mmask16, (bits >> 16) as __mmask16)
     }
 
     /// The unsharp mask of 16 values (`s` the source, `b` the blur, `a` the
@@ -419,7 +486,7 @@ mod tests {
         for sigma in [0.3f32, 1.0, 2.0, 5.0] {
             let t = taps(sigma);
             for channels in [1, 3, 4] {
-                for width in [1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 100] {
+                for width in [1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 47, 100] {
                     let len = width * channels;
                     let rows_data: Vec<Vec<u8>> = (0..t.len())
                         .map(|k| (0..len).map(|i| ((i * 37 + k * 101) % 256) as u8).collect())
@@ -435,24 +502,42 @@ mod tests {
                     // a path fails to write shows.
                     let unlike: Vec<u8> = want.iter().map(|b| !b).collect();
                     let unlike_sharp: Vec<u8> = want_sharp.iter().map(|b| !b).collect();
+                    // Each row is followed by guard bytes, which no path may
+                    // write.
+                    const GUARD: u8 = 0xA5;
+                    let guarded = |row: &[u8]| [row, &[GUARD; 64][..]].concat();
+                    let unharmed = |b: &[u8]| b[len..].iter().all(|&g| g == GUARD);
                     for cpu in Cpu::available() {
-                        let mut got = unlike.clone();
-                        blur_row_with(cpu, &t, &rows, channels, &mut Scratch::default(), &mut got);
-                        assert_eq!(got, want, "{} sigma {sigma} {width}x{channels}", cpu.name());
-                        sharpen_row_with(cpu, rows[t.len() / 2], 1.7, &mut got);
-                        assert_eq!(got, want_sharp, "sharpen {} {width}x{channels}", cpu.name());
-                        let mut fused = unlike_sharp.clone();
+                        let mut got = guarded(&unlike);
+                        let row = &mut got[..len];
+                        blur_row_with(cpu, &t, &rows, channels, &mut Scratch::default(), row);
+                        assert_eq!(row, want, "{} sigma {sigma} {width}x{channels}", cpu.name());
+                        sharpen_row_with(cpu, rows[t.len() / 2], 1.7, row);
+                        assert_eq!(row, want_sharp, "sharpen {} {width}x{channels}", cpu.name());
+                        assert!(unharmed(&got), "{} wrote past the row", cpu.name());
+                        let mut fused = guarded(&unlike_sharp);
                         let mut s = Scratch::default();
-                        blur_sharpen_row_with(cpu, &t, &rows, channels, 1.7, &mut s, &mut fused);
-                        assert_eq!(fused, want_sharp, "fused {} {width}x{channels}", cpu.name());
+                        let row = &mut fused[..len];
+                        blur_sharpen_row_with(cpu, &t, &rows, channels, 1.7, &mut s, row);
+                        assert_eq!(row, want_sharp, "fused {} {width}x{channels}", cpu.name());
+                        assert!(unharmed(&fused), "fused {} wrote past the row", cpu.name());
                         // Into uninitialised memory, as the pipeline calls it.
                         for (sharpen, want) in [(None, &want), (Some(1.7), &want_sharp)] {
-                            let mut out = vec![MaybeUninit::uninit(); len];
+                            let mut out = vec![MaybeUninit::new(GUARD); len + 64];
+                            out[..len].fill(MaybeUninit::uninit());
                             let mut s = Scratch::default();
-                            blur_row_uninit(cpu, &t, &rows, channels, sharpen, &mut s, &mut out);
-                            // SAFETY: the row was written whole.
+                            let row = &mut out[..len];
+                            blur_row_uninit(cpu, &t, &rows, channels, sharpen, &mut s, row);
+                            // SAFETY: the row was written whole, the guard
+                            // bytes were initialised.
                             let out = unsafe { crate::simd::store::assume_init(&mut out) };
-                            assert_eq!(*out, **want, "uninit {} {width}x{channels}", cpu.name());
+                            assert_eq!(
+                                out[..len],
+                                **want,
+                                "uninit {} {width}x{channels}",
+                                cpu.name()
+                            );
+                            assert!(unharmed(out), "uninit {} wrote past the row", cpu.name());
                         }
                     }
                 }
