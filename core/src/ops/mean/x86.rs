@@ -441,22 +441,32 @@ unsafe fn row_in<W: Width, const R: usize, const C: usize>(
         (prev, now, p) = (now, next, p + b as isize);
     }
     let inner = unsafe { W::splat(RECIP[3 * R] as u16) };
-    for k in 0..pairs {
-        let at = first_pair + 2 * b * k;
-        if let Some(row) = ahead.prefetch {
-            crate::simd::prefetch(&row[at..]);
-        }
-        let mid = unsafe { rows.inside::<W>(at + b) };
-        let next = unsafe { rows.inside::<W>(at + 2 * b) };
-        unsafe {
-            let (lo, hi) = (
-                mean::<W, C>(prev, now, mid, inner),
-                mean::<W, C>(now, mid, next, inner),
-            );
-            // `at` follows the alignment when non-temporal.
-            W::store_pair(lo, hi, &mut out[at..], ahead.nontemporal);
-        }
-        (prev, now) = (mid, next);
+    // The pairs, with the store kind and the row to fetch fixed per loop
+    // (tested once per row, not per pair: 3001x2003 gray 0.238 -> 0.234 ms).
+    let fetch = ahead.prefetch.unwrap_or(rows.0[0]);
+    macro_rules! pairs_loop {
+        ($stream:expr) => {
+            for k in 0..pairs {
+                let at = first_pair + 2 * b * k;
+                crate::simd::prefetch(&fetch[at..]);
+                let mid = unsafe { rows.inside::<W>(at + b) };
+                let next = unsafe { rows.inside::<W>(at + 2 * b) };
+                unsafe {
+                    let (lo, hi) = (
+                        mean::<W, C>(prev, now, mid, inner),
+                        mean::<W, C>(now, mid, next, inner),
+                    );
+                    // `at` follows the alignment when non-temporal.
+                    W::store_pair(lo, hi, &mut out[at..], $stream);
+                }
+                (prev, now) = (mid, next);
+            }
+        };
+    }
+    if ahead.nontemporal {
+        pairs_loop!(true);
+    } else {
+        pairs_loop!(false);
     }
     if pairs > 0 {
         p = (first_pair + 2 * b * pairs) as isize;
