@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::stages::Stage;
 use crate::error::Result;
 use crate::ops::resize::alpha::unpremultiply_with;
-use crate::ops::resize::columns::{DigitTable, columns_digits_with, digits_layout};
+use crate::ops::resize::digits::{DigitTable, columns_digits_with, digits_layout};
 use crate::ops::resize::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,

@@ -31,6 +31,7 @@
 
 pub(crate) mod alpha;
 pub(crate) mod columns;
+pub(crate) mod digits;
 pub(crate) mod kernels;
 pub(crate) mod rows;
 pub(crate) mod strips;

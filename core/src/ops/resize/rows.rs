@@ -4,7 +4,7 @@
 //! Every value of an output row has the same weights, so the pass runs
 //! across the row, 64 values at a time. Each weight below one half in
 //! magnitude is written in three signed-byte digits as in
-//! [`super::columns::DigitTable`]; the bytes of four rows are interleaved
+//! [`super::digits::DigitTable`]; the bytes of four rows are interleaved
 //! (two rounds of unpacks) so that each 32-bit slot holds one value of the
 //! four rows, and the byte multiply-add (`vpdpbusd`) takes all four taps
 //! per digit: 12 multiply-adds and 8 unpacks per 64 values and 4 rows,

@@ -31,7 +31,7 @@ use crate::simd::Cpu;
 /// 16-byte pieces and piece `s` of column `j` goes to
 /// `cols[s * 16 * width + (width - 1 - j) * 16..]` instead: the layout of
 /// the byte-digit kernel for RGB's 48-byte columns
-/// ([`super::columns::columns_digits_with`]), where the four columns of a
+/// ([`super::digits::columns_digits_with`]), where the four columns of a
 /// group of taps are then one 64-byte load per piece. Every byte of `cols`
 /// is written.
 ///
