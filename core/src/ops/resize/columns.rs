@@ -9,6 +9,9 @@
 //! values places each byte of the two columns in the low byte of its 16-bit
 //! slot, zeroing the high bytes. The multiply-adds, their split weights and
 //! the rounding are those of [`super::kernels`] (Pillow's exact sums).
+//! Where every weight is below one half the byte-digit kernels
+//! ([`super::digits`]) run instead; these take the rest (enlargements and
+//! slight reductions).
 #![allow(unsafe_code)]
 
 use super::kernels::PairTable;
