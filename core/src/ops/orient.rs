@@ -194,6 +194,11 @@ pub(crate) fn mirror_rows_into_uninit(
         .and_then(|w| ImageInfo::new(w, 1, format).ok());
     if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes) {
         let cpu = Cpu::detect();
+        if channels == 1
+            && crate::ops::rotate::kernels::mirror_gray_rows_with(cpu, src, row_bytes, dst)
+        {
+            return;
+        }
         // Last row first: each row is read from its end, so the reads form
         // one descending stream that the hardware prefetcher follows, where
         // rows taken in order restart a short backward stream every row (a
@@ -334,6 +339,28 @@ mod tests {
             let mut got = vec![0; src.len()];
             mirror_rows_into(&src, &mut got, c * 7, c);
             assert_eq!(got, want, "{c} channels");
+        }
+    }
+
+    /// Several rows of widths past the vector kernels' blocks, each
+    /// mirrored into its own row (the gray kernel takes them all in one
+    /// call), over the complement of the answer.
+    #[test]
+    fn mirror_rows_into_keeps_each_row_in_place() {
+        for c in [1, 3, 4] {
+            for w in [63, 64, 65, 127, 200, 3001] {
+                let rb = w * c;
+                let src: Vec<u8> = (0..rb * 5).map(|i| (i * 7 + i / rb) as u8).collect();
+                let mut want = vec![0u8; src.len()];
+                for (o, i) in want.chunks_exact_mut(rb).zip(src.chunks_exact(rb)) {
+                    for (op, ip) in o.chunks_exact_mut(c).zip(i.chunks_exact(c).rev()) {
+                        op.copy_from_slice(ip);
+                    }
+                }
+                let mut got: Vec<u8> = want.iter().map(|b| !b).collect();
+                mirror_rows_into(&src, &mut got, rb, c);
+                assert!(got == want, "{c} channels, width {w}");
+            }
         }
     }
 }
