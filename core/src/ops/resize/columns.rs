@@ -43,6 +43,7 @@ mod x86 {
 
     use super::PairTable;
     use crate::ops::resize::HALF;
+    use crate::ops::resize::kernels::column_shape;
 
     /// Bytes 4k and 4k + 2 of each dword: the low bytes of its two 16-bit
     /// halves (the high bytes are zeroed by the permutes).
@@ -75,18 +76,6 @@ mod x86 {
         _mm512_srai_epi32::<22>(_mm512_add_epi32(s, _mm512_set1_epi32(HALF)))
     }
 
-    /// Checks the arguments as `column_shape` does for the other column
-    /// kernels; returns the input and output widths.
-    fn shape(cols: &[u8], lane: usize, table: &PairTable, out: &[u8]) -> (usize, usize) {
-        let in_w = cols.len() / lane;
-        let out_w = table.pixels.len();
-        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
-        // Every window ends by `reach`, and `PairTable::new` gives each
-        // pixel its pairs.
-        assert!(table.reach <= in_w);
-        (in_w, out_w)
-    }
-
     /// 32-byte columns (gray strips, RGBA strips). Per 128-bit lane L the
     /// accumulators hold values 8L..8L+4 and 8L+4..8L+8 (the order of the
     /// 16-bit unpacks, which the final packs undo).
@@ -96,7 +85,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
     pub(super) unsafe fn columns_32(cols: &[u8], table: &PairTable, out: &mut [u8]) {
         const LANE: usize = 32;
-        let (in_w, out_w) = shape(cols, LANE, table, out);
+        let (in_w, out_w) = column_shape(cols, LANE, table, out);
         let v0 = |k: usize| 8 * (k / 4) + k % 4;
         let v1 = |k: usize| 8 * (k / 4) + 4 + k % 4;
         // A pair's 64 bytes: the second tap's column, then the first's.
@@ -154,7 +143,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
     pub(super) unsafe fn columns_48(cols: &[u8], table: &PairTable, out: &mut [u8]) {
         const LANE: usize = 48;
-        let (in_w, out_w) = shape(cols, LANE, table, out);
+        let (in_w, out_w) = column_shape(cols, LANE, table, out);
         let v0 = |k: usize| 8 * (k / 4) + k % 4;
         let v1 = |k: usize| 8 * (k / 4) + 4 + k % 4;
         let v2 = |k: usize| 32 + k;

@@ -36,11 +36,7 @@ impl DigitTable {
     /// The table for `c`, or None when a weight does not fit three digits
     /// or the input is narrower than a group.
     pub(crate) fn new(c: &Coeffs, in_size: usize) -> Option<Self> {
-        if in_size < 4
-            || c.weights
-                .iter()
-                .any(|&w| !(-(1 << 21)..1 << 21).contains(&w))
-        {
+        if in_size < 4 || !c.weights.iter().all(|&w| fits(w)) {
             return None;
         }
         let (mut pixels, mut groups) = (Vec::new(), Vec::new());
@@ -53,19 +49,14 @@ impl DigitTable {
                 // moved back onto columns it shares with the one before;
                 // their weights there are 0 (already counted).
                 let start = (xmin + 4 * g).min(in_size - 4);
-                let mut digits = [0i32; 3];
-                for k in 0..4 {
+                let digits = pack_digits(std::array::from_fn(|k| {
                     let tap = (start + k).wrapping_sub(xmin);
-                    let weight = if (4 * g..count).contains(&tap) {
+                    if (4 * g..count).contains(&tap) {
                         w[tap]
                     } else {
                         0
-                    };
-                    let d = [weight & 127, (weight >> 7) & 127, weight >> 14];
-                    for (digit, v) in digits.iter_mut().zip(d) {
-                        *digit |= (v & 0xff) << (8 * k);
                     }
-                }
+                }));
                 groups.push((start, digits));
             }
         }
@@ -75,6 +66,43 @@ impl DigitTable {
             in_size,
         })
     }
+}
+
+/// Whether weight `w` (22 fractional bits) has three signed-byte digits:
+/// magnitude below one half.
+pub(crate) fn fits(w: i32) -> bool {
+    (-(1 << 21)..1 << 21).contains(&w)
+}
+
+/// The digits of four weights that [`fits`], as the byte multiply-add
+/// takes them: `[d0, d1, d2]`, each four bytes, weight `k`'s in byte `k`,
+/// with `w = d2 * 2^14 + d1 * 2^7 + d0`.
+pub(crate) fn pack_digits(weights: [i32; 4]) -> [i32; 3] {
+    let mut digits = [0i32; 3];
+    for (k, w) in weights.into_iter().enumerate() {
+        for (digit, v) in digits.iter_mut().zip([w & 127, (w >> 7) & 127, w >> 14]) {
+            *digit |= (v & 0xff) << (8 * k);
+        }
+    }
+    digits
+}
+
+/// The exact sums from the three digit accumulators `[S0, S1, S2]`,
+/// rounded as Pillow does: `((S2 << 14) + (S1 << 7) + S0 + HALF) >> 22`
+/// (not yet clamped).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn recombine(acc: &[std::arch::x86_64::__m512i]) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let s = _mm512_add_epi32(
+        _mm512_add_epi32(
+            _mm512_slli_epi32::<14>(acc[2]),
+            _mm512_slli_epi32::<7>(acc[1]),
+        ),
+        _mm512_add_epi32(acc[0], _mm512_set1_epi32(super::HALF)),
+    );
+    _mm512_srai_epi32::<22>(s)
 }
 
 /// Whether [`columns_digits_with`] runs on `cpu` for `lane`-byte columns,
@@ -118,8 +146,7 @@ pub(crate) fn columns_digits_with(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::DigitTable;
-    use crate::ops::resize::HALF;
+    use super::{DigitTable, recombine};
 
     /// [`DigitTable`] sums over 32-byte columns: per group, the four
     /// columns' 128 bytes in two loads, and for each 16 values one
@@ -146,17 +173,8 @@ mod x86 {
             unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
         };
         let (lo, hi) = (index(0), index(1));
-        let half = _mm512_set1_epi32(HALF);
         let finish = |acc: &[__m512i]| {
-            let s = _mm512_add_epi32(
-                _mm512_add_epi32(
-                    _mm512_slli_epi32::<14>(acc[2]),
-                    _mm512_slli_epi32::<7>(acc[1]),
-                ),
-                _mm512_add_epi32(acc[0], half),
-            );
-            let s = _mm512_max_epi32(_mm512_srai_epi32::<22>(s), _mm512_setzero_si512());
-            _mm512_cvtusepi32_epi8(s)
+            _mm512_cvtusepi32_epi8(_mm512_max_epi32(recombine(acc), _mm512_setzero_si512()))
         };
         for (xx, &(first, n)) in table.pixels.iter().enumerate() {
             let mut acc = [_mm512_setzero_si512(); 6];
@@ -216,17 +234,8 @@ mod x86 {
         let idx: [u8; 64] = std::array::from_fn(|i| ((3 - i % 4) * PIECE + i / 4) as u8);
         // SAFETY: a 64-byte array.
         let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
-        let half = _mm512_set1_epi32(HALF);
         let finish = |acc: &[__m512i]| {
-            let s = _mm512_add_epi32(
-                _mm512_add_epi32(
-                    _mm512_slli_epi32::<14>(acc[2]),
-                    _mm512_slli_epi32::<7>(acc[1]),
-                ),
-                _mm512_add_epi32(acc[0], half),
-            );
-            let s = _mm512_max_epi32(_mm512_srai_epi32::<22>(s), _mm512_setzero_si512());
-            _mm512_cvtusepi32_epi8(s)
+            _mm512_cvtusepi32_epi8(_mm512_max_epi32(recombine(acc), _mm512_setzero_si512()))
         };
         for (xx, &(first, n)) in table.pixels.iter().enumerate() {
             let mut acc = [_mm512_setzero_si512(); 9];

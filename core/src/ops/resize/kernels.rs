@@ -126,6 +126,25 @@ pub(crate) fn vertical_row_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mut [
     vertical_row(rows, k, out)
 }
 
+/// Checks `columns_*`'s arguments: `cols` holds whole `lane`-byte
+/// columns and `out` one lane per output pixel, every tap window is
+/// inside the columns and every pixel's pairs inside the table. Returns
+/// the input and output widths.
+pub(crate) fn column_shape(
+    cols: &[u8],
+    lane: usize,
+    table: &PairTable,
+    out: &[u8],
+) -> (usize, usize) {
+    let in_w = cols.len() / lane;
+    let out_w = table.pixels.len();
+    assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
+    // Every window ends by `reach`, and `PairTable::new` gives each
+    // pixel its pairs.
+    assert!(table.reach <= in_w);
+    (in_w, out_w)
+}
+
 /// Rows per strip of the column kernel for `channels`-byte pixels, so that
 /// a strip's column (one pixel of each of its rows) is 32 bytes (gray,
 /// RGBA) or 48 (RGB): whole 16-byte vectors.
@@ -231,11 +250,33 @@ pub(crate) fn premultiply_with(cpu: Cpu, px: &mut [u8]) {
     premultiply(px)
 }
 
+/// 8 RGBA pixels of 16-bit values (two per 128-bit lane) premultiplied:
+/// `c * a / 255` rounded as [`premultiply`] does, alpha words kept. Shared
+/// by the AVX-512 premultiply and the RGBA strip turn, which applies it on
+/// the way.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) fn premultiply_words_512(v: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // Per 128-bit lane: each pixel's alpha word in all four of its words.
+    let alpha = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15,
+    ));
+    let a = _mm512_shuffle_epi8(v, alpha);
+    let t = _mm512_add_epi16(_mm512_mullo_epi16(v, a), _mm512_set1_epi16(128));
+    let r = _mm512_srli_epi16::<8>(_mm512_add_epi16(t, _mm512_srli_epi16::<8>(t)));
+    // Words 3 and 7 of each lane are alpha: kept.
+    _mm512_mask_blend_epi16(0x8888_8888, r, v)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{HorizontalTable, PairTable, group_taps, split_pair};
+    use super::{
+        HorizontalTable, PairTable, column_shape, group_taps, premultiply_words_512, split_pair,
+    };
     use crate::ops::resize::{Coeffs, HALF, clip8, premultiply as premultiply_portable};
 
     /// `(hi << 11) + lo + HALF >> 22`, clamped to bytes by the packs.
@@ -522,20 +563,6 @@ mod x86 {
         }
     }
 
-    /// Checks `columns_*`'s arguments: `cols` holds whole `lane`-byte
-    /// columns and `out` one lane per output pixel, every tap window is
-    /// inside the columns and every pixel's pairs inside the table. Returns
-    /// the input and output widths.
-    fn column_shape(cols: &[u8], lane: usize, table: &PairTable, out: &[u8]) -> (usize, usize) {
-        let in_w = cols.len() / lane;
-        let out_w = table.pixels.len();
-        assert!(out.len() == out_w * lane && cols.len() == in_w * lane);
-        // Every window ends by `reach`, and `PairTable::new` gives each
-        // pixel its pairs.
-        assert!(table.reach <= in_w);
-        (in_w, out_w)
-    }
-
     /// Adds 32 values of two rows (or columns), `a` and `b` (32 bytes each),
     /// times their split weight pair `(wh, wl)`, to the four accumulators
     /// (per 128-bit lane L: values 8L..8L+4 and 8L+4..8L+8, hi then lo
@@ -802,19 +829,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn premultiply_512(px: &mut [u8]) {
         let full = px.len() / 64 * 64;
-        // Per 128-bit lane (two pixels of 16-bit values): each pixel's alpha
-        // word in all four of its words.
-        let alpha = _mm512_broadcast_i32x4(_mm_setr_epi8(
-            6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15,
-        ));
-        let round = _mm512_set1_epi16(128);
-        let one = |v: __m512i| {
-            let a = _mm512_shuffle_epi8(v, alpha);
-            let t = _mm512_add_epi16(_mm512_mullo_epi16(v, a), round);
-            let r = _mm512_srli_epi16::<8>(_mm512_add_epi16(t, _mm512_srli_epi16::<8>(t)));
-            // Words 3 and 7 of each lane are alpha: kept.
-            _mm512_mask_blend_epi16(0x8888_8888, r, v)
-        };
+        let one = |v: __m512i| premultiply_words_512(v);
         // The pack interleaves the halves' 8-byte groups lane by lane.
         let order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
         for chunk in px[..full].chunks_exact_mut(64) {

@@ -13,11 +13,12 @@
 //! that narrow the sums undo the unpacks' order.
 #![allow(unsafe_code)]
 
+use super::digits::{fits, pack_digits};
 use crate::simd::Cpu;
 
 /// Whether [`vertical_digits_with`] runs on `cpu` for weights `k`.
 pub(crate) fn takes(cpu: Cpu, k: &[i32]) -> bool {
-    cpu.vnni() && k.iter().all(|w| (-(1 << 21)..1 << 21).contains(w))
+    cpu.vnni() && k.iter().all(|&w| fits(w))
 }
 
 /// One output row from `rows` (one per weight of `k`, each at least
@@ -32,13 +33,9 @@ pub(crate) fn vertical_digits_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mu
     let groups: Vec<([&[u8]; 4], [i32; 3])> = (0..k.len().div_ceil(4))
         .map(|g| {
             let tap = |i: usize| (4 * g + i).min(k.len() - 1);
-            let mut digits = [0i32; 3];
-            for i in 0..4 {
-                let w = k.get(4 * g + i).copied().unwrap_or(0);
-                for (digit, v) in digits.iter_mut().zip([w & 127, (w >> 7) & 127, w >> 14]) {
-                    *digit |= (v & 0xff) << (8 * i);
-                }
-            }
+            let digits = pack_digits(std::array::from_fn(|i| {
+                k.get(4 * g + i).copied().unwrap_or(0)
+            }));
             (std::array::from_fn(|i| rows[tap(i)]), digits)
         })
         .collect();
@@ -60,24 +57,13 @@ pub(crate) fn vertical_digits_with(cpu: Cpu, rows: &[&[u8]], k: &[i32], out: &mu
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::ops::resize::HALF;
+    use crate::ops::resize::digits::recombine;
 
     /// # Safety
     /// The CPU must support AVX-512 F, BW and VNNI; every row holds at
     /// least `out.len()` bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn vertical(groups: &[([&[u8]; 4], [i32; 3])], out: &mut [u8]) {
-        let half = _mm512_set1_epi32(HALF);
-        let finish = |acc: &[__m512i]| {
-            let s = _mm512_add_epi32(
-                _mm512_add_epi32(
-                    _mm512_slli_epi32::<14>(acc[2]),
-                    _mm512_slli_epi32::<7>(acc[1]),
-                ),
-                _mm512_add_epi32(acc[0], half),
-            );
-            _mm512_srai_epi32::<22>(s)
-        };
         for x in (0..out.len()).step_by(64) {
             // The last block masked to the row's end.
             let n = (out.len() - x).min(64);
@@ -111,7 +97,7 @@ mod x86 {
                     }
                 }
             }
-            let s: [__m512i; 4] = std::array::from_fn(|q| finish(&acc[3 * q..3 * q + 3]));
+            let s: [__m512i; 4] = std::array::from_fn(|q| recombine(&acc[3 * q..3 * q + 3]));
             let bytes = _mm512_packus_epi16(
                 _mm512_packs_epi32(s[0], s[1]),
                 _mm512_packs_epi32(s[2], s[3]),

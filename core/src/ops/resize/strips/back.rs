@@ -59,7 +59,7 @@ pub(crate) fn from_columns_with(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::transpose::{bytes16x16, dwords16x16};
+    use super::super::transpose::{bytes16x16, dwords16x16, rgb_permutes};
 
     /// RGBA columns (8 rows) back to rows, 16 columns at a time: each
     /// column's 8 pixels as the first half of a register, a 16x16
@@ -110,15 +110,8 @@ mod x86 {
         if width < 16 {
             return 0;
         }
-        let widen: [u8; 64] = std::array::from_fn(|i| (i / 4 * 3 + (i % 4).min(2)) as u8);
-        let narrow: [u8; 64] = std::array::from_fn(|i| (i / 3 * 4 + i % 3).min(63) as u8);
-        // SAFETY: 64-byte arrays.
-        let (widen, narrow) = unsafe {
-            (
-                _mm512_loadu_si512(widen.as_ptr().cast()),
-                _mm512_loadu_si512(narrow.as_ptr().cast()),
-            )
-        };
+        // SAFETY: the target features.
+        let (widen, narrow) = unsafe { rgb_permutes() };
         for x0 in (0..width - 15).step_by(16) {
             let mut c = [_mm512_setzero_si512(); 16];
             for (j, c) in c.iter_mut().enumerate() {

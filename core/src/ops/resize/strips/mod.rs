@@ -105,7 +105,8 @@ pub(crate) fn to_columns_with(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::transpose::{bytes16x16, dwords16x16, quads};
+    use super::transpose::{bytes16x16, dwords16x16, quads, rgb_permutes};
+    use crate::ops::resize::kernels::premultiply_words_512;
 
     /// How far ahead along each row the kernels fetch (a prefetch may
     /// point past the strip: it never faults).
@@ -193,25 +194,17 @@ mod x86 {
         width / 16 * 16
     }
 
-    /// 16 RGBA pixels premultiplied: Pillow's `c * a / 255` rounded, as
-    /// `premultiply_512` computes it.
+    /// 16 RGBA pixels premultiplied (`premultiply_words_512` on each half).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW.
     #[inline(always)]
     unsafe fn premultiply64(v: __m512i) -> __m512i {
-        // SAFETY (the block): the caller's target features (AVX-512 F, BW).
+        // SAFETY (the block): the caller's target features.
         unsafe {
-            let alpha = _mm512_broadcast_i32x4(_mm_setr_epi8(
-                6, 7, 6, 7, 6, 7, 6, 7, 14, 15, 14, 15, 14, 15, 14, 15,
-            ));
-            let round = _mm512_set1_epi16(128);
-            let one = |v: __m512i| {
-                let a = _mm512_shuffle_epi8(v, alpha);
-                let t = _mm512_add_epi16(_mm512_mullo_epi16(v, a), round);
-                let r = _mm512_srli_epi16::<8>(_mm512_add_epi16(t, _mm512_srli_epi16::<8>(t)));
-                _mm512_mask_blend_epi16(0x8888_8888, r, v)
-            };
             let zero = _mm512_setzero_si512();
-            let lo = one(_mm512_unpacklo_epi8(v, zero));
-            let hi = one(_mm512_unpackhi_epi8(v, zero));
+            let lo = premultiply_words_512(_mm512_unpacklo_epi8(v, zero));
+            let hi = premultiply_words_512(_mm512_unpackhi_epi8(v, zero));
             // In-lane unpacks and packs undo each other's order.
             _mm512_packus_epi16(lo, hi)
         }
@@ -235,15 +228,8 @@ mod x86 {
         const R: usize = 16;
         assert!(src.len() == R * width * 3 && cols.len() == src.len());
         let row = width * 3;
-        let widen: [u8; 64] = std::array::from_fn(|i| (i / 4 * 3 + (i % 4).min(2)) as u8);
-        let narrow: [u8; 64] = std::array::from_fn(|i| (i / 3 * 4 + i % 3).min(63) as u8);
-        // SAFETY: 64-byte arrays.
-        let (widen, narrow) = unsafe {
-            (
-                _mm512_loadu_si512(widen.as_ptr().cast()),
-                _mm512_loadu_si512(narrow.as_ptr().cast()),
-            )
-        };
+        // SAFETY: the target features.
+        let (widen, narrow) = unsafe { rgb_permutes() };
         const BYTES48: __mmask64 = (1 << 48) - 1;
         if width < 16 {
             return 0;

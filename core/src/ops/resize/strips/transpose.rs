@@ -123,4 +123,23 @@ mod x86 {
             t
         }
     }
+
+    /// The byte permutes between 16 RGB pixels (48 bytes) and the same
+    /// pixels as 4-byte values (the fourth byte a copy of the third):
+    /// `(widen, narrow)`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F.
+    #[inline(always)]
+    pub(crate) unsafe fn rgb_permutes() -> (__m512i, __m512i) {
+        let widen: [u8; 64] = std::array::from_fn(|i| (i / 4 * 3 + (i % 4).min(2)) as u8);
+        let narrow: [u8; 64] = std::array::from_fn(|i| (i / 3 * 4 + i % 3).min(63) as u8);
+        // SAFETY: 64-byte arrays; the caller's target features.
+        unsafe {
+            (
+                _mm512_loadu_si512(widen.as_ptr().cast()),
+                _mm512_loadu_si512(narrow.as_ptr().cast()),
+            )
+        }
+    }
 }
