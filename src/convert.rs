@@ -2,9 +2,50 @@
 //! domain types, shared by the server and the client so that both validate
 //! and describe headers and operations the same way.
 
-use nlimage_core::{CoreError, CropBox, Flip, ImageInfo, Kernel, Operation, PixelFormat, Rotation};
+use nlimage_core::{
+    CoreError, CropBox, EncodeOptions, Flip, ImageInfo, Kernel, Operation, OutputFormat,
+    PixelFormat, PngCompression, Rotation,
+};
 
 use crate::v1;
+
+/// An output format named by extension (`png`, `.jpg`, `webp`); empty is
+/// `None` (the stored file as it is).
+pub fn output_format(ext: &str) -> Result<Option<OutputFormat>, CoreError> {
+    if ext.is_empty() {
+        return Ok(None);
+    }
+    OutputFormat::from_extension(ext.trim_start_matches('.'))
+        .map(Some)
+        .ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "unknown output format '{ext}': use one of {}",
+                OutputFormat::EXTENSIONS
+            ))
+        })
+}
+
+/// Encoder options from the wire (defaults where absent), checked.
+pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, CoreError> {
+    let Some(o) = o else {
+        return Ok(EncodeOptions::default());
+    };
+    let quality = match o.jpeg_quality {
+        None => nlimage_core::codec::JPEG_QUALITY,
+        Some(q) => u8::try_from(q).unwrap_or(0),
+    };
+    let png = if o.png_compression.is_empty() {
+        PngCompression::default()
+    } else {
+        PngCompression::from_name(&o.png_compression).ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "unknown PNG compression '{}': use none, fast, balanced or best",
+                o.png_compression
+            ))
+        })?
+    };
+    EncodeOptions::new(quality, png)
+}
 
 /// Validates a wire header into a geometry: known format, non-zero and
 /// non-overflowing dimensions.

@@ -27,6 +27,10 @@ pub enum CoreError {
     /// A buffer could not be allocated.
     #[error("out of memory: cannot allocate {0} bytes")]
     OutOfMemory(usize),
+    /// The caller stopped the work (see [`crate::Stop`]): its client went
+    /// away, its deadline passed or its job was cancelled.
+    #[error("stopped: cancelled")]
+    Cancelled,
     /// Reading or writing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

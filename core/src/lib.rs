@@ -32,6 +32,7 @@ pub mod pixel;
 mod png_guard;
 pub mod rows;
 pub mod simd;
+pub mod stop;
 pub mod stream;
 
 pub use codec::{
@@ -41,8 +42,9 @@ pub use error::{CoreError, Result};
 pub use limits::Limits;
 pub use mean::{mean3x3, mean3x3_into, mean3x3_into_with, mean3x3_naive, mean3x3_row};
 pub use ops::{CropBox, Flip, Kernel, OpKind, Operation};
-pub use pipeline::{Pipeline, Plan, Remainder};
+pub use pipeline::{Pipeline, Plan, Remainder, Run};
 pub use pixel::{ImageBuf, ImageInfo, PixelFormat};
 pub use rotate::{Rotation, rotate, rotate_into, rotate_into_with, rotate_naive, rotate_rows_into};
 pub use simd::Cpu;
+pub use stop::Stop;
 pub use stream::StreamingMean;

@@ -20,6 +20,7 @@ const BAND_BYTES: usize = 128 * 1024;
 #[derive(Debug)]
 pub struct StreamingMean {
     info: ImageInfo,
+    cpu: Cpu,
     /// Input bytes of rows `buf_row0..`, the last row possibly incomplete.
     buf: Vec<u8>,
     buf_row0: usize,
@@ -28,10 +29,17 @@ pub struct StreamingMean {
 }
 
 impl StreamingMean {
-    /// A filter for an image of geometry `info`.
+    /// A filter for an image of geometry `info`, on this machine's widest
+    /// code path.
     pub fn new(info: ImageInfo) -> Self {
+        Self::with_cpu(info, Cpu::detect())
+    }
+
+    /// A filter for an image of geometry `info` on code path `cpu`.
+    pub fn with_cpu(info: ImageInfo, cpu: Cpu) -> Self {
         Self {
             info,
+            cpu,
             buf: Vec::new(),
             buf_row0: 0,
             rows_out: 0,
@@ -100,7 +108,7 @@ impl StreamingMean {
         };
         let band_rows = (BAND_BYTES / rb).max(1);
         let channels = self.info.channels();
-        let cpu = Cpu::detect();
+        let cpu = self.cpu;
         out[start..]
             .par_chunks_mut(band_rows * rb)
             .enumerate()

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tonic::Status;
 
+use crate::error::{Error, Result};
 use crate::metrics;
 
 /// Memory is reserved in KiB units (a semaphore counts in `u32`).
@@ -113,11 +113,7 @@ impl Admission {
 
     /// Waits for a slot and `bytes` of budget: at once if both are free,
     /// else in the queue, until `--queue-timeout` or the request's deadline.
-    pub async fn admit(
-        self: &Arc<Self>,
-        bytes: u64,
-        deadline: Option<Instant>,
-    ) -> Result<Permit, Status> {
+    pub async fn admit(self: &Arc<Self>, bytes: u64, deadline: Option<Instant>) -> Result<Permit> {
         self.acquire(bytes, true, deadline).await
     }
 
@@ -128,7 +124,7 @@ impl Admission {
         self: &Arc<Self>,
         bytes: u64,
         deadline: Option<Instant>,
-    ) -> Result<Permit, Status> {
+    ) -> Result<Permit> {
         self.acquire(bytes, false, deadline).await
     }
 
@@ -137,13 +133,16 @@ impl Admission {
         bytes: u64,
         want_slot: bool,
         deadline: Option<Instant>,
-    ) -> Result<Permit, Status> {
+    ) -> Result<Permit> {
         if !self.fits(bytes) {
-            return Err(Status::resource_exhausted(format!(
-                "this request needs {} of memory, over the server's whole budget of {} (--memory-budget-mib)",
-                mib(bytes),
-                mib(self.budget())
-            )));
+            return Err(Error::too_large(
+                format!(
+                    "this request needs {} of memory, over the server's whole budget of {} (--memory-budget-mib)",
+                    mib(bytes),
+                    mib(self.budget())
+                ),
+                "--memory-budget-mib",
+            ));
         }
         let units = bytes.div_ceil(UNIT) as u32;
         let permit = |slot, memory| Permit {
@@ -170,7 +169,7 @@ impl Admission {
         // Queue, if there is room.
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_depth {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(Status::resource_exhausted(format!(
+            return Err(Error::Busy(format!(
                 "server busy: {} requests running and {} queued; try again later (--workers, --queue-depth)",
                 self.workers, self.queue_depth
             )));
@@ -211,14 +210,14 @@ impl Admission {
         let until = deadline.map_or(queue_end, |d| d.min(queue_end));
         match tokio::time::timeout_at(until, wait).await {
             Ok((slot, memory)) => Ok(permit(slot, memory)),
-            Err(_) if deadline.is_some_and(|d| d <= queue_end) => Err(Status::deadline_exceeded(
-                "the deadline passed while the request waited in the queue",
+            Err(_) if deadline.is_some_and(|d| d <= queue_end) => Err(Error::Deadline(
+                "the deadline passed while the request waited in the queue".into(),
             )),
-            Err(_) if want_slot => Err(Status::resource_exhausted(format!(
+            Err(_) if want_slot => Err(Error::Busy(format!(
                 "server busy: no worker was free within {:?} (--queue-timeout)",
                 self.queue_timeout
             ))),
-            Err(_) => Err(Status::resource_exhausted(format!(
+            Err(_) => Err(Error::Busy(format!(
                 "server busy: {} of memory did not come free within {:?} (--memory-budget-mib, --queue-timeout)",
                 mib(bytes),
                 self.queue_timeout
@@ -227,7 +226,7 @@ impl Admission {
     }
 
     /// `units` of memory now, or an error if they are not free (none for 0).
-    fn try_memory(&self, units: u32) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    fn try_memory(&self, units: u32) -> std::result::Result<Option<OwnedSemaphorePermit>, ()> {
         if units == 0 {
             return Ok(None);
         }
@@ -266,11 +265,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         // ... so the next one is refused at once.
         let e = a.admit(1000, None).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        assert!(e.message().contains("server busy"), "{}", e.message());
+        assert!(matches!(e, Error::Busy(_)), "{e}");
+        assert!(e.to_string().contains("server busy"), "{e}");
         // The queued one times out while `first` is held.
         let e = queued.await.unwrap().unwrap_err();
-        assert!(e.message().contains("--queue-timeout"), "{}", e.message());
+        assert!(e.to_string().contains("--queue-timeout"), "{e}");
         drop(first);
         assert!(a.admit(1000, None).await.is_ok(), "free again");
     }
@@ -289,10 +288,10 @@ mod tests {
         assert_eq!(p.bytes(), 4 << 20);
         let e = a.admit(11 << 20, None).await.unwrap_err();
         assert!(
-            e.message().contains("over the server's whole budget"),
-            "{}",
-            e.message()
+            e.to_string().contains("over the server's whole budget"),
+            "{e}"
         );
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     }
 
     #[tokio::test]
@@ -305,12 +304,8 @@ mod tests {
         assert_eq!(slot.bytes(), 0);
         // ... and memory that is not free waits, then says which flags.
         let e = a.reserve(6 << 20, None).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        assert!(
-            e.message().contains("--memory-budget-mib"),
-            "{}",
-            e.message()
-        );
+        assert!(matches!(e, Error::Busy(_)), "{e}");
+        assert!(e.to_string().contains("--memory-budget-mib"), "{e}");
         drop(memory);
         assert!(a.reserve(6 << 20, None).await.is_ok());
     }
@@ -323,6 +318,6 @@ mod tests {
             .admit(1, Some(Instant::now() + Duration::from_millis(30)))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(matches!(e, Error::Deadline(_)), "{e}");
     }
 }

@@ -64,7 +64,10 @@ pub struct Config {
     /// its data directory].
     pub jobs: crate::jobs::JobsConfig,
     /// Which addresses remote sources (URLs) may come from.
-    pub sources: crate::store::fetch::SourcePolicy,
+    pub sources: crate::exec::url::SourcePolicy,
+    /// The kernels' code path [default: `None`, the widest this machine
+    /// runs]; a path wider than the machine's runs the widest it has.
+    pub cpu: Option<nlimage_core::Cpu>,
 }
 
 impl Default for Config {
@@ -87,7 +90,8 @@ impl Default for Config {
             rate_limit: None,
             store: crate::store::StoreConfig::default(),
             jobs: crate::jobs::JobsConfig::default(),
-            sources: crate::store::fetch::SourcePolicy::default(),
+            sources: crate::exec::url::SourcePolicy::default(),
+            cpu: None,
         }
     }
 }
@@ -105,10 +109,12 @@ impl Config {
             Some(ceiling) if ceiling < by_pixels => MessageLimit {
                 bytes: ceiling,
                 why: "send a smaller image or use the streaming Process call (nl-server --max-message-mib)",
+                flag: "--max-message-mib",
             },
             _ => MessageLimit {
                 bytes: by_pixels,
                 why: "that is more than an RGB image of the server's pixel limit (nl-server --max-pixels)",
+                flag: "--max-pixels",
             },
         }
     }

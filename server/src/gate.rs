@@ -14,6 +14,8 @@ use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::error::Error;
+
 /// The interceptor in front of the image services.
 #[derive(Clone, Debug)]
 pub struct Gate {
@@ -45,10 +47,10 @@ impl Gate {
 
     /// Refuses a request while draining or without the right bearer token
     /// (`authorization` is the header's value, if sent).
-    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Status> {
+    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Error> {
         if self.draining() {
-            return Err(Status::unavailable(
-                "the server is shutting down: retry elsewhere or later",
+            return Err(Error::Unavailable(
+                "the server is shutting down: retry elsewhere or later".into(),
             ));
         }
         if let Some(token) = &self.token {
@@ -56,7 +58,7 @@ impl Gate {
             let want = format!("Bearer {token}");
             if !same(given, want.as_bytes()) {
                 let why = if given.is_empty() { "missing" } else { "wrong" };
-                return Err(Status::unauthenticated(format!(
+                return Err(Error::Unauthenticated(format!(
                     "{why} bearer token: send the header 'authorization: Bearer <token>'"
                 )));
             }
@@ -82,16 +84,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 impl Gate {
     /// Refuses a request while draining, without the right bearer token, or
     /// over its client's rate limit.
-    pub fn check(&self, metadata: &MetadataMap, remote: Option<IpAddr>) -> Result<(), Status> {
+    pub fn check(&self, metadata: &MetadataMap, remote: Option<IpAddr>) -> Result<(), Error> {
         self.check_token(metadata.get("authorization").map(|v| v.as_bytes()))?;
         self.check_rate(remote)
-            .map_err(crate::ratelimit::RateLimit::status)
+            .map_err(crate::ratelimit::RateLimit::error)
     }
 }
 
 impl Interceptor for Gate {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        self.check(req.metadata(), req.remote_addr().map(|a| a.ip()))?;
+        self.check(req.metadata(), req.remote_addr().map(|a| a.ip()))
+            .map_err(Status::from)?;
         Ok(req)
     }
 }

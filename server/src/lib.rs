@@ -1,13 +1,22 @@
-//! nl-server as a library: [`run`] serves the classic `NLImageService` and the
-//! streaming `nlimage.v1.ImageService` on one listener until a shutdown
+//! nl-server as a library: [`run`] serves, on one listener, the classic
+//! `NLImageService`, the streaming `nlimage.v1` services (`ImageService`,
+//! `ImageStore`, `Jobs`), health and reflection -- and, with
+//! `--http-addr`, the plain-HTTP gateway on a second -- until a shutdown
 //! future resolves. The `nl-server` binary and the integration tests both
 //! call it.
+//!
+//! Inside: the fronts ([`service`] for gRPC, [`http`], the job worker in
+//! [`jobs`]) are thin layers over one executor ([`exec`]: limits, planning,
+//! admission, the compute pool, decode, pipeline, encode, cancellation),
+//! which keeps images in the [`store`]; every layer speaks one error type
+//! ([`error`]), turned into statuses and HTTP answers only at the edges.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admission;
-pub mod compute;
 pub mod config;
+pub mod error;
+pub mod exec;
 pub mod gate;
 pub mod handle;
 pub mod http;
@@ -18,8 +27,6 @@ pub mod middleware;
 pub mod otel;
 pub mod ratelimit;
 pub mod service;
-pub mod spill;
-pub mod status;
 pub mod store;
 
 use std::future::Future;
@@ -42,12 +49,13 @@ pub use config::{Config, MAX_CHUNK_BYTES, ResponseCompression, TlsPem};
 pub use handle::{ServerHandle, spawn};
 
 use admission::Admission;
-use compute::Compute;
+use exec::Executor;
+use exec::compute::Compute;
+use exec::spill::SpillConfig;
 use gate::Gate;
 use middleware::classic_admission::ClassicAdmission;
 use middleware::compression::CompressionPolicy;
 use nlimage::v1::jobs_server::JobsServer;
-use service::Shared;
 use service::classic::ClassicService;
 use service::jobs::JobsService;
 use service::process::ProcessService;
@@ -142,26 +150,41 @@ pub(crate) async fn serve(
         config.queue_depth,
         config.queue_timeout,
     );
-    let shared = Shared {
+    let cpu = config.cpu.map_or_else(nlimage_core::Cpu::detect, |c| {
+        let run = c.clamp_to_machine();
+        if run != c {
+            tracing::warn!(
+                "--cpu {} is not available on this machine: running {}",
+                c.name(),
+                run.name()
+            );
+        }
+        run
+    });
+    let exec = Executor {
         compute: Compute::new(config.workers)?,
         limits: config.limits,
         admission,
-        spill_above: config.spill_above,
-        spill_dir: config.spill_dir.clone().into(),
+        cpu,
+        spill: SpillConfig {
+            above: config.spill_above,
+            dir: config.spill_dir.clone().into(),
+        },
         store: store::Store::open(&config.store)
             .await
             .map_err(ServerError::Store)?,
-        sources: store::fetch::Fetcher::new(config.sources.clone()).map_err(ServerError::Store)?,
-        jobs: jobs::Jobs::open(&jobs_config(&config.jobs, http.as_ref()))
-            .await
-            .map_err(ServerError::Store)?,
+        sources: exec::url::Fetcher::new(config.sources.clone()).map_err(ServerError::Store)?,
     };
-    if let Some(j) = &shared.jobs {
+    let job_queue = jobs::Jobs::open(&jobs_config(&config.jobs, http.as_ref()))
+        .await
+        .map_err(ServerError::Store)?;
+    if let Some(j) = &job_queue {
         tracing::info!("job queue: {}", j.describe());
     }
-    if let Some(s) = &shared.store {
+    if let Some(s) = &exec.store {
         tracing::info!("image store: {}", s.describe());
     }
+    tracing::info!("kernels: {} code path", cpu.name());
     let draining = Arc::new(AtomicBool::new(false));
     let rate = config.rate_limit.map(|spec| {
         let limiter = Arc::new(ratelimit::RateLimit::new(spec));
@@ -187,25 +210,26 @@ pub(crate) async fn serve(
     // A message is decoded only if twice it fits the budget (uncompressed
     // ones are refused before that, from their prefix): a compressed one
     // that inflates past it is cut off by tonic, not allocated.
-    let max_decoded = usize::try_from(shared.admission.budget() / 2)
+    let max_decoded = usize::try_from(exec.admission.budget() / 2)
         .unwrap_or(usize::MAX)
         .min(max_message);
-    let classic = compressed!(NlImageServiceServer::new(ClassicService::new(
-        shared.clone()
-    )))
-    .max_decoding_message_size(max_decoded)
-    .max_encoding_message_size(max_message);
+    let classic = compressed!(NlImageServiceServer::new(ClassicService::new(exec.clone())))
+        .max_decoding_message_size(max_decoded)
+        .max_encoding_message_size(max_message);
     let classic = CompressionPolicy::new(
-        ClassicAdmission::new(classic, gate.clone(), Arc::clone(&shared.admission), limit),
+        ClassicAdmission::new(classic, gate.clone(), Arc::clone(&exec.admission), limit),
         config.response_compression,
     );
     // A Process message holds at most one chunk plus a few bytes of framing.
     // Put and Get carry encoded files in chunks of at most 1 MiB too.
-    let store_service = compressed!(ImageStoreServer::new(StoreService::new(shared.clone())))
+    let store_service = compressed!(ImageStoreServer::new(StoreService::new(exec.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
-    let jobs_service = compressed!(JobsServer::new(JobsService::new(shared.clone())));
-    let streaming = compressed!(ImageServiceServer::new(ProcessService::new(shared.clone())))
+    let jobs_service = compressed!(JobsServer::new(JobsService::new(
+        job_queue.clone(),
+        exec.store.is_some()
+    )));
+    let streaming = compressed!(ImageServiceServer::new(ProcessService::new(exec.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
 
@@ -248,12 +272,12 @@ pub(crate) async fn serve(
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key)))?;
     }
     let stop = CancellationToken::new();
-    let worker = shared.jobs.clone().map(|j| {
+    let worker = job_queue.clone().map(|j| {
         // Running jobs get three quarters of the grace period, so that what
         // is still running can be handed back to the queue within it.
         tokio::spawn(jobs::worker::run(
             j,
-            shared.clone(),
+            exec.clone(),
             stop.clone(),
             config.shutdown_grace.mul_f64(0.75),
         ))
@@ -263,7 +287,8 @@ pub(crate) async fn serve(
             let http_addr = l.local_addr()?;
             tracing::info!("HTTP gateway on http://{http_addr}");
             let app = http::App {
-                shared: shared.clone(),
+                exec: exec.clone(),
+                jobs: job_queue.clone(),
                 gate: gate.clone(),
                 signing_key: config.url_signing_key.clone().map(Into::into),
                 started,

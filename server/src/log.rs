@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use tonic::{Code, Status};
+use tonic::Code;
+
+use crate::error::Error;
 
 /// Collects what a request did and logs it once, when it ends.
 #[derive(Debug)]
@@ -47,7 +49,7 @@ impl RequestLog {
     }
 
     /// Logs the outcome and records it in the metrics.
-    pub fn finish(self, outcome: Result<(), &Status>) {
+    pub fn finish(self, outcome: Result<(), &Error>) {
         let secs = self.started.elapsed().as_secs_f64();
         let code = outcome.map_or_else(|s| s.code(), |()| Code::Ok);
         crate::metrics::request(self.method, code, secs, self.bytes_in, self.bytes_out);
@@ -65,7 +67,7 @@ impl RequestLog {
                 status = "OK",
                 "request"
             ),
-            Err(s) if s.code() == Code::Cancelled => {
+            Err(Error::Cancelled(_)) => {
                 tracing::debug!(
                     request_id = id,
                     method,
@@ -83,7 +85,7 @@ impl RequestLog {
                 bytes_out,
                 ms,
                 status = ?s.code(),
-                message = s.message(),
+                message = %s,
                 "request failed"
             ),
         }

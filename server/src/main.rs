@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nlimage_core::Limits;
+use nlimage_server::exec::url::SourcePolicy;
 use nlimage_server::jobs::JobsConfig;
 use nlimage_server::ratelimit::RateSpec;
-use nlimage_server::store::fetch::SourcePolicy;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 use nlimage_server::{Config, ResponseCompression, TlsPem};
 use tokio::net::TcpListener;
@@ -74,6 +74,11 @@ struct Args {
     /// Directory for spill files [default: the system temporary directory].
     #[arg(long)]
     spill_dir: Option<PathBuf>,
+    /// The kernels' code path: auto (the widest this machine runs),
+    /// portable, ssse3, avx2 or avx512; a path the machine lacks runs the
+    /// widest narrower one. For comparing paths, not for production.
+    #[arg(long, env = "NLIMAGE_CPU", default_value = "auto", value_parser = parse_cpu)]
+    cpu: CpuChoice,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -177,6 +182,19 @@ enum Compression {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// `--cpu`: a named code path, or `None` for auto.
+#[derive(Clone, Debug)]
+struct CpuChoice(Option<nlimage_core::Cpu>);
+
+fn parse_cpu(s: &str) -> Result<CpuChoice, String> {
+    if s == "auto" {
+        return Ok(CpuChoice(None));
+    }
+    nlimage_core::Cpu::from_name(s)
+        .map(|c| CpuChoice(Some(c)))
+        .ok_or_else(|| format!("'{s}': use auto, portable, ssse3, avx2 or avx512"))
 }
 
 #[tokio::main]
@@ -318,6 +336,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             allow: args.allow_source_net.clone(),
             timeout: Duration::from_secs(args.source_timeout_secs.max(1)),
         },
+        cpu: args.cpu.0,
     };
     keep_freed_memory(config.memory_budget);
     if let Some(addr) = args.metrics_addr {

@@ -83,12 +83,15 @@ impl RateLimit {
         self.limiter.shrink_to_fit();
     }
 
-    /// The status a limited gRPC call gets.
-    pub fn status(wait: Duration) -> tonic::Status {
-        tonic::Status::resource_exhausted(format!(
-            "rate limit: too many requests from this client; retry in {} ms (nl-server --rate-limit)",
-            wait.as_millis().max(1)
-        ))
+    /// The error a limited call gets, with its wait.
+    pub fn error(wait: Duration) -> crate::error::Error {
+        crate::error::Error::RateLimited {
+            message: format!(
+                "rate limit: too many requests from this client; retry in {} ms (nl-server --rate-limit)",
+                wait.as_millis().max(1)
+            ),
+            wait,
+        }
     }
 }
 

@@ -303,10 +303,11 @@ async fn rotations_spilled_to_disk_match_the_reference_and_leave_no_file() {
 
 #[tokio::test]
 async fn a_rotation_over_the_memory_budget_spills_instead_of_failing() {
-    // 20 MB of pixels cannot be held in a 24 MiB budget next to the stream's
-    // own buffers, so the rotation goes to a file (one 16 MiB strip at a time).
+    // 20 MB of pixels cannot be held in a 28 MiB budget next to the stream's
+    // own buffers (9 chunks in flight), so the rotation goes to a file (one
+    // 16 MiB strip at a time).
     let config = Config {
-        memory_budget: 24 << 20,
+        memory_budget: 28 << 20,
         ..Config::default()
     };
     let server = common::server(config).await;

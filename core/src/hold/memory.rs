@@ -9,6 +9,7 @@ use crate::error::{CoreError, Result};
 use crate::ops::Flip;
 use crate::ops::orient::Orientation;
 use crate::pixel::ImageInfo;
+use crate::simd::Cpu;
 
 /// Holds up to this size (a 24-megapixel RGBA image: 96 MB) leave their
 /// buffer behind for the next hold when they end (one buffer, the largest).
@@ -94,17 +95,20 @@ pub struct MemoryHold {
     orientation: Orientation,
     /// Bytes written so far.
     written: usize,
+    cpu: Cpu,
 }
 
 impl MemoryHold {
-    /// Reserves room for an image of geometry `input`.
-    pub fn new(input: ImageInfo, orientation: Orientation) -> Result<Self> {
+    /// Reserves room for an image of geometry `input`, to be oriented on
+    /// code path `cpu`.
+    pub fn new(input: ImageInfo, orientation: Orientation, cpu: Cpu) -> Result<Self> {
         let buf = take_buffer(input.byte_len())?;
         Ok(Self {
             buf,
             input,
             orientation,
             written: 0,
+            cpu,
         })
     }
 
@@ -240,7 +244,14 @@ impl Produce for MemoryProduce {
         }
         let rows = (target_bytes / rb).clamp(1, height - self.next_row);
         let mut band = vec![0u8; rows * rb];
-        orient_band(&h.buf, h.input, h.orientation, self.next_row, &mut band)?;
+        orient_band(
+            &h.buf,
+            h.input,
+            h.orientation,
+            self.next_row,
+            &mut band,
+            h.cpu,
+        )?;
         self.next_row += rows;
         Ok(Some(band.into()))
     }
@@ -269,7 +280,8 @@ mod tests {
                 let want = crate::ops::naive::orient(&img, o).unwrap();
                 // Chunks smaller than, equal to and larger than a row.
                 for chunk in [1, 2, 5, info.row_bytes(), info.row_bytes() + 3, data.len()] {
-                    let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, o).unwrap());
+                    let mut hold: Box<dyn Hold> =
+                        Box::new(MemoryHold::new(info, o, Cpu::detect()).unwrap());
                     for piece in data.chunks(chunk) {
                         hold.write(piece).unwrap();
                     }
@@ -297,7 +309,7 @@ mod tests {
         let flip = Orientation::flip(Flip::Vertical);
         // The flip's band is its hold's buffer, left as the spare once the
         // band is dropped.
-        let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, flip).unwrap());
+        let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, flip, Cpu::detect()).unwrap());
         hold.write(&data).unwrap();
         let mut p = hold.finish().unwrap();
         let band = p.next_band(usize::MAX).unwrap().unwrap();
@@ -308,13 +320,14 @@ mod tests {
         assert_eq!(spare(), a, "left as the spare");
         // A small hold neither takes it nor replaces it.
         let small = ImageInfo::new(7, 5, PixelFormat::Rgb8).unwrap();
-        let little = MemoryHold::new(small, flip).unwrap();
+        let little = MemoryHold::new(small, flip, Cpu::detect()).unwrap();
         assert_ne!(little.buf.as_ptr(), a, "a small hold takes a fresh buffer");
         drop(little);
         assert_eq!(spare(), a, "the larger spare kept");
         // A quarter turn of the same image takes it and gives it back when
         // dropped.
-        let turn = MemoryHold::new(info, Orientation::rotate(Rotation::Ccw90)).unwrap();
+        let turn =
+            MemoryHold::new(info, Orientation::rotate(Rotation::Ccw90), Cpu::detect()).unwrap();
         assert_eq!(turn.buf.as_ptr(), a, "the spare reused");
         assert_ne!(spare(), a, "taken");
         drop(turn);
@@ -325,7 +338,8 @@ mod tests {
     fn a_memory_hold_refuses_too_much_or_too_little_data() {
         let info = ImageInfo::new(3, 2, PixelFormat::Gray8).unwrap();
         for o in held_orientations() {
-            let mut hold: Box<dyn Hold> = Box::new(MemoryHold::new(info, o).unwrap());
+            let mut hold: Box<dyn Hold> =
+                Box::new(MemoryHold::new(info, o, Cpu::detect()).unwrap());
             hold.write(&[1; 5]).unwrap();
             assert!(hold.write(&[1; 2]).is_err(), "{o:?}: seven bytes for six");
             assert!(hold.finish().is_err(), "{o:?}: five bytes for six");

@@ -16,7 +16,8 @@ use crate::error::Result;
 use crate::ops::Flip;
 use crate::ops::orient::{Orientation, mirror_rows};
 use crate::pixel::ImageInfo;
-use crate::rotate::rotate_rows_into;
+use crate::rotate::rotate_rows_into_with;
+use crate::simd::Cpu;
 
 /// Collects the image a rotation needs whole.
 pub trait Hold: Send + Debug {
@@ -52,6 +53,7 @@ fn orient_band(
     o: Orientation,
     first: usize,
     dst: &mut [u8],
+    cpu: Cpu,
 ) -> Result<()> {
     let out = o.output_info(info);
     let rb = out.row_bytes();
@@ -72,7 +74,7 @@ fn orient_band(
     dst.par_chunks_mut(per_task * rb)
         .enumerate()
         .try_for_each(|(i, part)| {
-            rotate_rows_into(src, info, o.rotation, first + i * per_task, part)?;
+            rotate_rows_into_with(cpu, src, info, o.rotation, first + i * per_task, part)?;
             if o.mirror {
                 mirror_rows(part, rb, out.channels());
             }

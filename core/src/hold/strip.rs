@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::ops::orient::Orientation;
 use crate::pixel::ImageInfo;
 use crate::rotate::Rotation;
+use crate::simd::Cpu;
 
 /// The image in positional storage, laid out as strips the rotation reads
 /// back one at a time: for quarter turns, vertical strips of whole columns
@@ -23,11 +24,19 @@ pub struct StripHold<S: Positional> {
     strip: usize,
     row: Vec<u8>,
     rows_done: usize,
+    cpu: Cpu,
 }
 
 impl<S: Positional> StripHold<S> {
-    /// A hold writing into `store`, reading back about `strip_bytes` at a time.
-    pub fn new(store: S, input: ImageInfo, orientation: Orientation, strip_bytes: usize) -> Self {
+    /// A hold writing into `store`, reading back about `strip_bytes` at a
+    /// time, oriented on code path `cpu`.
+    pub fn new(
+        store: S,
+        input: ImageInfo,
+        orientation: Orientation,
+        strip_bytes: usize,
+        cpu: Cpu,
+    ) -> Self {
         let (w, h, c) = (
             input.width() as usize,
             input.height() as usize,
@@ -43,6 +52,7 @@ impl<S: Positional> StripHold<S> {
             orientation,
             strip,
             row: Vec::with_capacity(input.row_bytes()),
+            cpu,
             rows_done: 0,
         }
     }
@@ -198,7 +208,7 @@ impl<S: Positional> Produce for StripProduce<S> {
             }
             let rows = (target_bytes / rb).clamp(1, height - *next);
             let mut band = vec![0u8; rows * rb];
-            orient_band(src, *info, orientation, *next, &mut band)?;
+            orient_band(src, *info, orientation, *next, &mut band, self.hold.cpu)?;
             *next += rows;
             return Ok(Some(band.into()));
         }
@@ -243,8 +253,13 @@ mod tests {
             for rot in held_orientations() {
                 let want = crate::ops::naive::orient(&img, rot).unwrap();
                 for strip_bytes in [1, 10, 50, 1000] {
-                    let mut hold: Box<dyn Hold> =
-                        Box::new(StripHold::new(MemStore::default(), info, rot, strip_bytes));
+                    let mut hold: Box<dyn Hold> = Box::new(StripHold::new(
+                        MemStore::default(),
+                        info,
+                        rot,
+                        strip_bytes,
+                        Cpu::detect(),
+                    ));
                     for chunk in data.chunks(6) {
                         hold.write(chunk).unwrap();
                     }

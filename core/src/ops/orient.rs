@@ -168,7 +168,7 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
     // SAFETY: the mirror only stores bytes.
     #[allow(unsafe_code)]
     let dst = unsafe { crate::simd::store::as_uninit(dst) };
-    mirror_rows_into_uninit(src, dst, row_bytes, channels, false)
+    mirror_rows_into_uninit(Cpu::detect(), src, dst, row_bytes, channels, false)
 }
 
 /// [`mirror_rows_into`] into memory that need not be initialised: every
@@ -176,6 +176,7 @@ pub fn mirror_rows_into(src: &[u8], dst: &mut [u8], row_bytes: usize, channels: 
 /// lets the kernels store non-temporally (the caller fences before another
 /// thread reads `dst`).
 pub(crate) fn mirror_rows_into_uninit(
+    cpu: Cpu,
     src: &[u8],
     dst: &mut [MaybeUninit<u8>],
     row_bytes: usize,
@@ -193,7 +194,6 @@ pub(crate) fn mirror_rows_into_uninit(
         .ok()
         .and_then(|w| ImageInfo::new(w, 1, format).ok());
     if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes) {
-        let cpu = Cpu::detect();
         if channels == 1
             && crate::ops::rotate::kernels::mirror_gray_rows_with(cpu, src, row_bytes, dst)
         {

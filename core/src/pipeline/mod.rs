@@ -18,8 +18,48 @@ use crate::hold::{Hold, MemoryHold};
 use crate::ops::Operation;
 use crate::ops::orient::Orientation;
 use crate::pixel::{ImageBuf, ImageInfo};
+use crate::simd::Cpu;
+use crate::stop::Stop;
 pub use plan::{MemoryPlan, Plan, Step};
 use stages::Stage;
+
+/// Input bytes [`Pipeline::apply_with`] pushes at a time: the bands between
+/// two looks at the stop flag (the resampler takes blocks of this size from
+/// a whole-image push anyway).
+pub const APPLY_BAND_BYTES: usize = 4 << 20;
+
+/// How a pipeline runs: the code path its kernels take and the flag that
+/// stops it. Chosen once by the caller and carried by the pipeline; no stage
+/// probes the CPU itself, so a forced path holds end to end.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The code path of every kernel (never wider than the machine's: see
+    /// [`Cpu`]).
+    pub cpu: Cpu,
+    /// Looked at before every push and band: once set, the pipeline ends
+    /// with [`CoreError::Cancelled`].
+    pub stop: Stop,
+}
+
+impl Default for Run {
+    /// The machine's widest path, never stopped.
+    fn default() -> Self {
+        Self {
+            cpu: Cpu::detect(),
+            stop: Stop::new(),
+        }
+    }
+}
+
+impl Run {
+    /// The machine's widest path with `stop`.
+    pub fn with_stop(stop: Stop) -> Self {
+        Self {
+            stop,
+            ..Self::default()
+        }
+    }
+}
 
 /// Pixel bytes in, processed pixel bytes out.
 #[derive(Debug)]
@@ -33,6 +73,7 @@ pub struct Pipeline {
     received: usize,
     /// The stages' outputs between pushes, kept for the next push.
     bufs: Vec<Vec<u8>>,
+    run: Run,
 }
 
 impl Pipeline {
@@ -40,9 +81,11 @@ impl Pipeline {
     /// memory where an orientation needs it whole. Buffers are reserved here,
     /// so a lack of memory fails before any pixel is read.
     pub fn new(input: ImageInfo, ops: &[Operation]) -> Result<Self> {
-        Self::from_plan(&Plan::new(input, ops)?, |info, orientation| {
-            Ok(Box::new(MemoryHold::new(info, orientation)?))
-        })
+        Self::from_plan(
+            &Plan::new(input, ops)?,
+            &Run::default(),
+            |info, orientation, cpu| Ok(Box::new(MemoryHold::new(info, orientation, cpu)?)),
+        )
     }
 
     /// Like [`Pipeline::new`], but each hold keeps its image where
@@ -51,20 +94,22 @@ impl Pipeline {
     pub fn with_hold(
         input: ImageInfo,
         ops: &[Operation],
-        make_hold: impl FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
+        make_hold: impl FnMut(ImageInfo, Orientation, Cpu) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
-        Self::from_plan(&Plan::new(input, ops)?, make_hold)
+        Self::from_plan(&Plan::new(input, ops)?, &Run::default(), make_hold)
     }
 
-    /// Runs a plan (the caller has checked its [`Plan::memory`]).
+    /// Runs a plan (the caller has checked its [`Plan::memory`]) as `run`
+    /// says; `make_hold(image, orientation, cpu)` makes each hold.
     pub fn from_plan(
         plan: &Plan,
-        mut make_hold: impl FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
+        run: &Run,
+        mut make_hold: impl FnMut(ImageInfo, Orientation, Cpu) -> Result<Box<dyn Hold>>,
     ) -> Result<Self> {
         let stages = plan
             .steps()
             .iter()
-            .map(|(info, step)| stages::build(*info, step, &mut make_hold))
+            .map(|(info, step)| stages::build(*info, step, run, &mut make_hold))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             input: plan.input_info(),
@@ -74,20 +119,33 @@ impl Pipeline {
             partial: Vec::new(),
             received: 0,
             bufs: Vec::new(),
+            run: run.clone(),
         })
     }
 
     /// Applies `ops` to a whole image in memory (for callers that hold the
     /// image already, such as the store decoding a file).
     pub fn apply(img: &ImageBuf, ops: &[Operation]) -> Result<ImageBuf> {
-        let mut p = Self::new(img.info(), ops)?;
+        Self::apply_with(img, ops, &Run::default())
+    }
+
+    /// [`Pipeline::apply`] as `run` says: the image goes in in bands of
+    /// [`APPLY_BAND_BYTES`] and comes out in bands, so a stop ends it at the
+    /// next band (the result is the same however the input is cut).
+    pub fn apply_with(img: &ImageBuf, ops: &[Operation], run: &Run) -> Result<ImageBuf> {
+        let mut p = Self::from_plan(&Plan::new(img.info(), ops)?, run, |info, o, cpu| {
+            Ok(Box::new(MemoryHold::new(info, o, cpu)?))
+        })?;
         let out_info = p.output_info();
         let mut out = Vec::new();
         out.try_reserve_exact(out_info.byte_len())
             .map_err(|_| CoreError::OutOfMemory(out_info.byte_len()))?;
-        p.push(img.data(), &mut out)?;
+        let band = APPLY_BAND_BYTES.max(img.info().row_bytes());
+        for chunk in img.data().chunks(band) {
+            p.push(chunk, &mut out)?;
+        }
         let mut rest = p.finish()?;
-        while let Some(band) = rest.next_band(1 << 22)? {
+        while let Some(band) = rest.next_band(APPLY_BAND_BYTES)? {
             out.extend_from_slice(&band);
         }
         ImageBuf::new(out_info, out)
@@ -115,6 +173,7 @@ impl Pipeline {
 
     /// Feeds the next input bytes, appending any output now ready to `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.run.stop.check()?;
         let total = self.input.byte_len();
         if data.len() > total - self.received {
             return Err(CoreError::InvalidInput(format!(
@@ -133,12 +192,18 @@ impl Pipeline {
             data = &data[take..];
             if self.partial.len() == rb {
                 let row = std::mem::take(&mut self.partial);
-                run(&mut self.stages, &row, out, &mut self.bufs)?;
+                run(&mut self.stages, &row, out, &mut self.bufs, &self.run.stop)?;
             }
         }
         let whole = data.len() / rb * rb;
         if whole > 0 {
-            run(&mut self.stages, &data[..whole], out, &mut self.bufs)?;
+            run(
+                &mut self.stages,
+                &data[..whole],
+                out,
+                &mut self.bufs,
+                &self.run.stop,
+            )?;
         }
         self.partial.extend_from_slice(&data[whole..]);
         Ok(())
@@ -158,17 +223,19 @@ impl Pipeline {
             stages: self.stages,
             draining: 0,
             bufs: self.bufs,
+            stop: self.run.stop,
         })
     }
 }
 
 /// Pushes whole rows through `stages` in order; the last stage's output is
-/// appended to `out`.
+/// appended to `out`. A set `stop` ends it before the next stage.
 fn run(
     stages: &mut [Box<dyn Stage>],
     rows: &[u8],
     out: &mut Vec<u8>,
     bufs: &mut Vec<Vec<u8>>,
+    stop: &Stop,
 ) -> Result<()> {
     let Some((last, first)) = stages.split_last_mut() else {
         out.extend_from_slice(rows);
@@ -186,6 +253,7 @@ fn run(
         if input.is_empty() {
             break;
         }
+        stop.check()?;
         let mut next = std::mem::take(&mut bufs[i]);
         next.clear();
         stage.push(input, &mut next)?;
@@ -215,6 +283,7 @@ pub struct Remainder {
     draining: usize,
     /// As [`Pipeline`]'s.
     bufs: Vec<Vec<u8>>,
+    stop: Stop,
 }
 
 impl Remainder {
@@ -222,13 +291,14 @@ impl Remainder {
     /// one row), or `None` when everything has been produced.
     pub fn next_band(&mut self, target_bytes: usize) -> Result<Option<Bytes>> {
         while self.draining < self.stages.len() {
+            self.stop.check()?;
             let (head, tail) = self.stages.split_at_mut(self.draining + 1);
             match head[self.draining].drain(target_bytes)? {
                 // The last stage's band is the output as it is.
                 Some(band) if tail.is_empty() => return Ok(Some(band)),
                 Some(band) => {
                     let mut out = Vec::new();
-                    run(tail, &band, &mut out, &mut self.bufs)?;
+                    run(tail, &band, &mut out, &mut self.bufs, &self.stop)?;
                     if !out.is_empty() {
                         return Ok(Some(out.into()));
                     }

@@ -59,6 +59,8 @@ impl Axis {
 /// The horizontal pass of one row.
 #[derive(Debug)]
 struct Horizontal {
+    /// The code path of every kernel of this resize (both passes).
+    cpu: Cpu,
     axis: Axis,
     /// The weights laid out for the row kernel, made when a row first
     /// goes that way (with the column kernel, only a last partial strip
@@ -90,9 +92,8 @@ thread_local! {
 }
 
 impl Horizontal {
-    fn new(input: ImageInfo, out_width: u32, filter: Filter) -> Self {
+    fn new(input: ImageInfo, out_width: u32, filter: Filter, cpu: Cpu) -> Self {
         let axis = Axis::new(input.width() as usize, out_width as usize, filter);
-        let cpu = Cpu::detect();
         let strips = match &axis {
             Axis::Weights(c) if cpu.clamp() >= Cpu::Avx2 => {
                 let rows = strip_rows(input.channels()) as u32;
@@ -113,6 +114,7 @@ impl Horizontal {
             _ => None,
         };
         Horizontal {
+            cpu,
             digits,
             table: OnceLock::new(),
             axis,
@@ -134,7 +136,7 @@ impl Horizontal {
         let Some((pairs, strip_in, strip_out)) = &self.strips else {
             return false;
         };
-        let cpu = Cpu::detect();
+        let cpu = self.cpu;
         s.cols.resize(src.len(), 0);
         let width = strip_in.width() as usize;
         to_columns_with(
@@ -164,7 +166,7 @@ impl Horizontal {
         let src = if self.premultiplied {
             scratch.clear();
             scratch.extend_from_slice(src);
-            premultiply_with(Cpu::detect(), scratch);
+            premultiply_with(self.cpu, scratch);
             &scratch[..]
         } else {
             src
@@ -173,7 +175,7 @@ impl Horizontal {
             Axis::Keep => dst.copy_from_slice(src),
             Axis::Weights(k) => {
                 let table = self.table.get_or_init(|| Some(HorizontalTable::new(k, c)));
-                horizontal_row_with(Cpu::detect(), src, k, table.as_ref(), c, dst)
+                horizontal_row_with(self.cpu, src, k, table.as_ref(), c, dst)
             }
             Axis::Nearest(xs) => {
                 for (o, &x) in dst.chunks_exact_mut(c).zip(xs) {
@@ -203,11 +205,11 @@ pub(crate) struct ResizeStage {
 }
 
 impl ResizeStage {
-    pub(crate) fn new(input: ImageInfo, out: ImageInfo, filter: Filter) -> Self {
+    pub(crate) fn new(input: ImageInfo, out: ImageInfo, filter: Filter, cpu: Cpu) -> Self {
         Self {
             input,
             out,
-            horizontal: Horizontal::new(input, out.width(), filter),
+            horizontal: Horizontal::new(input, out.width(), filter, cpu),
             vertical: Axis::new(input.height() as usize, out.height() as usize, filter),
             premultiplied: input.channels() == 4 && filter != Filter::Nearest,
             buf: Vec::new(),
@@ -381,7 +383,7 @@ impl ResizeStage {
             let (buf, first_row, first_out) = (&self.buf, self.first_row, self.rows_out);
             let vertical = &self.vertical;
             let premultiplied = self.premultiplied;
-            let cpu = Cpu::detect();
+            let cpu = self.horizontal.cpu;
             let row = |y: usize| &buf[(y - first_row) * rb..][..rb];
             let per_task = split_rows(ready - first_out, rb);
             out[start..]
@@ -451,15 +453,19 @@ mod tests {
                     let want = resample_image(&src, w, h, c, ow, oh, filter);
                     let info = ImageInfo::new(w as u32, h as u32, f).unwrap();
                     let out_info = ImageInfo::new(ow as u32, oh as u32, f).unwrap();
-                    for part_rows in [h, 1, 5, 17, 33] {
-                        let mut stage = ResizeStage::new(info, out_info, filter);
+                    for (cpu, part_rows) in Cpu::available()
+                        .into_iter()
+                        .flat_map(|cpu| [h, 1, 5, 17, 33].map(|p| (cpu, p)))
+                    {
+                        let mut stage = ResizeStage::new(info, out_info, filter, cpu);
                         let mut got = Vec::new();
                         for part in src.chunks(part_rows * w * c) {
                             stage.push(part, &mut got).unwrap();
                         }
                         assert!(
                             got == want,
-                            "{f:?} {w}x{h} -> {ow}x{oh} {filter:?}, parts of {part_rows} rows"
+                            "{f:?} {w}x{h} -> {ow}x{oh} {filter:?}, parts of {part_rows} rows, {}",
+                            cpu.name()
                         );
                     }
                 }

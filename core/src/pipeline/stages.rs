@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use rayon::prelude::*;
 
+use super::Run;
 use super::plan::Step;
 use crate::error::Result;
 use crate::hold::{Hold, Produce};
@@ -27,6 +28,7 @@ use crate::ops::{CropBox, Kernel};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
 use crate::simd::store::par_extend_uninit;
+use crate::stop::Stop;
 use crate::stream::StreamingMean;
 
 /// Input bytes a parallel task takes when a push brings many rows.
@@ -57,27 +59,31 @@ pub(crate) trait Stage: Send + Debug {
     }
 }
 
-/// Builds the stage for `step`, which receives images of geometry `info`;
-/// holds are made by `make_hold`.
+/// Builds the stage for `step`, which receives images of geometry `info`
+/// and runs as `run` says; holds are made by `make_hold`.
 pub(crate) fn build(
     info: ImageInfo,
     step: &Step,
-    make_hold: &mut dyn FnMut(ImageInfo, Orientation) -> Result<Box<dyn Hold>>,
+    run: &Run,
+    make_hold: &mut dyn FnMut(ImageInfo, Orientation, Cpu) -> Result<Box<dyn Hold>>,
 ) -> Result<Box<dyn Stage>> {
+    let cpu = run.cpu;
+    let stencil = |filter| Box::new(StencilStage::new(info, filter, cpu, run.stop.clone()));
     Ok(match step {
         Step::Point(p) => Box::new(PointStage {
             ops: p.clone(),
             in_row: info.row_bytes(),
+            cpu,
         }),
         Step::Crop(b) => Box::new(CropStage {
             b: *b,
             info,
             next_row: 0,
         }),
-        Step::Mean => Box::new(MeanStage(StreamingMean::new(info))),
-        Step::Blur(t) => Box::new(StencilStage::new(info, Filter::Blur(t.clone()))),
-        Step::Sharpen(t, a) => Box::new(StencilStage::new(info, Filter::Sharpen(t.clone(), *a))),
-        Step::Convolve(k) => Box::new(StencilStage::new(info, Filter::Convolve(k.clone()))),
+        Step::Mean => Box::new(MeanStage(StreamingMean::with_cpu(info, cpu))),
+        Step::Blur(t) => stencil(Filter::Blur(t.clone())),
+        Step::Sharpen(t, a) => stencil(Filter::Sharpen(t.clone(), *a)),
+        Step::Convolve(k) => stencil(Filter::Convolve(k.clone())),
         Step::Resize {
             width,
             height,
@@ -86,6 +92,7 @@ pub(crate) fn build(
             info,
             ImageInfo::new(*width, *height, info.format())?,
             *filter,
+            cpu,
         )),
         Step::Overlay(o) => Box::new(OverlayStage {
             prepared: Prepared::new(o, info.format()),
@@ -95,9 +102,10 @@ pub(crate) fn build(
         Step::Orient(o) if !o.needs_whole_image() => Box::new(MirrorStage {
             row_bytes: info.row_bytes(),
             channels: info.channels(),
+            cpu,
         }),
         Step::Orient(o) => Box::new(HoldStage {
-            hold: Some(make_hold(info, *o)?),
+            hold: Some(make_hold(info, *o, cpu)?),
             produce: None,
         }),
     })
@@ -107,6 +115,7 @@ pub(crate) fn build(
 struct PointStage {
     ops: PointOps,
     in_row: usize,
+    cpu: Cpu,
 }
 
 impl Stage for PointStage {
@@ -126,6 +135,7 @@ impl Stage for PointStage {
                     &rows[i * in_part..][..dst.len() / out_row * self.in_row],
                     dst,
                     nt,
+                    self.cpu,
                 )
             })
         };
@@ -154,11 +164,12 @@ impl Stage for CropStage {
 struct MirrorStage {
     row_bytes: usize,
     channels: usize,
+    cpu: Cpu,
 }
 
 impl Stage for MirrorStage {
     fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let (rb, c) = (self.row_bytes, self.channels);
+        let (rb, c, cpu) = (self.row_bytes, self.channels, self.cpu);
         let nt = rows.len() >= STREAM_BYTES;
         // Whole rows per part; the mirror takes each part's rows last to
         // first (see `mirror_rows_into_uninit`), one call per part rather
@@ -170,7 +181,7 @@ impl Stage for MirrorStage {
         #[allow(unsafe_code)]
         unsafe {
             par_extend_uninit(out, rows.len(), part, nt, |i, dst| {
-                mirror_rows_into_uninit(&rows[i * part..][..dst.len()], dst, rb, c, nt)
+                mirror_rows_into_uninit(cpu, &rows[i * part..][..dst.len()], dst, rb, c, nt)
             })
         };
         Ok(())
@@ -227,12 +238,12 @@ impl Filter {
     /// not be initialised).
     fn row(
         &self,
+        cpu: Cpu,
         rows: &[&[u8]],
         channels: usize,
         s: &mut RowScratch,
         out: &mut [MaybeUninit<u8>],
     ) {
-        let cpu = Cpu::detect();
         match self {
             Filter::Blur(t) => blur_row_uninit(cpu, t, rows, channels, None, &mut s.blur, out),
             Filter::Sharpen(t, amount) => {
@@ -259,6 +270,10 @@ struct RowScratch {
 struct StencilStage {
     info: ImageInfo,
     filter: Filter,
+    cpu: Cpu,
+    /// Looked at before each task's rows: a stopped stage writes zeros
+    /// instead of filtering and its push ends with `Cancelled`.
+    stop: Stop,
     /// Input rows `first_row..rows_in`.
     buf: Vec<u8>,
     first_row: usize,
@@ -267,10 +282,12 @@ struct StencilStage {
 }
 
 impl StencilStage {
-    fn new(info: ImageInfo, filter: Filter) -> Self {
+    fn new(info: ImageInfo, filter: Filter, cpu: Cpu, stop: Stop) -> Self {
         Self {
             info,
             filter,
+            cpu,
+            stop,
             buf: Vec::new(),
             first_row: 0,
             rows_in: 0,
@@ -296,6 +313,7 @@ impl Stage for StencilStage {
         if ready > self.rows_out {
             let first = self.rows_out;
             let (buf, first_row, filter) = (&self.buf, self.first_row, &self.filter);
+            let (cpu, stop) = (self.cpu, &self.stop);
             let channels = self.info.channels();
             let row = |y: usize| {
                 if y < new_first {
@@ -306,6 +324,12 @@ impl Stage for StencilStage {
             };
             let per_task = (TASK_BYTES / rb).max(1);
             let fill = |i: usize, band: &mut [MaybeUninit<u8>]| {
+                // A wide stencil on a large push takes long: a stop ends it
+                // here, a task (128 KiB of rows) later, not a push later.
+                if stop.is_stopped() {
+                    band.fill(MaybeUninit::new(0));
+                    return;
+                }
                 let mut scratch = RowScratch::default();
                 let mut window = Vec::with_capacity(2 * r + 1);
                 for (j, o) in band.chunks_exact_mut(rb).enumerate() {
@@ -315,7 +339,7 @@ impl Stage for StencilStage {
                         (-(r as isize)..=r as isize)
                             .map(|d| row(reflect101(y as isize + d, height))),
                     );
-                    filter.row(&window, channels, &mut scratch, o);
+                    filter.row(cpu, &window, channels, &mut scratch, o);
                 }
             };
             // SAFETY: the parts are whole rows (the length appended and the
@@ -325,6 +349,7 @@ impl Stage for StencilStage {
             unsafe {
                 par_extend_uninit(out, (ready - first) * rb, per_task * rb, false, fill)
             };
+            self.stop.check()?;
             self.rows_out = ready;
         }
         // Keep the rows that later output rows read: from rows_out - r on.

@@ -120,6 +120,13 @@ impl Cpu {
         self.min(Cpu::detect())
     }
 
+    /// The path that forcing `self` runs on this machine: `self` if it runs
+    /// here, else the widest narrower one (what every kernel does with a
+    /// path it is handed).
+    pub fn clamp_to_machine(self) -> Cpu {
+        self.clamp()
+    }
+
     /// Whether path `self` (clamped) runs the AVX-512 VBMI byte permutes:
     /// AVX-512 F and BW, and this machine has VBMI.
     pub(crate) fn vbmi(self) -> bool {

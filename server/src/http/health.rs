@@ -10,8 +10,8 @@ use super::App;
 
 /// The answer to `GET /healthz`.
 pub(super) async fn healthz(State(app): State<App>) -> Response {
-    let admission = &app.shared.admission;
-    let store = match &app.shared.store {
+    let admission = &app.exec.admission;
+    let store = match &app.exec.store {
         None => json!({ "configured": false }),
         Some(s) => json!({
             "configured": true,
@@ -20,7 +20,7 @@ pub(super) async fn healthz(State(app): State<App>) -> Response {
             "cached_result_bytes": s.cache.bytes(),
         }),
     };
-    let jobs = match &app.shared.jobs {
+    let jobs = match &app.jobs {
         None => json!({ "configured": false }),
         Some(j) => {
             let q = j.queue();

@@ -34,20 +34,21 @@ use axum::routing::{get, post};
 use nlimage_core::{EncodeOptions, Operation, PngCompression};
 use serde_json::json;
 use tokio_stream::StreamExt;
-use tonic::{Code, Status};
 
+use crate::error::Error;
+use crate::exec::Executor;
+use crate::exec::render::RenderRequest;
 use crate::gate::Gate;
-use crate::service::Shared;
-use crate::service::store::output_format;
-use crate::store::render::RenderRequest;
-use crate::store::upload::UPLOAD_MEMORY;
+use crate::jobs::Jobs;
 use crate::store::{PutInfo, Store};
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct App {
     /// Pool, limits, admission, store.
-    pub shared: Shared,
+    pub exec: Executor,
+    /// The job queue, if the server runs jobs (for `/healthz`).
+    pub jobs: Option<Jobs>,
     /// Draining, the bearer token, rate limits.
     pub gate: Gate,
     /// The URL-signing key, if GETs must be signed.
@@ -101,31 +102,22 @@ pub async fn serve(
     .await
 }
 
-/// An error answer: JSON `{"error": ..., "code": ...}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "error": message.into(), "code": code });
-    (status, axum::Json(body)).into_response()
-}
-
-/// The HTTP answer for a status the store or admission gave.
-fn from_status(s: &Status) -> Response {
-    let m = s.message();
-    let http = match s.code() {
-        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::ResourceExhausted if m.starts_with("rate limit") => StatusCode::TOO_MANY_REQUESTS,
-        Code::ResourceExhausted if m.starts_with("server busy") => StatusCode::SERVICE_UNAVAILABLE,
-        Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let mut r = error(http, &format!("{:?}", s.code()), m);
-    if http == StatusCode::SERVICE_UNAVAILABLE {
+/// The JSON answer for an error: `{"error": message, "code": category}`
+/// with the category's HTTP status, a `Retry-After` where waiting helps, and
+/// the flag that raises a limit (`"limit_flag"`) where there is one.
+fn from_error(e: &Error) -> Response {
+    let mut body = json!({ "error": e.to_string(), "code": e.code_name() });
+    if let Error::TooLarge {
+        flag: Some(flag), ..
+    } = e
+    {
+        body["limit_flag"] = json!(flag);
+    }
+    let mut r = (e.http_status(), axum::Json(body)).into_response();
+    if let Some(wait) = e.retry_after() {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
@@ -139,28 +131,22 @@ fn record(route: &'static str, status: StatusCode, started: Instant) {
 
 impl App {
     fn store(&self) -> Result<&Store, Response> {
-        self.shared
-            .store()
-            .map_err(|s| error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", s.message()))
+        self.exec.store().map_err(|e| from_error(&e))
     }
 
     /// Draining, then the client's rate, then (unless `signed`) the token.
     fn admit(&self, headers: &HeaderMap, remote: IpAddr, signed: bool) -> Result<(), Response> {
         if self.gate.draining() {
-            return Err(from_status(&Status::unavailable(
+            return Err(from_error(&Error::unavailable(
                 "the server is shutting down: retry elsewhere or later",
             )));
         }
         if let Err(wait) = self.gate.check_rate(Some(remote)) {
-            let mut r = from_status(&crate::ratelimit::RateLimit::status(wait));
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Err(r);
+            return Err(from_error(&crate::ratelimit::RateLimit::error(wait)));
         }
         if !signed {
             let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-            self.gate.check_token(auth).map_err(|s| from_status(&s))?;
+            self.gate.check_token(auth).map_err(|e| from_error(&e))?;
         }
         Ok(())
     }
@@ -248,32 +234,28 @@ async fn fetch_inner(
     let signed = match (&app.signing_key, sig) {
         (None, _) => false,
         (Some(_), None) => {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "PermissionDenied",
+            return Err(from_error(&Error::permission_denied(
                 "this server serves signed URLs only: add sig=HMAC-SHA256(key, path?query) in hex",
-            ));
+            )));
         }
         (Some(key), Some(sig)) => {
             if !sign::verify(key, &sign::message(&path, &unsigned_query), sig) {
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    "PermissionDenied",
+                return Err(from_error(&Error::permission_denied(
                     "the URL's signature does not match its path and query",
-                ));
+                )));
             }
             true
         }
     };
     app.admit(headers, peer.ip(), signed)?;
-    let store = app.store()?;
+    app.store()?;
     let (id, ext) = match file.split_once('.') {
         Some((id, ext)) => (id, ext),
         None => (file, ""),
     };
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, "InvalidArgument", m);
-    let format = output_format(ext).map_err(|s| bad(s.message().to_owned()))?;
-    let (ops, options, draft) = parse_query(&unsigned_query).map_err(bad)?;
+    let bad = |e: Error| from_error(&e);
+    let format = nlimage::convert::output_format(ext).map_err(|e| bad(e.into()))?;
+    let (ops, options, draft) = parse_query(&unsigned_query).map_err(|m| bad(Error::invalid(m)))?;
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -287,12 +269,14 @@ async fn fetch_inner(
         if_none_match,
         draft,
         no_cache: false,
-        stop: None,
     };
-    let rendered = store
-        .render(&app.shared, req, deadline)
+    // Dropped with this request if the client goes away: the render then
+    // stops at its next band (keeping its memory until it has).
+    let rendered = app
+        .exec
+        .render(req, deadline)
         .await
-        .map_err(|s| from_status(&s))?;
+        .map_err(|e| from_error(&e))?;
     let mut h = HeaderMap::new();
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     h.insert(header::ETAG, value(&rendered.tag));
@@ -347,7 +331,7 @@ async fn upload(
     let started = Instant::now();
     let r = async {
         app.admit(&headers, peer.ip(), false)?;
-        let store = app.store()?;
+        app.store()?;
         // hyper itself fails a body shorter than its Content-Length.
         let mut info = PutInfo {
             content_type: headers
@@ -361,27 +345,20 @@ async fn upload(
             match &*k {
                 "filename" => info.filename = v.into_owned(),
                 other => {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidArgument",
-                        format!("unknown query parameter '{other}': use filename"),
-                    ));
+                    return Err(from_error(&Error::invalid(format!(
+                        "unknown query parameter '{other}': use filename"
+                    ))));
                 }
             }
         }
-        let _memory = app
-            .shared
-            .admission
-            .reserve(UPLOAD_MEMORY, None)
-            .await
-            .map_err(|s| from_status(&s))?;
         let chunks = body
             .into_data_stream()
-            .map(|c| c.map_err(|e| Status::cancelled(format!("the upload broke off: {e}"))));
-        let meta = store
-            .put(info, &app.shared.limits, Box::pin(chunks))
+            .map(|c| c.map_err(|e| Error::cancelled(format!("the upload broke off: {e}"))));
+        let meta = app
+            .exec
+            .upload(info, Box::pin(chunks), None)
             .await
-            .map_err(|s| from_status(&s))?;
+            .map_err(|e| from_error(&e))?;
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -423,7 +400,7 @@ async fn remove(
             .store()?
             .delete(&file)
             .await
-            .map_err(|s| from_status(&s))?;
+            .map_err(|e| from_error(&e))?;
         Ok::<_, Response>(
             axum::Json(json!({ "deleted": file, "results_removed": n })).into_response(),
         )
@@ -465,22 +442,21 @@ mod tests {
     }
 
     #[test]
-    fn statuses_map_to_http_codes() {
-        let c = |s: Status| from_status(&s).status();
-        assert_eq!(c(Status::invalid_argument("x")), StatusCode::BAD_REQUEST);
-        assert_eq!(c(Status::not_found("x")), StatusCode::NOT_FOUND);
+    fn errors_answer_with_their_category_and_a_retry_where_waiting_helps() {
+        let busy = from_error(&Error::Busy("server busy: x".into()));
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let limited = from_error(&crate::ratelimit::RateLimit::error(
+            std::time::Duration::from_millis(2500),
+        ));
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+        let big = from_error(&Error::too_large("image is 9x9", "--max-pixels"));
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!big.headers().contains_key(header::RETRY_AFTER));
         assert_eq!(
-            c(Status::resource_exhausted("rate limit: x")),
-            StatusCode::TOO_MANY_REQUESTS
+            from_error(&Error::invalid("x")).status(),
+            StatusCode::BAD_REQUEST
         );
-        assert_eq!(
-            c(Status::resource_exhausted("server busy: x")),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            c(Status::resource_exhausted("image is 9x9")),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(c(Status::unauthenticated("x")), StatusCode::UNAUTHORIZED);
     }
 }

@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 
 pub use db::{Inserted, JobRow, ListFilter, NewJob, Queue};
 
@@ -58,11 +58,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The job database's errors as statuses.
-pub fn db_error(e: sqlx::Error) -> Status {
-    Status::unavailable(format!("job database: {e}"))
 }
 
 /// The jobs of one replica: the queue and what this replica runs.
@@ -138,7 +133,7 @@ impl Jobs {
         spec: Vec<u8>,
         labels: BTreeMap<String, String>,
         idempotency_key: Option<String>,
-    ) -> Result<Inserted, Status> {
+    ) -> Result<Inserted, Error> {
         let r = self
             .inner
             .queue
@@ -150,30 +145,30 @@ impl Jobs {
                 now_ms: now_ms(),
             })
             .await
-            .map_err(db_error)?;
+            .map_err(Error::from)?;
         self.inner.submitted.notify_one();
         self.inner.changed.notify_waiters();
         Ok(r)
     }
 
     /// The job `id`, or NOT_FOUND.
-    pub async fn get(&self, id: &str) -> Result<JobRow, Status> {
+    pub async fn get(&self, id: &str) -> Result<JobRow, Error> {
         self.inner
             .queue
             .get(id)
             .await
-            .map_err(db_error)?
-            .ok_or_else(|| Status::not_found(format!("no job with id '{id}'")))
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("no job with id '{id}'")))
     }
 
     /// Cancels `id` (nothing changes if it has ended) and returns it.
-    pub async fn cancel(&self, id: &str) -> Result<JobRow, Status> {
+    pub async fn cancel(&self, id: &str) -> Result<JobRow, Error> {
         let cancelled = self
             .inner
             .queue
             .cancel(id, now_ms())
             .await
-            .map_err(db_error)?;
+            .map_err(Error::from)?;
         if cancelled {
             if let Some(t) = self.running().get(id) {
                 t.cancel();

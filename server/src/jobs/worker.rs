@@ -1,9 +1,11 @@
 //! The worker loop: claims runnable jobs while this replica has room, runs
 //! each under a lease it renews, and ends it -- succeeded with its stored
 //! result, failed with a status, or queued again after a transient failure.
-//! A job runs on the store's code ([`crate::store::Store::render`], the code
-//! behind `ImageStore.Get`), so it goes through the same admission (worker
-//! slots, the memory budget), limits and compute pool as requests do.
+//! A job runs on the executor ([`crate::exec::Executor::render`], the code
+//! behind `ImageStore.Get` and the HTTP gateway), so it goes through the
+//! same admission (worker slots, the memory budget), limits and compute pool
+//! as requests do; a job cancelled (or taken over) drops its work, which
+//! stops at its next band and keeps its reservation until it has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +17,14 @@ use prost::Message;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
+use tonic::Code;
 use tracing::Instrument;
 
 use super::db::{JobRow, state};
 use super::{Jobs, now_ms};
-use crate::service::Shared;
-use crate::service::store::{encode_options, output_format};
-use crate::status::from_core;
-use crate::store::render::RenderRequest;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::exec::render::RenderRequest;
 use crate::store::{Meta, PutInfo};
 
 /// How often a running job checks that it is still its replica's (not
@@ -33,26 +34,11 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// submitted to this replica wakes it at once).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// Whether a failure may pass if the job runs again.
-pub fn transient(s: &Status) -> bool {
-    match s.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::Unknown
-        | Code::Internal
-        | Code::Cancelled => true,
-        // A full queue, not a request over the limits.
-        Code::ResourceExhausted => s.message().starts_with("server busy"),
-        _ => false,
-    }
-}
-
 /// Runs jobs until `stop`; then waits up to `grace` for running jobs and
 /// puts the rest back in the queue for another replica.
-pub async fn run(jobs: Jobs, shared: Shared, stop: CancellationToken, grace: Duration) {
+pub async fn run(jobs: Jobs, exec: Executor, stop: CancellationToken, grace: Duration) {
     let concurrency = match jobs.inner.config.concurrency {
-        0 => 2 * shared.compute_workers(),
+        0 => 2 * exec.workers(),
         n => n,
     };
     let room = Arc::new(Semaphore::new(concurrency));
@@ -73,9 +59,9 @@ pub async fn run(jobs: Jobs, shared: Shared, stop: CancellationToken, grace: Dur
         match claimed {
             Ok(Some(row)) => {
                 jobs.inner.changed.notify_waiters();
-                let (jobs, shared) = (jobs.clone(), shared.clone());
+                let (jobs, exec) = (jobs.clone(), exec.clone());
                 tasks.spawn(async move {
-                    run_one(&jobs, &shared, row).await;
+                    run_one(&jobs, &exec, row).await;
                     drop(permit);
                 });
             }
@@ -148,7 +134,7 @@ async fn purge_ended(jobs: Jobs, stop: CancellationToken) {
 }
 
 /// Runs one claimed job to its end (or until it is no longer ours).
-async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
+async fn run_one(jobs: &Jobs, exec: &Executor, row: JobRow) {
     let id = row.id.clone();
     let owner = jobs.inner.owner.clone();
     let max = i64::from(jobs.inner.config.max_attempts);
@@ -196,13 +182,14 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
     // The wait in the queue, from submission to this claim.
     let since = std::time::UNIX_EPOCH + Duration::from_millis(row.created_ms.max(0) as u64);
     crate::otel::past_span(&span, "queue wait", since, std::time::SystemTime::now());
-    let work = execute(jobs, shared, &id, &row.spec, token.clone()).instrument(span);
+    let work = execute(jobs, exec, &id, &row.spec).instrument(span);
     let outcome = tokio::select! {
         r = work => Some(r),
         () = keep_lease(jobs, &id) => None,
         () = token.cancelled() => None,
     };
-    // Whatever still computes for this job stops at its next chunk or band.
+    // The work's future is gone with the select: whatever still computes
+    // for this job stops at its next band.
     token.cancel();
     let running = {
         let mut r = jobs.running();
@@ -213,7 +200,7 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
     let label = match &outcome {
         None => "stopped",
         Some(Ok(_)) => "succeeded",
-        Some(Err(s)) if transient(s) && row.attempts < max => "retried",
+        Some(Err(e)) if e.is_transient() && row.attempts < max => "retried",
         Some(Err(_)) => "failed",
     };
     crate::metrics::job_ended(label, claimed_at.elapsed().as_secs_f64(), running);
@@ -228,20 +215,22 @@ async fn run_one(jobs: &Jobs, shared: &Shared, row: JobRow) {
                 .finish(&id, &owner, state::SUCCEEDED, Some(&result), 0, "", now)
                 .await
         }
-        Some(Err(s)) if transient(&s) && row.attempts < max => {
+        Some(Err(e)) if e.is_transient() && row.attempts < max => {
             let backoff = 1000i64 << (row.attempts - 1).clamp(0, 6);
-            tracing::warn!(job = %id, "job failed ({}), will retry: {}", s.code(), s.message());
-            queue.requeue(&id, &owner, now + backoff, s.message()).await
+            tracing::warn!(job = %id, "job failed ({:?}), will retry: {e}", e.code());
+            queue
+                .requeue(&id, &owner, now + backoff, &e.to_string())
+                .await
         }
-        Some(Err(s)) => {
+        Some(Err(e)) => {
             queue
                 .finish(
                     &id,
                     &owner,
                     state::FAILED,
                     None,
-                    s.code() as i64,
-                    s.message(),
+                    e.code() as i64,
+                    &e.to_string(),
                     now,
                 )
                 .await
@@ -289,55 +278,43 @@ async fn set_stage(jobs: &Jobs, id: &str, stage: &str, progress: f64) {
 }
 
 /// The job's work: source, operations, encoding, the stored result.
-async fn execute(
-    jobs: &Jobs,
-    shared: &Shared,
-    id: &str,
-    spec: &[u8],
-    stop: CancellationToken,
-) -> Result<Meta, Status> {
+async fn execute(jobs: &Jobs, exec: &Executor, id: &str, spec: &[u8]) -> Result<Meta> {
     let spec = JobSpec::decode(spec)
-        .map_err(|e| Status::internal(format!("the stored job cannot be read: {e}")))?;
-    let store = shared.store()?;
-    let limits = shared.limits;
+        .map_err(|e| Error::internal(format!("the stored job cannot be read: {e}")))?;
+    let store = exec.store()?;
     let source = match spec.source {
         Some(job_spec::Source::SourceId(s)) => s,
         Some(job_spec::Source::SourceUrl(url)) => {
             set_stage(jobs, id, "fetching", 0.05).await;
-            let fetched = shared
-                .sources
-                .fetch_into(store, &url, &limits, Default::default())
-                .await?
-                .id;
+            let fetched = exec.upload_url(&url, Default::default()).await?.id;
             set_stage(jobs, id, "processing", 0.3).await;
             fetched
         }
-        None => return Err(Status::invalid_argument("the job has no source")),
+        None => return Err(Error::invalid("the job has no source")),
     };
     // (A claimed job is already at "processing".)
-    let format = output_format(&spec.format)?
-        .ok_or_else(|| Status::invalid_argument("a job needs an output format"))?;
-    let ops = convert::operations(&spec.operations).map_err(from_core)?;
+    let format = convert::output_format(&spec.format)?
+        .ok_or_else(|| Error::invalid("a job needs an output format"))?;
+    let ops = convert::operations(&spec.operations)?;
     let request = RenderRequest {
         id: source,
         format: Some(format),
         ops,
-        options: encode_options(spec.encode.as_ref())?,
+        options: convert::encode_options(spec.encode.as_ref())?,
         if_none_match: None,
         draft: spec.draft,
         no_cache: true,
-        stop: Some(stop),
     };
-    let rendered = store.render(shared, request, None).await?;
+    let rendered = exec.render(request, None).await?;
     let body: Bytes = rendered
         .body
-        .ok_or_else(|| Status::internal("the result came back empty"))?;
+        .ok_or_else(|| Error::internal("the result came back empty"))?;
     let info = PutInfo {
         filename: format!("{id}.{}", format.extension()),
         content_type: format.mime().to_string(),
         labels: Default::default(),
         length: Some(body.len() as u64),
     };
-    let chunks = tokio_stream::iter([Ok::<_, Status>(body)]);
-    store.put(info, &limits, chunks).await
+    let chunks = tokio_stream::iter([Ok::<_, Error>(body)]);
+    store.put(info, &exec.limits, chunks).await
 }

@@ -31,6 +31,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use tonic::Status;
+
+use crate::error::Error;
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
@@ -55,6 +57,8 @@ pub struct MessageLimit {
     pub bytes: u64,
     /// What to tell a client whose message is larger.
     pub why: &'static str,
+    /// The flag that raises the limit.
+    pub flag: &'static str,
 }
 
 /// The classic service behind its admission.
@@ -145,9 +149,9 @@ where
     async fn admit(mut self, req: http::Request<Body>) -> Result<http::Response<Body>, Infallible> {
         let method = method(req.uri().path());
         let metadata = MetadataMap::from_headers(req.headers().clone());
-        let refused = |status: Status| {
-            RequestLog::start(method, gate::request_id(&metadata)).finish(Err(&status));
-            Ok(status.into_http())
+        let refused = |e: Error| {
+            RequestLog::start(method, gate::request_id(&metadata)).finish(Err(&e));
+            Ok(Status::from(e).into_http())
         };
         // Draining and the token first: nothing is read before they pass.
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -169,14 +173,14 @@ where
         let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + PREFIX_WAIT);
         let head = match tokio::time::timeout_at(until, read_prefix(&mut body)).await {
             Ok(Ok(head)) => head,
-            Ok(Err(status)) => return refused(status),
+            Ok(Err(e)) => return refused(e),
             Err(_) if deadline.is_some() => {
-                return refused(Status::deadline_exceeded(
-                    "the deadline passed before the request's message began",
+                return refused(Error::Deadline(
+                    "the deadline passed before the request's message began".into(),
                 ));
             }
             Err(_) => {
-                return refused(Status::cancelled(format!(
+                return refused(Error::Cancelled(format!(
                     "no message arrived within {PREFIX_WAIT:?}"
                 )));
             }
@@ -185,13 +189,16 @@ where
             let compressed = head[0] != 0;
             let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
             if !compressed && len > self.limit.bytes {
-                return refused(Status::resource_exhausted(format!(
-                    "the message is {len} bytes ({}), over the largest classic message of {} bytes ({}): {}",
-                    mib(len),
-                    self.limit.bytes,
-                    mib(self.limit.bytes),
-                    self.limit.why
-                )));
+                return refused(Error::TooLarge {
+                    message: format!(
+                        "the message is {len} bytes ({}), over the largest classic message of {} bytes ({}): {}",
+                        mib(len),
+                        self.limit.bytes,
+                        mib(self.limit.bytes),
+                        self.limit.why
+                    ),
+                    flag: Some(self.limit.flag),
+                });
             }
             let bytes = reservation(compressed, len, answer_compressed, self.limit.bytes)
                 .min(self.admission.budget());
@@ -221,7 +228,7 @@ where
 }
 
 /// Reads data frames until the 5-byte message prefix is in (or the body ends).
-async fn read_prefix(body: &mut Body) -> Result<BytesMut, Status> {
+async fn read_prefix(body: &mut Body) -> Result<BytesMut, Error> {
     let mut head = BytesMut::new();
     while head.len() < 5 {
         match body.frame().await {
@@ -232,7 +239,7 @@ async fn read_prefix(body: &mut Body) -> Result<BytesMut, Status> {
                 }
             }
             Some(Err(e)) => {
-                return Err(Status::cancelled(format!(
+                return Err(Error::Cancelled(format!(
                     "the request body failed: {}",
                     e.message()
                 )));

@@ -4,25 +4,26 @@
 use nlimage::classic::nl_image_rotate_request::Rotation as WireRotation;
 use nlimage::classic::nl_image_service_server::NlImageService;
 use nlimage::classic::{NlImage, NlImageRotateRequest};
-use nlimage_core::error::try_alloc;
-use nlimage_core::{ImageInfo, Limits, PixelFormat, Rotation, mean3x3_into, rotate_into};
+use nlimage_core::{
+    Cpu, ImageInfo, Limits, PixelFormat, Rotation, mean3x3_into_with, rotate_into_with,
+};
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
 use crate::gate;
 use crate::log::RequestLog;
-use crate::status::{from_core, invalid};
 
 /// The classic `NLImageService`.
 #[derive(Clone, Debug)]
 pub struct ClassicService {
-    shared: Shared,
+    exec: Executor,
 }
 
 impl ClassicService {
-    /// A service running its work on `shared`'s pool within its limits.
-    pub fn new(shared: Shared) -> Self {
-        Self { shared }
+    /// A service running its work on `exec`.
+    pub fn new(exec: Executor) -> Self {
+        Self { exec }
     }
 
     /// Runs `kernel` over `img` (already validated as `info`) on the pool,
@@ -33,23 +34,14 @@ impl ClassicService {
         info: ImageInfo,
         out_info: ImageInfo,
         deadline: Option<tokio::time::Instant>,
-        kernel: impl FnOnce(&[u8], ImageInfo, &mut [u8]) -> nlimage_core::Result<()> + Send + 'static,
-    ) -> Result<NlImage, Status> {
-        // The memory of the message and the answer was reserved before the
-        // message was read (`middleware::classic_admission`); the kernel
-        // needs a worker.
-        let _slot = self.shared.admission.admit(0, deadline).await?;
-        let data = img.data;
+        kernel: impl FnOnce(Cpu, &[u8], ImageInfo, &mut [u8]) -> nlimage_core::Result<()>
+        + Send
+        + 'static,
+    ) -> Result<NlImage> {
         let out = self
-            .shared
-            .compute
-            .run(move || {
-                let mut out = try_alloc(out_info.byte_len())?;
-                kernel(&data, info, &mut out)?;
-                Ok(out)
-            })
-            .await?
-            .map_err(from_core)?;
+            .exec
+            .kernel(img.data, info, out_info, deadline, kernel)
+            .await?;
         Ok(NlImage {
             color: img.color,
             data: out.into(),
@@ -61,9 +53,9 @@ impl ClassicService {
 
 /// Checks sizes (positive, within `limits`, before anything is allocated)
 /// and that the data length matches them.
-pub fn validate(img: &NlImage, limits: &Limits) -> Result<ImageInfo, Status> {
+pub fn validate(img: &NlImage, limits: &Limits) -> Result<ImageInfo> {
     if img.width <= 0 || img.height <= 0 {
-        return Err(invalid(format!(
+        return Err(Error::invalid(format!(
             "image is {}x{}: width and height must both be positive",
             img.width, img.height
         )));
@@ -73,10 +65,10 @@ pub fn validate(img: &NlImage, limits: &Limits) -> Result<ImageInfo, Status> {
     } else {
         PixelFormat::Gray8
     };
-    let info = ImageInfo::new(img.width as u32, img.height as u32, format).map_err(from_core)?;
-    limits.check(&info).map_err(from_core)?;
+    let info = ImageInfo::new(img.width as u32, img.height as u32, format)?;
+    limits.check(&info)?;
     if img.data.len() != info.byte_len() {
-        return Err(invalid(format!(
+        return Err(Error::invalid(format!(
             "data holds {} bytes, but a {}x{} {} image needs {} ({} per pixel)",
             img.data.len(),
             img.width,
@@ -90,13 +82,13 @@ pub fn validate(img: &NlImage, limits: &Limits) -> Result<ImageInfo, Status> {
 }
 
 /// The rotation a classic request names, or INVALID_ARGUMENT.
-pub fn rotation(wire: i32) -> Result<Rotation, Status> {
+pub fn rotation(wire: i32) -> Result<Rotation> {
     match WireRotation::try_from(wire) {
         Ok(WireRotation::None) => Ok(Rotation::None),
         Ok(WireRotation::NinetyDeg) => Ok(Rotation::Ccw90),
         Ok(WireRotation::OneEightyDeg) => Ok(Rotation::Ccw180),
         Ok(WireRotation::TwoSeventyDeg) => Ok(Rotation::Ccw270),
-        Err(_) => Err(invalid(format!(
+        Err(_) => Err(Error::invalid(format!(
             "unknown rotation {wire}: use NONE (0), NINETY_DEG (1), ONE_EIGHTY_DEG (2) or TWO_SEVENTY_DEG (3)"
         ))),
     }
@@ -112,12 +104,15 @@ fn describe(img: &NlImage, op: &str) -> String {
     )
 }
 
-fn logged(mut log: RequestLog, r: Result<NlImage, Status>) -> Result<Response<NlImage>, Status> {
+fn logged(
+    mut log: RequestLog,
+    r: Result<NlImage>,
+) -> std::result::Result<Response<NlImage>, Status> {
     if let Ok(img) = &r {
         log.add_out(img.data.len());
     }
     log.finish(r.as_ref().map(|_| ()));
-    r.map(Response::new)
+    r.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
@@ -125,7 +120,7 @@ impl NlImageService for ClassicService {
     async fn rotate_image(
         &self,
         request: Request<NlImageRotateRequest>,
-    ) -> Result<Response<NlImage>, Status> {
+    ) -> std::result::Result<Response<NlImage>, Status> {
         let deadline = gate::deadline(request.metadata());
         let mut log = RequestLog::start(
             "NLImageService/RotateImage",
@@ -136,13 +131,13 @@ impl NlImageService for ClassicService {
             let rotation = rotation(req.rotation)?;
             let img = req
                 .image
-                .ok_or_else(|| invalid("the request has no image"))?;
+                .ok_or_else(|| Error::invalid("the request has no image"))?;
             log.describe(describe(&img, &format!("rotate{}", rotation.degrees())));
             log.add_in(img.data.len());
-            let info = validate(&img, &self.shared.limits)?;
+            let info = validate(&img, &self.exec.limits)?;
             let out_info = rotation.output_info(info);
-            self.apply(img, info, out_info, deadline, move |src, info, dst| {
-                rotate_into(src, info, rotation, dst)
+            self.apply(img, info, out_info, deadline, move |cpu, src, info, dst| {
+                rotate_into_with(cpu, src, info, rotation, dst)
             })
             .await
         }
@@ -150,7 +145,10 @@ impl NlImageService for ClassicService {
         logged(log, result)
     }
 
-    async fn mean_filter(&self, request: Request<NlImage>) -> Result<Response<NlImage>, Status> {
+    async fn mean_filter(
+        &self,
+        request: Request<NlImage>,
+    ) -> std::result::Result<Response<NlImage>, Status> {
         let deadline = gate::deadline(request.metadata());
         let mut log = RequestLog::start(
             "NLImageService/MeanFilter",
@@ -160,8 +158,9 @@ impl NlImageService for ClassicService {
         log.describe(describe(&img, "mean3x3"));
         log.add_in(img.data.len());
         let result = async {
-            let info = validate(&img, &self.shared.limits)?;
-            self.apply(img, info, info, deadline, mean3x3_into).await
+            let info = validate(&img, &self.exec.limits)?;
+            self.apply(img, info, info, deadline, mean3x3_into_with)
+                .await
         }
         .await;
         logged(log, result)

@@ -17,12 +17,11 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
-use super::store::{encode_options, output_format, stored_image};
+use super::store::stored_image;
+use crate::error::{Error, Result};
 use crate::gate;
-use crate::jobs::{Inserted, JobRow, ListFilter, db::state};
+use crate::jobs::{Inserted, JobRow, Jobs, ListFilter, db::state};
 use crate::log::RequestLog;
-use crate::status::from_core;
 use crate::store::Meta;
 use crate::store::upload::check_labels;
 
@@ -32,44 +31,53 @@ const WATCH_POLL: Duration = Duration::from_millis(200);
 /// The jobs service.
 #[derive(Clone, Debug)]
 pub struct JobsService {
-    shared: Shared,
+    jobs: Option<Jobs>,
+    /// Whether the server has a store (jobs need one).
+    has_store: bool,
 }
 
 impl JobsService {
-    /// A service on `shared` (whose queue may be absent: then UNAVAILABLE).
-    pub fn new(shared: Shared) -> Self {
-        Self { shared }
+    /// A service on `jobs` (absent: every call is UNAVAILABLE).
+    pub fn new(jobs: Option<Jobs>, has_store: bool) -> Self {
+        Self { jobs, has_store }
+    }
+
+    /// The job queue, or UNAVAILABLE saying the server runs without one.
+    fn jobs(&self) -> Result<&Jobs> {
+        self.jobs.as_ref().ok_or_else(|| {
+            Error::unavailable("this server runs without jobs (nl-server --database none)")
+        })
     }
 }
 
 /// Checks everything about a spec that does not need its source.
-pub fn check_spec(spec: &JobSpec) -> Result<(), Status> {
+pub fn check_spec(spec: &JobSpec) -> Result<()> {
     match &spec.source {
         Some(job_spec::Source::SourceId(id)) => {
-            crate::store::id::check(id).map_err(Status::invalid_argument)?;
+            crate::store::id::check(id).map_err(Error::InvalidInput)?;
         }
         Some(job_spec::Source::SourceUrl(url)) => {
             let u = url::Url::parse(url)
-                .map_err(|e| Status::invalid_argument(format!("source URL '{url}': {e}")))?;
+                .map_err(|e| Error::invalid(format!("source URL '{url}': {e}")))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid(format!(
                     "source URL '{url}': use http:// or https://"
                 )));
             }
         }
         None => {
-            return Err(Status::invalid_argument(
+            return Err(Error::invalid(
                 "a job needs a source: source_id (a stored image) or source_url",
             ));
         }
     }
-    if output_format(&spec.format)?.is_none() {
-        return Err(Status::invalid_argument(
+    if convert::output_format(&spec.format)?.is_none() {
+        return Err(Error::invalid(
             "a job needs an output format: png, jpg, webp, ...",
         ));
     }
-    convert::operations(&spec.operations).map_err(from_core)?;
-    encode_options(spec.encode.as_ref())?;
+    convert::operations(&spec.operations)?;
+    convert::encode_options(spec.encode.as_ref())?;
     Ok(())
 }
 
@@ -128,34 +136,37 @@ fn page_token(row: &JobRow) -> String {
     format!("{}.{}", row.created_ms, row.id)
 }
 
-fn parse_token(t: &str) -> Result<Option<(i64, String)>, Status> {
+fn parse_token(t: &str) -> Result<Option<(i64, String)>> {
     if t.is_empty() {
         return Ok(None);
     }
-    let bad = || Status::invalid_argument(format!("page token '{t}' is not one List returned"));
+    let bad = || Error::invalid(format!("page token '{t}' is not one List returned"));
     let (ms, id) = t.split_once('.').ok_or_else(bad)?;
     Ok(Some((ms.parse().map_err(|_| bad())?, id.to_string())))
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = std::result::Result<Job, Status>> + Send>>;
 
 /// Runs a unary call's `work`, logged and counted like every request.
 async fn logged<T>(
     method: &'static str,
     request_id: String,
     detail: String,
-    work: impl std::future::Future<Output = Result<T, Status>>,
-) -> Result<Response<T>, Status> {
+    work: impl std::future::Future<Output = Result<T>>,
+) -> std::result::Result<Response<T>, Status> {
     let mut log = RequestLog::start(method, request_id);
     log.describe(detail);
     let result = work.await;
     log.finish(result.as_ref().map(|_| ()));
-    result.map(Response::new)
+    result.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl JobsRpc for JobsService {
-    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<Job>, Status> {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> std::result::Result<Response<Job>, Status> {
         let rid = gate::request_id(request.metadata());
         let r = request.into_inner();
         let detail = format!(
@@ -165,11 +176,14 @@ impl JobsRpc for JobsService {
         logged("nlimage.v1.Jobs/Submit", rid, detail, self.submit_job(r)).await
     }
 
-    async fn get(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+    async fn get(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> std::result::Result<Response<Job>, Status> {
         let rid = gate::request_id(request.metadata());
         let id = request.into_inner().id;
         let work = async {
-            let jobs = self.shared.jobs()?;
+            let jobs = self.jobs()?;
             let row = jobs.get(&id).await?;
             Ok(job(&row, jobs.public_url()))
         };
@@ -181,21 +195,24 @@ impl JobsRpc for JobsService {
     async fn watch(
         &self,
         request: Request<WatchJobRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> std::result::Result<Response<Self::WatchStream>, Status> {
         // Logged and counted when the stream opens (or is refused).
         let rid = gate::request_id(request.metadata());
         let detail = format!("watch {}", request.get_ref().id);
         logged("nlimage.v1.Jobs/Watch", rid, detail, async {
-            self.watch_job(request).await.map(Response::into_inner)
+            self.watch_job(request).await
         })
         .await
     }
 
-    async fn cancel(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
+    async fn cancel(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> std::result::Result<Response<Job>, Status> {
         let rid = gate::request_id(request.metadata());
         let id = request.into_inner().id;
         let work = async {
-            let jobs = self.shared.jobs()?;
+            let jobs = self.jobs()?;
             let row = jobs.cancel(&id).await?;
             Ok(job(&row, jobs.public_url()))
         };
@@ -205,7 +222,7 @@ impl JobsRpc for JobsService {
     async fn list(
         &self,
         request: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
+    ) -> std::result::Result<Response<ListJobsResponse>, Status> {
         let rid = gate::request_id(request.metadata());
         let r = request.into_inner();
         logged(
@@ -219,17 +236,19 @@ impl JobsRpc for JobsService {
 }
 
 impl JobsService {
-    async fn submit_job(&self, r: SubmitRequest) -> Result<Job, Status> {
-        let jobs = self.shared.jobs()?;
-        self.shared.store()?;
-        let spec = r
-            .spec
-            .ok_or_else(|| Status::invalid_argument("a job needs a spec"))?;
+    async fn submit_job(&self, r: SubmitRequest) -> Result<Job> {
+        let jobs = self.jobs()?;
+        if !self.has_store {
+            return Err(Error::unavailable(
+                "this server runs without a store (nl-server --store none)",
+            ));
+        }
+        let spec = r.spec.ok_or_else(|| Error::invalid("a job needs a spec"))?;
         check_spec(&spec)?;
         let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
         check_labels(&labels)?;
         if r.idempotency_key.len() > 256 {
-            return Err(Status::invalid_argument(
+            return Err(Error::invalid(
                 "the idempotency key is longer than 256 bytes",
             ));
         }
@@ -239,7 +258,7 @@ impl JobsService {
             Inserted::New(row) => row,
             Inserted::Existing(row) if row.spec == bytes => row,
             Inserted::Existing(row) => {
-                return Err(Status::already_exists(format!(
+                return Err(Error::already_exists(format!(
                     "idempotency key '{}' was used for another job ({}) with a different spec",
                     row.idempotency_key.unwrap_or_default(),
                     row.id
@@ -249,11 +268,8 @@ impl JobsService {
         Ok(job(&row, jobs.public_url()))
     }
 
-    async fn watch_job(
-        &self,
-        request: Request<WatchJobRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
-        let jobs = self.shared.jobs()?.clone();
+    async fn watch_job(&self, request: Request<WatchJobRequest>) -> Result<WatchStream> {
+        let jobs = self.jobs()?.clone();
         let id = request.into_inner().id;
         let mut last = jobs.get(&id).await?;
         let (tx, rx) = mpsc::channel(4);
@@ -270,8 +286,8 @@ impl JobsService {
                 }
                 let row = match jobs.get(&id).await {
                     Ok(r) => r,
-                    Err(s) => {
-                        let _ = tx.send(Err(s)).await;
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 };
@@ -285,28 +301,23 @@ impl JobsService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 
-    async fn list_jobs(&self, r: ListJobsRequest) -> Result<ListJobsResponse, Status> {
-        let jobs = self.shared.jobs()?;
+    async fn list_jobs(&self, r: ListJobsRequest) -> Result<ListJobsResponse> {
+        let jobs = self.jobs()?;
         let size = match r.page_size {
             0 => 100,
             n @ 1..=1000 => i64::from(n),
             n => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size {n}: use 1 to 1000"
-                )));
+                return Err(Error::invalid(format!("page_size {n}: use 1 to 1000")));
             }
         };
         let state = match JobState::try_from(r.state) {
             Ok(JobState::Unspecified) => None,
             Ok(s) => Some(i64::from(s as i32)),
             Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown job state {}",
-                    r.state
-                )));
+                return Err(Error::invalid(format!("unknown job state {}", r.state)));
             }
         };
         let filter = ListFilter {
@@ -315,11 +326,7 @@ impl JobsService {
             before: parse_token(&r.page_token)?,
             limit: size + 1,
         };
-        let mut rows = jobs
-            .queue()
-            .list(&filter)
-            .await
-            .map_err(crate::jobs::db_error)?;
+        let mut rows = jobs.queue().list(&filter).await.map_err(Error::from)?;
         let more = rows.len() as i64 > size;
         rows.truncate(size as usize);
         let next_page_token = if more {

@@ -1,5 +1,6 @@
 //! The `nlimage.v1.ImageStore` RPCs: decode and validate the messages, call
-//! [`crate::store`], encode the answers.
+//! the executor ([`crate::exec`]: uploads, renders) or the store (stat,
+//! delete, list), encode the answers.
 
 use std::pin::Pin;
 
@@ -10,35 +11,29 @@ use nlimage::v1::{
     DeleteRequest, DeleteResponse, GetHeader, GetRequest, GetResponse, ListRequest, ListResponse,
     PutRequest, StatRequest, StoredImage, get_response, put_request,
 };
-use nlimage_core::{EncodeOptions, OutputFormat, PngCompression};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Shared;
 use crate::config::MAX_CHUNK_BYTES;
+use crate::error::Error;
+use crate::exec::Executor;
+use crate::exec::render::RenderRequest;
 use crate::gate;
 use crate::log::RequestLog;
-use crate::status::from_core;
-use crate::store::render::RenderRequest;
-use crate::store::upload::{UPLOAD_MEMORY, check_labels};
-use crate::store::{Meta, PutInfo, Store};
+use crate::store::{Meta, PutInfo};
 
 /// The image store service.
 #[derive(Clone, Debug)]
 pub struct StoreService {
-    shared: Shared,
+    exec: Executor,
 }
 
 impl StoreService {
-    /// A service on `shared` (whose store may be absent: then UNAVAILABLE).
-    pub fn new(shared: Shared) -> Self {
-        Self { shared }
-    }
-
-    fn store(&self) -> Result<&Store, Status> {
-        self.shared.store()
+    /// A service on `exec` (whose store may be absent: then UNAVAILABLE).
+    pub fn new(exec: Executor) -> Self {
+        Self { exec }
     }
 }
 
@@ -57,51 +52,14 @@ pub fn stored_image(m: Meta) -> StoredImage {
     }
 }
 
-/// Encoder options from the wire (defaults where absent).
-pub fn encode_options(o: Option<&nlimage::v1::EncodeOptions>) -> Result<EncodeOptions, Status> {
-    let Some(o) = o else {
-        return Ok(EncodeOptions::default());
-    };
-    let quality = match o.jpeg_quality {
-        None => nlimage_core::codec::JPEG_QUALITY,
-        Some(q) => u8::try_from(q).unwrap_or(0),
-    };
-    let png = if o.png_compression.is_empty() {
-        PngCompression::default()
-    } else {
-        PngCompression::from_name(&o.png_compression).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "unknown PNG compression '{}': use none, fast, balanced or best",
-                o.png_compression
-            ))
-        })?
-    };
-    EncodeOptions::new(quality, png).map_err(from_core)
-}
-
-/// An output format named by extension; empty is `None` (the original).
-pub fn output_format(ext: &str) -> Result<Option<OutputFormat>, Status> {
-    if ext.is_empty() {
-        return Ok(None);
-    }
-    OutputFormat::from_extension(ext.trim_start_matches('.'))
-        .map(Some)
-        .ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "unknown output format '{ext}': use one of {}",
-                OutputFormat::EXTENSIONS
-            ))
-        })
-}
-
-type GetStream = Pin<Box<dyn Stream<Item = Result<GetResponse, Status>> + Send>>;
+type GetStream = Pin<Box<dyn Stream<Item = std::result::Result<GetResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ImageStore for StoreService {
     async fn put(
         &self,
         request: Request<Streaming<PutRequest>>,
-    ) -> Result<Response<StoredImage>, Status> {
+    ) -> std::result::Result<Response<StoredImage>, Status> {
         let deadline = gate::deadline(request.metadata());
         let mut log = RequestLog::start(
             "nlimage.v1.ImageStore/Put",
@@ -109,31 +67,34 @@ impl ImageStore for StoreService {
         );
         let mut inbound = request.into_inner();
         let result = async {
-            let store = self.store()?;
-            let header = match inbound.message().await? {
+            let header = match inbound
+                .message()
+                .await
+                .map_err(|s| Error::from_status(&s))?
+            {
                 Some(PutRequest {
                     message: Some(put_request::Message::Header(h)),
                 }) => h,
                 _ => {
-                    return Err(Status::invalid_argument(
+                    return Err(Error::invalid(
                         "the first message of a Put must be its header",
                     ));
                 }
             };
             if !header.source_url.is_empty() {
                 log.describe(format!("put from '{}'", header.source_url));
-                if inbound.message().await?.is_some() {
-                    return Err(Status::invalid_argument(
+                if inbound
+                    .message()
+                    .await
+                    .map_err(|s| Error::from_status(&s))?
+                    .is_some()
+                {
+                    return Err(Error::invalid(
                         "a Put from a URL carries no chunks after its header",
                     ));
                 }
                 let labels = header.labels.into_iter().collect();
-                check_labels(&labels)?;
-                let meta = self
-                    .shared
-                    .sources
-                    .fetch_into(store, &header.source_url, &self.shared.limits, labels)
-                    .await?;
+                let meta = self.exec.upload_url(&header.source_url, labels).await?;
                 log.add_in(meta.bytes as usize);
                 return Ok(stored_image(meta));
             }
@@ -144,37 +105,33 @@ impl ImageStore for StoreService {
                 length: (header.length > 0).then_some(header.length),
             };
             log.describe(format!("put '{}'", info.filename));
-            let _memory = self
-                .shared
-                .admission
-                .reserve(UPLOAD_MEMORY, deadline)
-                .await?;
-            let chunks = inbound.map(|m| match m?.message {
+            let chunks = inbound.map(|m| match m.map_err(|s| Error::from_status(&s))?.message {
                 Some(put_request::Message::Chunk(c)) if c.len() <= MAX_CHUNK_BYTES => {
-                    Ok::<Bytes, Status>(c)
+                    Ok::<Bytes, Error>(c)
                 }
-                Some(put_request::Message::Chunk(c)) => Err(Status::invalid_argument(format!(
+                Some(put_request::Message::Chunk(c)) => Err(Error::invalid(format!(
                     "a chunk of {} bytes: chunks are at most {MAX_CHUNK_BYTES}",
                     c.len()
                 ))),
-                _ => Err(Status::invalid_argument(
+                _ => Err(Error::invalid(
                     "a second header: after the header, send only chunks",
                 )),
             });
-            let meta = store
-                .put(info, &self.shared.limits, Box::pin(chunks))
-                .await?;
+            let meta = self.exec.upload(info, Box::pin(chunks), deadline).await?;
             log.add_in(meta.bytes as usize);
             Ok(stored_image(meta))
         }
         .await;
         log.finish(result.as_ref().map(|_| ()));
-        result.map(Response::new)
+        result.map(Response::new).map_err(Status::from)
     }
 
     type GetStream = GetStream;
 
-    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetStream>, Status> {
+    async fn get(
+        &self,
+        request: Request<GetRequest>,
+    ) -> std::result::Result<Response<GetStream>, Status> {
         let deadline = gate::deadline(request.metadata());
         let mut log = RequestLog::start(
             "nlimage.v1.ImageStore/Get",
@@ -182,8 +139,7 @@ impl ImageStore for StoreService {
         );
         let req = request.into_inner();
         let result = async {
-            let store = self.store()?;
-            let ops = convert::operations(&req.operations).map_err(from_core)?;
+            let ops = convert::operations(&req.operations)?;
             log.describe(format!(
                 "get {} as '{}' ({} ops)",
                 req.id,
@@ -192,22 +148,21 @@ impl ImageStore for StoreService {
             ));
             let r = RenderRequest {
                 id: req.id,
-                format: output_format(&req.format)?,
+                format: convert::output_format(&req.format)?,
                 ops,
-                options: encode_options(req.encode.as_ref())?,
+                options: convert::encode_options(req.encode.as_ref())?,
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),
                 draft: req.draft,
                 no_cache: false,
-                stop: None,
             };
-            store.render(&self.shared, r, deadline).await
+            self.exec.render(r, deadline).await
         }
         .await;
         let rendered = match result {
             Ok(r) => r,
             Err(e) => {
                 log.finish(Err(&e));
-                return Err(e);
+                return Err(e.into());
             }
         };
         let header = GetHeader {
@@ -235,28 +190,34 @@ impl ImageStore for StoreService {
                     .await
                     .is_ok();
             }
-            let left = Status::cancelled("the client stopped reading");
+            let left = Error::cancelled("the client stopped reading");
             log.finish(if ok { Ok(()) } else { Err(&left) });
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn stat(&self, request: Request<StatRequest>) -> Result<Response<StoredImage>, Status> {
-        let meta = self.store()?.stat(&request.into_inner().id).await?;
+    async fn stat(
+        &self,
+        request: Request<StatRequest>,
+    ) -> std::result::Result<Response<StoredImage>, Status> {
+        let meta = self.exec.store()?.stat(&request.into_inner().id).await?;
         Ok(Response::new(stored_image(meta)))
     }
 
     async fn delete(
         &self,
         request: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
+    ) -> std::result::Result<Response<DeleteResponse>, Status> {
         let id = request.into_inner().id;
-        let results_removed = self.store()?.delete(&id).await?;
+        let results_removed = self.exec.store()?.delete(&id).await?;
         tracing::info!("deleted {id} and {results_removed} cached results");
         Ok(Response::new(DeleteResponse { results_removed }))
     }
 
-    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<ListRequest>,
+    ) -> std::result::Result<Response<ListResponse>, Status> {
         let req = request.into_inner();
         let size = match req.page_size {
             0 => 100,
@@ -267,7 +228,7 @@ impl ImageStore for StoreService {
                 )));
             }
         };
-        let (metas, more) = self.store()?.list(size, &req.page_token).await?;
+        let (metas, more) = self.exec.store()?.list(size, &req.page_token).await?;
         let next_page_token = if more {
             metas.last().map(|m| m.id.clone()).unwrap_or_default()
         } else {

@@ -12,15 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::error::Error;
 use bytes::Bytes;
 use nlimage_core::{EncodeOptions, Operation, OutputFormat};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt;
-use tonic::Status;
-
-use super::backend_error;
 
 /// Entries remembered at most when nothing is evicted (S3).
 const MAX_INDEX_ENTRIES: usize = 200_000;
@@ -296,7 +294,7 @@ impl ResultCache {
 
     /// The tag of the result at `path` if it is stored (for a conditional
     /// request: no body is read when the tag is known).
-    pub async fn tag(&self, path: &Path) -> Result<Option<String>, Status> {
+    pub async fn tag(&self, path: &Path) -> Result<Option<String>, Error> {
         let known = self
             .index()
             .touch(path.as_ref())
@@ -311,12 +309,12 @@ impl ResultCache {
                 self.index().remove(path.as_ref());
                 Ok(None)
             }
-            Err(e) => Err(backend_error(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
     /// The stored result at `path` and its tag, if there is one.
-    pub async fn get(&self, path: &Path) -> Result<Option<(Bytes, String)>, Status> {
+    pub async fn get(&self, path: &Path) -> Result<Option<(Bytes, String)>, Error> {
         let body = match self.objects.get(path).await {
             Ok(g) => g.bytes().await,
             Err(e) => Err(e),
@@ -343,7 +341,7 @@ impl ResultCache {
                 self.index().remove(path.as_ref());
                 Ok(None)
             }
-            Err(e) => Err(backend_error(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
@@ -386,20 +384,20 @@ impl ResultCache {
     }
 
     /// Deletes every result of `id`; returns how many.
-    pub async fn remove_all(&self, id: &str) -> Result<u64, Status> {
+    pub async fn remove_all(&self, id: &str) -> Result<u64, Error> {
         self.hot().remove_prefix(&format!("results/{id}/"));
         let prefix = Path::from(format!("results/{id}"));
         let mut list = self.objects.list(Some(&prefix));
         let mut paths = Vec::new();
         while let Some(o) = list.next().await {
-            paths.push(o.map_err(backend_error)?.location);
+            paths.push(o.map_err(Error::from)?.location);
         }
         let mut removed = 0;
         for p in paths {
             match self.objects.delete(&p).await {
                 Ok(()) => removed += 1,
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(backend_error(e)),
+                Err(e) => return Err(Error::from(e)),
             }
             self.index().remove(p.as_ref());
         }

@@ -18,9 +18,7 @@
 //! Handlers call this module; it knows nothing of gRPC messages or HTTP.
 
 pub mod cache;
-pub mod fetch;
 pub mod id;
-pub mod render;
 pub mod upload;
 
 use std::collections::BTreeMap;
@@ -28,12 +26,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
-use tonic::Status;
 
 pub use cache::ResultCache;
 
@@ -150,14 +148,6 @@ impl Default for StoreConfig {
             cache_max: 1 << 30,
             memory_cache: 64 << 20,
         }
-    }
-}
-
-/// A backend error as a status a client can act on.
-pub fn backend_error(e: object_store::Error) -> Status {
-    match e {
-        object_store::Error::NotFound { .. } => Status::not_found("no such object in the store"),
-        other => Status::unavailable(format!("the store failed: {other}")),
     }
 }
 
@@ -300,36 +290,36 @@ impl Store {
     }
 
     /// The metadata of `id`, NOT_FOUND if it is not stored.
-    pub async fn stat(&self, id: &str) -> Result<Meta, Status> {
-        id::check(id).map_err(Status::invalid_argument)?;
+    pub async fn stat(&self, id: &str) -> Result<Meta, Error> {
+        id::check(id).map_err(Error::InvalidInput)?;
         let got = match self.objects.get(&meta_path(id)).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(Status::not_found(format!("no image with id {id}")));
+                return Err(Error::not_found(format!("no image with id {id}")));
             }
-            Err(e) => return Err(backend_error(e)),
+            Err(e) => return Err(Error::from(e)),
         };
-        let body = got.bytes().await.map_err(backend_error)?;
+        let body = got.bytes().await.map_err(Error::from)?;
         serde_json::from_slice(&body)
-            .map_err(|e| Status::internal(format!("the metadata of {id} is damaged: {e}")))
+            .map_err(|e| Error::internal(format!("the metadata of {id} is damaged: {e}")))
     }
 
     /// The stored bytes of `id`.
     #[tracing::instrument(name = "store.read", skip(self))]
-    pub async fn original(&self, id: &str) -> Result<Bytes, Status> {
+    pub async fn original(&self, id: &str) -> Result<Bytes, Error> {
         match self.objects.get(&original_path(id)).await {
-            Ok(g) => g.bytes().await.map_err(backend_error),
+            Ok(g) => g.bytes().await.map_err(Error::from),
             Err(object_store::Error::NotFound { .. }) => {
-                Err(Status::not_found(format!("no image with id {id}")))
+                Err(Error::not_found(format!("no image with id {id}")))
             }
-            Err(e) => Err(backend_error(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
     /// Records `meta` unless an earlier upload of the same bytes did (the
     /// first upload's name and labels are kept); returns what is stored.
-    async fn publish(&self, meta: Meta) -> Result<Meta, Status> {
-        let body = serde_json::to_vec(&meta).map_err(|e| Status::internal(e.to_string()))?;
+    async fn publish(&self, meta: Meta) -> Result<Meta, Error> {
+        let body = serde_json::to_vec(&meta).map_err(|e| Error::internal(e.to_string()))?;
         let create = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -341,19 +331,19 @@ impl Store {
         {
             Ok(_) => Ok(meta),
             Err(object_store::Error::AlreadyExists { .. }) => self.stat(&meta.id).await,
-            Err(e) => Err(backend_error(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
     /// Removes `id`'s metadata, bytes and every cached result; returns how
     /// many results went. NOT_FOUND if it was not stored.
-    pub async fn delete(&self, id: &str) -> Result<u64, Status> {
+    pub async fn delete(&self, id: &str) -> Result<u64, Error> {
         self.stat(id).await?;
         // Metadata first: the image stops being visible before its bytes go.
         for p in [meta_path(id), original_path(id)] {
             match self.objects.delete(&p).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(backend_error(e)),
+                Err(e) => return Err(Error::from(e)),
             }
         }
         self.cache.remove_all(id).await
@@ -361,11 +351,10 @@ impl Store {
 
     /// Up to `page_size` images with ids after `after`, ordered by id, and
     /// whether more follow.
-    pub async fn list(&self, page_size: usize, after: &str) -> Result<(Vec<Meta>, bool), Status> {
+    pub async fn list(&self, page_size: usize, after: &str) -> Result<(Vec<Meta>, bool), Error> {
         if !after.is_empty() {
-            id::check(after).map_err(|_| {
-                Status::invalid_argument(format!("'{after}' is not a page token from List"))
-            })?;
+            id::check(after)
+                .map_err(|_| Error::invalid(format!("'{after}' is not a page token from List")))?;
         }
         let prefix = Path::from("images");
         let mut list = if after.is_empty() {
@@ -378,7 +367,7 @@ impl Store {
         // gathered and sorted (ids are small; S3 lists in order anyway).
         let mut ids = Vec::new();
         while let Some(o) = list.next().await {
-            let o = o.map_err(backend_error)?;
+            let o = o.map_err(Error::from)?;
             let Some(id) = o
                 .location
                 .filename()
@@ -403,7 +392,7 @@ impl Store {
             match m.await {
                 Ok(m) => out.push(m),
                 // Deleted between the listing and now.
-                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(Error::NotFound(_)) => {}
                 Err(s) => return Err(s),
             }
         }

@@ -10,16 +10,15 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::Error;
 use bytes::Bytes;
 use nlimage_core::{CoreError, Limits};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio_stream::{Stream, StreamExt};
-use tonic::Status;
 
-use super::{Meta, PutInfo, Store, backend_error, now_unix, original_path};
-use crate::status::from_core;
+use super::{Meta, PutInfo, Store, now_unix, original_path};
 
 /// The header must be found within this many bytes.
 pub const HEAD_MAX: usize = 4 << 20;
@@ -33,16 +32,16 @@ pub const UPLOAD_MEMORY: u64 = (SMALL + 3 * PART) as u64;
 
 /// Checks an upload's labels: at most 32, keys 1-256 bytes, values at most
 /// 256 bytes.
-pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Status> {
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
     if labels.len() > 32 {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid(format!(
             "{} labels: at most 32 are allowed",
             labels.len()
         )));
     }
     for (k, v) in labels {
         if k.is_empty() || k.len() > 256 || v.len() > 256 {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid(format!(
                 "label '{}': keys must be 1 to 256 bytes and values at most 256",
                 k.chars().take(64).collect::<String>()
             )));
@@ -59,19 +58,19 @@ enum Head {
     Pending,
 }
 
-fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Status> {
+fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Error> {
     match nlimage_core::codec::probe(prefix, limits) {
         Ok(p) => Ok(Head::Known(p)),
         // Too few bytes to tell the format yet.
         Err(CoreError::Decode(_)) if prefix.len() < 32 && !ended => Ok(Head::Pending),
         Err(CoreError::InvalidInput(_)) if !ended && prefix.len() < HEAD_MAX => Ok(Head::Pending),
-        Err(CoreError::InvalidInput(m)) if ended => Err(Status::invalid_argument(format!(
+        Err(CoreError::InvalidInput(m)) if ended => Err(Error::invalid(format!(
             "the file ends inside its header ({m})"
         ))),
-        Err(e @ CoreError::Decode(_)) => Err(Status::invalid_argument(format!(
-            "refused before storing: {e}"
-        ))),
-        Err(e) => Err(from_core(e)),
+        Err(e @ CoreError::Decode(_)) => {
+            Err(Error::invalid(format!("refused before storing: {e}")))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -79,21 +78,19 @@ impl Store {
     /// Stores the file `chunks` carry; returns its metadata (that of the
     /// first upload if these bytes were stored before).
     #[tracing::instrument(name = "store.write", skip_all, fields(filename = %info.filename))]
-    pub async fn put<S>(
-        &self,
-        info: PutInfo,
-        limits: &Limits,
-        mut chunks: S,
-    ) -> Result<Meta, Status>
+    pub async fn put<S>(&self, info: PutInfo, limits: &Limits, mut chunks: S) -> Result<Meta, Error>
     where
-        S: Stream<Item = Result<Bytes, Status>> + Unpin,
+        S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
         check_labels(&info.labels)?;
         let too_big = |n: u64| {
-            Status::resource_exhausted(format!(
-                "the upload reaches {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
-                self.max_upload >> 20
-            ))
+            Error::too_large(
+                format!(
+                    "the upload reaches {n} bytes, more than the server accepts (nl-server --max-upload-mib: {} MiB)",
+                    self.max_upload >> 20
+                ),
+                "--max-upload-mib",
+            )
         };
         // An announced length over the limit is refused before any byte.
         if let Some(n) = info.length
@@ -118,7 +115,7 @@ impl Store {
                     if let Some(n) = info.length
                         && total > n
                     {
-                        return Err(Status::invalid_argument(format!(
+                        return Err(Error::invalid(format!(
                             "the upload carries more than the {n} bytes its header announced"
                         )));
                     }
@@ -128,7 +125,7 @@ impl Store {
                     && let Some(n) = info.length
                     && total != n
                 {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(Error::invalid(format!(
                         "the upload ended after {total} of the {n} bytes its header announced: nothing was stored"
                     )));
                 }
@@ -137,7 +134,7 @@ impl Store {
                         buffer.extend_from_slice(c);
                     }
                     if ended && buffer.is_empty() {
-                        return Err(Status::invalid_argument("the upload holds no bytes"));
+                        return Err(Error::invalid("the upload holds no bytes"));
                     }
                     match read_head(&buffer, limits, ended)? {
                         Head::Known(p) => head = Some(p),
@@ -147,7 +144,7 @@ impl Store {
                     match &mut staged {
                         Some((_, w)) => {
                             w.put(c.clone());
-                            w.wait_for_capacity(2).await.map_err(backend_error)?;
+                            w.wait_for_capacity(2).await.map_err(Error::from)?;
                         }
                         None => buffer.extend_from_slice(c),
                     }
@@ -159,7 +156,7 @@ impl Store {
                         .objects
                         .put_multipart(&path)
                         .await
-                        .map_err(backend_error)?;
+                        .map_err(Error::from)?;
                     let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
                     w.put(Bytes::from(std::mem::take(&mut buffer)));
                     staged = Some((path, w));
@@ -176,14 +173,14 @@ impl Store {
                     self.objects
                         .put(&target, PutPayload::from(std::mem::take(&mut buffer)))
                         .await
-                        .map_err(backend_error)?;
+                        .map_err(Error::from)?;
                 }
                 Some((path, w)) => {
-                    w.finish().await.map_err(backend_error)?;
-                    let stored = self.objects.head(&path).await.map_err(backend_error)?;
+                    w.finish().await.map_err(Error::from)?;
+                    let stored = self.objects.head(&path).await.map_err(Error::from)?;
                     if stored.size != total {
                         let _ = self.objects.delete(&path).await;
-                        return Err(Status::unavailable(format!(
+                        return Err(Error::unavailable(format!(
                             "the store kept {} of {total} bytes: retry the upload",
                             stored.size
                         )));
@@ -192,7 +189,7 @@ impl Store {
                     self.objects
                         .rename(&path, &target)
                         .await
-                        .map_err(backend_error)?;
+                        .map_err(Error::from)?;
                 }
             }
             self.publish(Meta {
@@ -246,6 +243,6 @@ mod tests {
         let text = b"this is certainly not an image file, just text";
         let e = read_head(text, &l, false).err().unwrap();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("not an image"), "{}", e.message());
+        assert!(e.to_string().contains("not an image"), "{e}");
     }
 }

@@ -122,7 +122,12 @@ impl PointOps {
     pub fn apply_into(&self, src: &[u8], dst: &mut [u8]) {
         // SAFETY: `apply_into_uninit` only stores bytes.
         #[allow(unsafe_code)]
-        self.apply_into_uninit(src, unsafe { crate::simd::store::as_uninit(dst) }, false);
+        self.apply_into_uninit(
+            src,
+            unsafe { crate::simd::store::as_uninit(dst) },
+            false,
+            crate::simd::Cpu::detect(),
+        );
     }
 
     /// [`PointOps::apply_into`] into memory that need not be initialised:
@@ -135,6 +140,7 @@ impl PointOps {
         src: &[u8],
         dst: &mut [MaybeUninit<u8>],
         nontemporal: bool,
+        cpu: crate::simd::Cpu,
     ) {
         assert_eq!(
             dst.len(),
@@ -145,7 +151,6 @@ impl PointOps {
         match (self.input, gray_at) {
             (PixelFormat::Rgb8, Some(g)) => {
                 let before = &self.steps[..g];
-                let cpu = crate::simd::Cpu::detect();
                 // Streamed only when nothing reads the gray bytes back here.
                 let stream = nontemporal && g + 1 == self.steps.len();
                 if before.is_empty() {
@@ -153,7 +158,7 @@ impl PointOps {
                 } else {
                     let mut rgb = src.to_vec();
                     for step in before {
-                        self.run(step, &mut rgb, PixelFormat::Rgb8);
+                        self.run(step, &mut rgb, PixelFormat::Rgb8, cpu);
                     }
                     kernels::gray_rgb_with(cpu, &rgb, dst, stream);
                 }
@@ -162,21 +167,21 @@ impl PointOps {
                 #[allow(unsafe_code)]
                 let dst = unsafe { crate::simd::store::assume_init(dst) };
                 for step in &self.steps[g + 1..] {
-                    self.run(step, dst, PixelFormat::Gray8);
+                    self.run(step, dst, PixelFormat::Gray8, cpu);
                 }
             }
             (format, _) => {
                 let dst = crate::simd::store::copy_to_uninit(src, dst);
                 for step in &self.steps {
-                    self.run(step, dst, format);
+                    self.run(step, dst, format, cpu);
                 }
             }
         }
     }
 
-    fn run(&self, step: &Step, px: &mut [u8], format: PixelFormat) {
+    fn run(&self, step: &Step, px: &mut [u8], format: PixelFormat, cpu: crate::simd::Cpu) {
         match (step, format) {
-            (Step::Table(t), _) => apply_table(t, px, format),
+            (Step::Table(t), _) => kernels::table_with(cpu, t, px, format == PixelFormat::Rgba8),
             (Step::Gray, PixelFormat::Rgba8) => gray_rgba(px),
             (Step::Gray, _) => {} // gray stays gray; RGB is handled by the caller
         }

@@ -166,6 +166,19 @@ pub fn rotate_rows_into(
     first_row: usize,
     dst: &mut [u8],
 ) -> Result<()> {
+    rotate_rows_into_with(Cpu::detect(), src, info, rotation, first_row, dst)
+}
+
+/// [`rotate_rows_into`] on code path `cpu` (clamped to what this machine
+/// runs).
+pub fn rotate_rows_into_with(
+    cpu: Cpu,
+    src: &[u8],
+    info: ImageInfo,
+    rotation: Rotation,
+    first_row: usize,
+    dst: &mut [u8],
+) -> Result<()> {
     check_len("source", src.len(), info.byte_len())?;
     let out = rotation.output_info(info);
     if !dst.len().is_multiple_of(out.row_bytes())
@@ -176,7 +189,7 @@ pub fn rotate_rows_into(
             dst.len()
         )));
     }
-    kernels::rows_with(Cpu::detect(), src, info, rotation, first_row, dst, false);
+    kernels::rows_with(cpu, src, info, rotation, first_row, dst, false);
     Ok(())
 }
 

@@ -17,9 +17,9 @@ use ipnet::IpNet;
 use nlimage_core::Limits;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio_stream::StreamExt;
-use tonic::Status;
 
-use super::{Meta, PutInfo, Store};
+use crate::error::Error;
+use crate::store::{Meta, PutInfo, Store};
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
@@ -191,29 +191,29 @@ impl Fetcher {
         url: &str,
         limits: &Limits,
         labels: std::collections::BTreeMap<String, String>,
-    ) -> Result<Meta, Status> {
+    ) -> Result<Meta, Error> {
         let parsed = reqwest::Url::parse(url)
-            .map_err(|e| Status::invalid_argument(format!("source URL '{url}': {e}")))?;
+            .map_err(|e| Error::invalid(format!("source URL '{url}': {e}")))?;
         self.policy
             .check_url(&parsed)
-            .map_err(|e| Status::permission_denied(format!("source URL '{url}': {e}")))?;
+            .map_err(|e| Error::permission_denied(format!("source URL '{url}': {e}")))?;
         let response = self.client.get(parsed.clone()).send().await.map_err(|e| {
             let why = error_chain(&e);
             if e.is_timeout() {
-                Status::deadline_exceeded(format!("fetching '{url}': timed out: {why}"))
+                Error::deadline(format!("fetching '{url}': timed out: {why}"))
             } else if e.is_redirect() || why.contains("sources must be public") {
-                Status::permission_denied(format!("fetching '{url}': {why}"))
+                Error::permission_denied(format!("fetching '{url}': {why}"))
             } else {
-                Status::unavailable(format!("fetching '{url}': {why}"))
+                Error::unavailable(format!("fetching '{url}': {why}"))
             }
         })?;
         let code = response.status();
         if !code.is_success() {
             let msg = format!("fetching '{url}': the server answered HTTP {code}");
             return Err(if code.is_server_error() || code.as_u16() == 429 {
-                Status::unavailable(msg)
+                Error::unavailable(msg)
             } else {
-                Status::failed_precondition(msg)
+                Error::precondition(msg)
             });
         }
         let length = response.content_length();
@@ -229,7 +229,7 @@ impl Fetcher {
             .to_string();
         let body = response
             .bytes_stream()
-            .map(|r| r.map_err(|e| Status::unavailable(format!("fetching: {}", error_chain(&e)))));
+            .map(|r| r.map_err(|e| Error::unavailable(format!("fetching: {}", error_chain(&e)))));
         let info = PutInfo {
             filename,
             content_type,
