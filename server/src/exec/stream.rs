@@ -48,6 +48,10 @@ pub trait ChunkSource: Send {
 pub trait ChunkSink: Send {
     /// Sends `chunk` (of any length: the sink cuts it for its wire).
     fn send_chunk(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
+
+    /// Resolves once the receiving side is gone (the client left), so that
+    /// work with no output yet stops at once instead of at its next send.
+    fn closed(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// What a finished stream did.
@@ -366,7 +370,13 @@ async fn drive<S: ChunkSource, K: ChunkSink>(
                 Err(TryRecvError::Disconnected) => None,
                 Err(TryRecvError::Empty) => {
                     task.hops.fetch_add(1, Ordering::Relaxed);
-                    out_rx.recv().await
+                    tokio::select! {
+                        biased;
+                        next = out_rx.recv() => next,
+                        () = sink.closed() => {
+                            return Err(Error::cancelled("the client went away"));
+                        }
+                    }
                 }
             };
             let Some(chunk) = next else {
@@ -444,6 +454,10 @@ mod tests {
             }
             self.0.extend_from_slice(&chunk);
             Ok(())
+        }
+
+        async fn closed(&mut self) {
+            std::future::pending().await
         }
     }
 

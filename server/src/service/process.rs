@@ -194,6 +194,10 @@ impl ChunkSink for Sink<'_> {
         }
         Ok(())
     }
+
+    async fn closed(&mut self) {
+        self.0.closed().await
+    }
 }
 
 /// The first message of a stream, which must be a valid header within
