@@ -14,9 +14,99 @@ use nlimage_client::{ClientError, Operation, Rotation};
 use crate::connect::ConnectArgs;
 use nlimage_core::{Limits, OutputFormat, PngCompression, rows};
 
-/// Send an image through nl-server and write the result.
+/// The whole command line: the default command (process files, [`Args`])
+/// or one of the store's commands (`put`, `get`, `rm`, `ls`, `job`), told
+/// apart by clap: a subcommand excuses the default command's required flags
+/// and excludes its other flags; the connection flags and `--retries` are
+/// global and go with either, before or after the subcommand.
 #[derive(Parser, Debug)]
-#[command(name = "nl-client", version, after_help = EXIT_CODES)]
+#[command(
+    name = "nl-client",
+    version,
+    about = "Send images through nl-server and write the results; keep them in its store.",
+    after_help = EXIT_CODES,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    store: Option<crate::store_cli::Command>,
+    #[command(flatten)]
+    process: Args,
+}
+
+/// What `nl-client` was asked to do.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Process files (the default command).
+    Process(Args),
+    /// A store or job command.
+    Store(crate::store_cli::StoreArgs),
+}
+
+impl Invocation {
+    /// Parses the process's arguments (exiting with usage on error, code 2).
+    pub fn from_command_line() -> Invocation {
+        Self::try_from_iter(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `argv` (program name first), keeping the order in which --op,
+    /// --rotate and --mean were given.
+    pub fn try_from_iter<I, T>(argv: I) -> Result<Invocation, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut cmd = Cli::command();
+        let matches = cmd.try_get_matches_from_mut(argv)?;
+        if let Some((sub, _)) = matches.subcommand() {
+            // clap's own exclusion (`args_conflicts_with_subcommands`) would
+            // refuse the global flags before a subcommand too.
+            let local = cmd.get_arguments().find(|a| {
+                !a.is_global_set()
+                    && matches.value_source(a.get_id().as_str())
+                        == Some(clap::parser::ValueSource::CommandLine)
+            });
+            if let Some(a) = local {
+                let name = a.get_long().unwrap_or(a.get_id().as_str()).to_owned();
+                return Err(cmd.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "'--{name}' is a flag of processing files (no command), not of '{sub}'"
+                    ),
+                ));
+            }
+        }
+        let cli = Cli::from_arg_matches(&matches)?;
+        let mut args = cli.process;
+        if let Some(command) = cli.store {
+            return Ok(Invocation::Store(crate::store_cli::StoreArgs {
+                command,
+                connect: args.connect,
+                retries: args.retries,
+            }));
+        }
+        let at = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(|i| i.collect())
+                .unwrap_or_default()
+        };
+        let mut ordered: Vec<(usize, Operation)> = Vec::new();
+        ordered.extend(at("ops").into_iter().zip(args.ops.iter().cloned()));
+        ordered.extend(
+            at("rotate")
+                .into_iter()
+                .zip(args.rotate.iter().map(|r| Operation::Rotate(*r))),
+        );
+        ordered.extend(at("mean").into_iter().map(|i| (i, Operation::Mean3x3)));
+        ordered.sort_by_key(|(i, _)| *i);
+        args.ordered = ordered.into_iter().map(|(_, op)| op).collect();
+        Ok(Invocation::Process(args))
+    }
+}
+
+/// Send an image through nl-server and write the result.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Image to read (png, jpeg, gif, bmp, tiff, webp); several (each after
     /// its own -i, or after one) with --output-dir.
@@ -41,10 +131,10 @@ pub struct Args {
     /// With several inputs: images processed at once.
     #[arg(long, short, default_value_t = 4)]
     pub jobs: usize,
-    /// With several inputs: attempts per image after the first, on
-    /// UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (exponential
-    /// backoff with jitter).
-    #[arg(long, default_value_t = 8)]
+    /// Attempts per image (with several inputs) or per transfer (store
+    /// commands) after the first, on UNAVAILABLE, RESOURCE_EXHAUSTED or
+    /// DEADLINE_EXCEEDED (exponential backoff with jitter, 100 ms to 5 s).
+    #[arg(long, global = true, default_value_t = 8)]
     pub retries: usize,
     /// An operation (repeatable; all operations apply in command-line order):
     /// rotate=90|180|270, flip=h|v, crop=X,Y,W,H, mean, blur=SIGMA,
@@ -62,7 +152,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Append, num_args = 0, default_missing_value = "true")]
     pub mean: Vec<bool>,
     /// The operations of --op, --rotate and --mean in command-line order
-    /// (filled from the parsed matches by [`Args::from_command_line`]).
+    /// (filled from the parsed matches by [`Invocation::try_from_iter`]).
     #[arg(skip)]
     pub ordered: Vec<Operation>,
     /// Where the server is and how to talk to it.
@@ -95,41 +185,6 @@ pub enum GrayDetect {
     Always,
     /// Never.
     Never,
-}
-
-impl Args {
-    /// Parses the process's arguments (exiting with usage on error, code 2),
-    /// keeping the order in which --op, --rotate and --mean were given.
-    pub fn from_command_line() -> Args {
-        Self::try_from_iter(std::env::args_os()).unwrap_or_else(|e| e.exit())
-    }
-
-    /// Parses `argv` (program name first) as [`Args::from_command_line`] does.
-    pub fn try_from_iter<I, T>(argv: I) -> Result<Args, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        let matches = Args::command().try_get_matches_from(argv)?;
-        let mut args = Args::from_arg_matches(&matches)?;
-        let at = |id: &str| -> Vec<usize> {
-            matches
-                .indices_of(id)
-                .map(|i| i.collect())
-                .unwrap_or_default()
-        };
-        let mut ordered: Vec<(usize, Operation)> = Vec::new();
-        ordered.extend(at("ops").into_iter().zip(args.ops.iter().cloned()));
-        ordered.extend(
-            at("rotate")
-                .into_iter()
-                .zip(args.rotate.iter().map(|r| Operation::Rotate(*r))),
-        );
-        ordered.extend(at("mean").into_iter().map(|i| (i, Operation::Mean3x3)));
-        ordered.sort_by_key(|(i, _)| *i);
-        args.ordered = ordered.into_iter().map(|(_, op)| op).collect();
-        Ok(args)
-    }
 }
 
 /// One --op spec; an overlay's FILE is decoded here and sent with the
@@ -348,7 +403,7 @@ mod tests {
 
     #[test]
     fn operations_keep_command_line_order_across_flags() {
-        let args = Args::try_from_iter([
+        let Ok(Invocation::Process(args)) = Invocation::try_from_iter([
             "nl-client",
             "-i",
             "a.png",
@@ -362,18 +417,46 @@ mod tests {
             "--op",
             "gray",
             "--mean",
-        ])
-        .unwrap();
+        ]) else {
+            panic!("the default command")
+        };
         let specs: Vec<String> = args.ordered.iter().map(ToString::to_string).collect();
         assert_eq!(specs, ["mean", "crop=0,0,2,2", "rotate=90", "gray", "mean"]);
     }
 
     #[test]
     fn a_bad_spec_is_a_usage_error_naming_it() {
-        let e = Args::try_from_iter(["nl-client", "-i", "a", "-o", "b", "--op", "blur=-2"])
+        let e = Invocation::try_from_iter(["nl-client", "-i", "a", "-o", "b", "--op", "blur=-2"])
             .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let text = e.to_string();
         assert!(text.contains("--op") && text.contains("blur=-2"), "{text}");
+    }
+
+    #[test]
+    fn clap_tells_the_default_command_from_the_store_commands() {
+        let store = Invocation::try_from_iter(["nl-client", "--port", "7", "put", "a.png"]);
+        match store.unwrap() {
+            Invocation::Store(s) => {
+                assert_eq!(s.connect.port, 7);
+                assert!(matches!(s.command, crate::store_cli::Command::Put { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        let after = Invocation::try_from_iter(["nl-client", "get", "ID", "o.png", "--port", "9"]);
+        assert!(matches!(after.unwrap(), Invocation::Store(s) if s.connect.port == 9));
+        // The default command's flags with a store command: a usage error.
+        let e = Invocation::try_from_iter(["nl-client", "--mean", "put", "a.png"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        // A file named like a command is still a file after --input.
+        let p = Invocation::try_from_iter(["nl-client", "-i", "put", "-o", "ls.png"]).unwrap();
+        assert!(matches!(p, Invocation::Process(a) if a.input == [PathBuf::from("put")]));
+        // Neither: the default command's required flags are missing.
+        assert_eq!(
+            Invocation::try_from_iter(["nl-client"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 }

@@ -10,12 +10,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let first = std::env::args_os().nth(1);
-    let outcome = if store_cli::is_store_command(first.as_deref()) {
-        use clap::Parser;
-        store_cli::run(store_cli::StoreArgs::parse()).await
-    } else {
-        cli::run(cli::Args::from_command_line()).await
+    let outcome = match cli::Invocation::from_command_line() {
+        cli::Invocation::Store(args) => store_cli::run(args).await,
+        cli::Invocation::Process(args) => cli::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

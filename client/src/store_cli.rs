@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use backon::Retryable;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use nlimage_client::{Client, ClientError, GetOptions, Operation};
 use nlimage_core::OutputFormat;
 
@@ -24,19 +24,15 @@ use crate::bulk::{Progress, backoff, plain, retryable};
 use crate::cli::Failure;
 use crate::connect::ConnectArgs;
 
-/// The image store's commands.
-#[derive(Parser, Debug)]
-#[command(name = "nl-client", version)]
+/// A store command with the flags that go with it (parsed by
+/// [`crate::cli::Invocation`]).
+#[derive(Debug)]
 pub struct StoreArgs {
-    #[command(subcommand)]
+    /// What to do.
     pub command: Command,
     /// Where the server is and how to talk to it.
-    #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Attempts per transfer after the first, on UNAVAILABLE,
-    /// RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (exponential backoff with
-    /// jitter, 100 ms to 5 s).
-    #[arg(long, global = true, default_value_t = 8)]
+    /// Attempts per transfer after the first (`--retries`).
     pub retries: usize,
 }
 
@@ -108,14 +104,6 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 
 pub fn parse_op(s: &str) -> Result<Operation, String> {
     Operation::parse(s).map_err(|e| e.to_string())
-}
-
-/// Whether a store command's first argument names one.
-pub fn is_store_command(arg: Option<&std::ffi::OsStr>) -> bool {
-    matches!(
-        arg.and_then(|a| a.to_str()),
-        Some("put" | "get" | "rm" | "ls" | "job")
-    )
 }
 
 /// Connects, retrying while the server is not there yet.

@@ -294,19 +294,21 @@ async fn cancelled_jobs_stop_and_free_their_worker_and_memory() {
             .await
             .unwrap()
             .into_inner();
-        // Cancelled once it runs (the first ones) or while it waits.
-        let t0 = Instant::now();
-        while i == 0 {
-            let j = jobs
-                .get(GetJobRequest { id: job.id.clone() })
-                .await
-                .unwrap()
-                .into_inner();
-            if j.state == JobState::Running as i32 {
-                break;
+        // Cancelled once it runs (each after the previous one stopped).
+        {
+            let t0 = Instant::now();
+            loop {
+                let j = jobs
+                    .get(GetJobRequest { id: job.id.clone() })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if j.state == JobState::Running as i32 {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(30), "the job never ran");
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "the job never ran");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         jobs.cancel(CancelJobRequest { id: job.id }).await.unwrap();
     }

@@ -3,6 +3,7 @@
 //! the output is complete once the box's last row has arrived.
 
 use super::CropBox;
+use super::stage::Stage;
 use crate::error::{CoreError, Result};
 use crate::pixel::ImageInfo;
 
@@ -34,6 +35,24 @@ pub fn crop_row(b: CropBox, y: usize, row: &[u8], channels: usize, out: &mut Vec
     if y >= b.y as usize && y < (b.y + b.height) as usize {
         let x0 = b.x as usize * channels;
         out.extend_from_slice(&row[x0..x0 + b.width as usize * channels]);
+    }
+}
+
+/// The crop's stage: each row cut to the box as it arrives.
+#[derive(Debug)]
+pub(crate) struct CropStage {
+    pub(crate) b: CropBox,
+    pub(crate) info: ImageInfo,
+    pub(crate) next_row: usize,
+}
+
+impl Stage for CropStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        for row in rows.chunks_exact(self.info.row_bytes()) {
+            crop_row(self.b, self.next_row, row, self.info.channels(), out);
+            self.next_row += 1;
+        }
+        Ok(())
     }
 }
 

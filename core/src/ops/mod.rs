@@ -3,15 +3,18 @@
 //! An [`Operation`] carries its parameters (sizes, floats); it has one
 //! text form (the `--op` spec of the CLI, [`Operation::parse`] and
 //! [`Display`](std::fmt::Display) agree) and one canonical, versioned byte
-//! encoding ([`canonical_bytes`]) that caches key results on. Each operation
-//! declares its [`OpKind`], which the planner ([`crate::pipeline`]) uses to
-//! stream, fuse and reorder.
+//! encoding ([`canonical_bytes`]) that caches key results on. The planner
+//! ([`crate::pipeline::plan`]) decides per operation how it streams, fuses
+//! and moves (its rules are exact and listed there).
 //!
-//! The families live in child modules, each with its naive reference and
-//! fast path: [`orient`] (rotations and flips as one of eight orientations),
-//! [`point`] (gray and the tone tables), [`crop`], [`blur`] (gaussian blur and
-//! the unsharp mask), [`convolve`]. [`naive`] applies any operation the
-//! obviously-correct way, for tests.
+//! The families live in child modules, each with its semantics and naive
+//! reference, its fast paths (`kernels`) and its streaming stage with the
+//! memory that stage holds (`stream`): [`orient`] (rotations and flips as
+//! one of eight orientations), [`point`] (gray and the tone tables),
+//! [`crop`], [`mean`], [`blur`] (gaussian blur and the unsharp mask),
+//! [`convolve`], [`resize`], [`overlay`]; the stencils share one streaming
+//! frame (`stencil`), and every stage one trait (`stage`). [`naive`]
+//! applies any operation the obviously-correct way, for tests.
 
 pub mod blur;
 pub mod border;
@@ -25,6 +28,8 @@ pub mod point;
 pub mod resize;
 pub mod rotate;
 mod spec;
+pub(crate) mod stage;
+pub(crate) mod stencil;
 
 use crate::rotate::Rotation;
 
@@ -119,45 +124,7 @@ pub enum Operation {
 /// The largest blur sigma accepted (a kernel of 601 taps).
 pub const MAX_SIGMA: f32 = 100.0;
 
-/// What an operation needs of the image, which decides how it streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpKind {
-    /// A pixel depends on its own row only (gray, tone tables, left-right flip).
-    RowLocal,
-    /// A pixel depends on the rows within `radius` of its own.
-    Stencil {
-        /// Rows above and below.
-        radius: usize,
-    },
-    /// Output rows come from a window of input rows (crop, resize).
-    Resample,
-    /// Needs the whole image before the first output row (quarter and half
-    /// turns, top-bottom flip).
-    WholeImage,
-}
-
 impl Operation {
-    /// How the operation streams.
-    pub fn kind(&self) -> OpKind {
-        match self {
-            Operation::Rotate(Rotation::None) | Operation::Flip(Flip::Horizontal) => {
-                OpKind::RowLocal
-            }
-            Operation::Rotate(_) | Operation::Flip(Flip::Vertical) => OpKind::WholeImage,
-            Operation::Crop(_) | Operation::Resize(_) => OpKind::Resample,
-            Operation::Mean3x3 => OpKind::Stencil { radius: 1 },
-            Operation::Blur { sigma } | Operation::Sharpen { sigma, .. } => OpKind::Stencil {
-                radius: blur::radius(*sigma),
-            },
-            Operation::Convolve(k) => OpKind::Stencil { radius: k.size / 2 },
-            Operation::Overlay(_)
-            | Operation::Gray
-            | Operation::Brightness(_)
-            | Operation::Contrast(_)
-            | Operation::Gamma(_) => OpKind::RowLocal,
-        }
-    }
-
     /// Checks the parameters' ranges (what [`Operation::parse`] and the wire
     /// conversion enforce), naming the operation in the message.
     pub fn validate(&self) -> crate::Result<()> {

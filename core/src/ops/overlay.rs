@@ -144,6 +144,35 @@ impl Prepared {
     }
 }
 
+/// The overlay's stage: each pushed row composited in place, in parallel.
+#[derive(Debug)]
+pub(crate) struct OverlayStage {
+    pub(crate) prepared: Prepared,
+    pub(crate) row_bytes: usize,
+    pub(crate) next_row: usize,
+}
+
+impl crate::ops::stage::Stage for OverlayStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> crate::Result<()> {
+        use rayon::prelude::*;
+        let start = out.len();
+        out.extend_from_slice(rows);
+        let (first, rb, p) = (self.next_row, self.row_bytes, &self.prepared);
+        out[start..]
+            .par_chunks_mut(rb)
+            .enumerate()
+            .for_each(|(i, row)| p.row(first + i, row));
+        self.next_row += rows.len() / rb;
+        Ok(())
+    }
+}
+
+/// Bytes the overlay's stage holds besides its rows: the overlay prepared
+/// for the background (colours and alpha, four bytes a pixel).
+pub(crate) fn memory(o: &Overlay) -> u64 {
+    o.image.info().pixels() * 4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 //! is kept until the input ends and then produced band by band.
 
 pub mod plan;
-mod resample;
 mod stages;
 
 use bytes::Bytes;
@@ -17,11 +16,11 @@ use crate::error::{CoreError, Result};
 use crate::hold::{Hold, MemoryHold};
 use crate::ops::Operation;
 use crate::ops::orient::Orientation;
+use crate::ops::stage::Stage;
 use crate::pixel::{ImageBuf, ImageInfo};
 use crate::simd::Cpu;
 use crate::stop::Stop;
 pub use plan::{MemoryPlan, Plan, Step};
-use stages::Stage;
 
 /// Input bytes [`Pipeline::apply_with`] pushes at a time: the bands between
 /// two looks at the stop flag (the resampler takes blocks of this size from

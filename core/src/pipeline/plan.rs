@@ -29,7 +29,7 @@ use crate::error::{CoreError, Result};
 use crate::ops::orient::Orientation;
 use crate::ops::overlay::Overlay;
 use crate::ops::point::{PointOps, is_point};
-use crate::ops::resize::{Coeffs, Filter};
+use crate::ops::resize::Filter;
 use crate::ops::{CropBox, Kernel, Operation, blur, crop};
 use crate::pixel::{ImageBuf, ImageInfo};
 
@@ -243,43 +243,30 @@ impl Plan {
             .any(|(_, s)| matches!(s, Step::Orient(o) if o.needs_whole_image()))
     }
 
-    /// The memory the stages hold when fed chunks of at most `chunk_bytes`.
+    /// The memory the stages hold when fed chunks of at most `chunk_bytes`:
+    /// each family's own estimate (see its `stream` module) plus a partial
+    /// row and one chunk's output per stage.
     pub fn memory(&self, chunk_bytes: usize) -> MemoryPlan {
         let mut streaming = 0u64;
         let mut holds = Vec::new();
         for (info, step) in &self.steps {
-            let rb = info.row_bytes() as u64;
-            // Each stage keeps a partial row and writes one chunk's output
-            // (the stencils: about a chunk and their window of rows).
-            streaming += rb + chunk_bytes as u64;
-            match step {
-                Step::Orient(o) if o.needs_whole_image() => holds.push(*info),
-                Step::Overlay(o) => {
-                    // The overlay prepared for this background: colours and alpha.
-                    streaming += o.image.info().pixels() * 4;
+            streaming += info.row_bytes() as u64 + chunk_bytes as u64;
+            streaming += match step {
+                Step::Orient(o) if o.needs_whole_image() => {
+                    holds.push(*info);
+                    0
                 }
+                Step::Overlay(o) => crate::ops::overlay::memory(o),
                 Step::Resize {
                     width,
                     height,
                     filter,
                 } => {
-                    // The window of horizontally resampled rows, plus one
-                    // chunk's rows of them.
-                    let out_rb = u64::from(*width) * info.channels() as u64;
-                    let rows = match filter {
-                        Filter::Nearest => 1,
-                        f => Coeffs::ksize(info.height() as usize, *height as usize, *f) as u64,
-                    };
-                    let chunk_rows = (chunk_bytes as u64).div_ceil(rb) + 1;
-                    streaming += (rows + chunk_rows) * out_rb;
+                    crate::ops::resize::stream::memory(*info, *width, *height, *filter, chunk_bytes)
                 }
-                s => {
-                    let window = (2 * s.radius() as u64 + 1).min(u64::from(info.height()));
-                    if s.radius() > 0 {
-                        streaming += window * rb;
-                    }
-                }
-            }
+                s if s.radius() > 0 => crate::ops::stencil::memory(*info, s.radius()),
+                _ => 0,
+            };
         }
         MemoryPlan { streaming, holds }
     }

@@ -1,10 +1,16 @@
-//! CPU feature levels and the one place they are probed.
+//! The code paths and the one place the CPU is probed.
 //!
 //! Every kernel has a portable path (plain Rust for the baseline target) and
-//! faster paths compiled for wider vector units; [`Cpu::detect`] picks the
-//! best this machine runs, once. Every path can be forced (the `*_with`
-//! functions) so tests and benches exercise each one, not just the one the
-//! test machine picks.
+//! faster paths compiled for wider vector units. [`Cpu::detect`] probes the
+//! machine once; the caller chooses a path once (by default the widest) and
+//! hands it to the kernels -- a [`crate::Run`] carries it through a
+//! pipeline into every stage and hold, and the whole-image functions take it
+//! in their `*_with` forms -- so tests, benches (`NLIMAGE_CPU` in
+//! `kernel_timing`) and the server (`nl-server --cpu`) can force any path
+//! end to end. A path wider than the machine's is clamped by each kernel to
+//! the widest it runs, so forcing never executes unsupported code. Feature
+//! extensions of a path (AVX-512 VBMI, VNNI) are probed here too
+//! ([`Cpu::vbmi`], [`Cpu::vnni`]).
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;

@@ -22,6 +22,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) mod kernels;
+pub(crate) mod stream;
 
 use super::border::reflect101;
 use crate::pixel::ImageBuf;

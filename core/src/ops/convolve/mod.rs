@@ -12,6 +12,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) mod kernels;
+pub(crate) mod stream;
 
 use super::Kernel;
 use super::border::reflect101;

@@ -9,10 +9,11 @@
 //! ([`mean3x3`], [`mean3x3_into`], parallel over row bands), one output row
 //! from its neighbours ([`mean3x3_row`], for callers with rows of their own),
 //! and a run of rows held in a window (`Window::filter_into`), which both the
-//! whole-image form and the streaming filter in [`crate::stream`] are built
+//! whole-image form and the streaming filter in [`stream`] are built
 //! on.
 
 pub(crate) mod kernels;
+pub mod stream;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

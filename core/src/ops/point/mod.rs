@@ -15,6 +15,7 @@
 //! tables compose into one table.
 
 pub(crate) mod kernels;
+pub(crate) mod stream;
 
 use std::mem::MaybeUninit;
 

@@ -34,6 +34,7 @@ pub(crate) mod columns;
 pub(crate) mod digits;
 pub(crate) mod kernels;
 pub(crate) mod rows;
+pub(crate) mod stream;
 pub(crate) mod strips;
 
 use std::collections::VecDeque;

@@ -5,8 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::Window;
 use crate::error::{CoreError, Result};
-use crate::mean::Window;
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
 
@@ -120,6 +120,16 @@ impl StreamingMean {
         let keep_from = if ready == height { complete } else { ready - 1 };
         self.buf.drain(..(keep_from - self.buf_row0) * rb);
         self.buf_row0 = keep_from;
+    }
+}
+
+/// The mean's stage in a pipeline.
+#[derive(Debug)]
+pub(crate) struct MeanStage(pub(crate) StreamingMean);
+
+impl crate::ops::stage::Stage for MeanStage {
+    fn push(&mut self, rows: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.0.push(rows, out)
     }
 }
 

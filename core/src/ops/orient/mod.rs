@@ -6,6 +6,8 @@
 //! once: the rotation by the blocked kernels of [`crate::rotate`], the mirror
 //! on each output row ([`mirror_row`]) while the row is still in cache.
 
+pub(crate) mod stream;
+
 use std::mem::MaybeUninit;
 
 use super::{CropBox, Flip};

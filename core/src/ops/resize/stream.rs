@@ -9,22 +9,19 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use super::stages::Stage;
-use crate::error::Result;
-use crate::ops::resize::alpha::unpremultiply_with;
-use crate::ops::resize::digits::{DigitTable, columns_digits_with, digits_layout};
-use crate::ops::resize::kernels::{
+use super::alpha::unpremultiply_with;
+use super::digits::{DigitTable, columns_digits_with, digits_layout};
+use super::kernels::{
     HorizontalTable, PairTable, columns_with, horizontal_row_with, premultiply_with, strip_rows,
     vertical_row_with,
 };
-use crate::ops::resize::strips::back::from_columns_with;
-use crate::ops::resize::strips::to_columns_with;
-use crate::ops::resize::{Coeffs, Filter, nearest_indices};
+use super::strips::back::from_columns_with;
+use super::strips::to_columns_with;
+use super::{Coeffs, Filter, nearest_indices};
+use crate::error::Result;
+use crate::ops::stage::{Stage, TASK_BYTES};
 use crate::pixel::ImageInfo;
 use crate::simd::Cpu;
-
-/// Input rows (or output rows) a parallel task takes.
-const TASK_BYTES: usize = 128 * 1024;
 
 /// How one axis maps input to output positions.
 #[derive(Debug)]
@@ -184,6 +181,26 @@ impl Horizontal {
             }
         }
     }
+}
+
+/// Bytes the resize stage over `info` rows to `width` x `height` holds
+/// when pushed chunks of at most `chunk_bytes`: the window of horizontally
+/// resampled rows, plus one chunk's rows of them.
+pub(crate) fn memory(
+    info: ImageInfo,
+    width: u32,
+    height: u32,
+    filter: Filter,
+    chunk_bytes: usize,
+) -> u64 {
+    let rb = info.row_bytes() as u64;
+    let out_rb = u64::from(width) * info.channels() as u64;
+    let rows = match filter {
+        Filter::Nearest => 1,
+        f => Coeffs::ksize(info.height() as usize, height as usize, f) as u64,
+    };
+    let chunk_rows = (chunk_bytes as u64).div_ceil(rb) + 1;
+    (rows + chunk_rows) * out_rb
 }
 
 /// Resamples a streamed image to `out`.
