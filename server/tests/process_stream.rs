@@ -398,7 +398,18 @@ async fn an_enlargement_over_the_limits_is_refused_before_allocation() {
 
 #[tokio::test]
 async fn new_operations_stream_and_match_the_reference() {
-    let server = common::server(Config::default()).await;
+    // On every code path this machine runs, forced end to end (--cpu).
+    for cpu in nlimage_core::Cpu::available() {
+        let config = Config {
+            cpu: Some(cpu),
+            ..Config::default()
+        };
+        operations_match_the_reference(config).await;
+    }
+}
+
+async fn operations_match_the_reference(config: Config) {
+    let server = common::server(config).await;
     let (w, h) = (61u32, 47u32);
     let data = common::noise((w * h * 3) as usize, 11);
     let img = ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Rgb8, data.clone()).unwrap();

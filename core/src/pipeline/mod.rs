@@ -371,6 +371,66 @@ mod tests {
     }
 
     #[test]
+    fn every_forced_code_path_runs_end_to_end_and_equals_the_naive_result() {
+        // Odd sizes so every stage meets vector tails; every family once.
+        let img = ImageBuf::from_raw(
+            67,
+            45,
+            PixelFormat::Rgba8,
+            (0..67 * 45 * 4).map(|i| (i * 37 + i / 11) as u8).collect(),
+        )
+        .unwrap();
+        let ops: Vec<Operation> = [
+            "blur=1.5",
+            "convolve=0,-1,0,-1,5,-1,0,-1,0",
+            "mean",
+            "gamma=1.7",
+            "flip=h",
+            "resize=31x",
+            "sharpen=1,2",
+            "rotate=90",
+            "gray",
+        ]
+        .iter()
+        .map(|s| Operation::parse(s).unwrap())
+        .collect();
+        let want = naive::apply_all(&img, &ops).unwrap();
+        for cpu in Cpu::available() {
+            let run = Run {
+                cpu,
+                stop: Stop::new(),
+            };
+            let got = Pipeline::apply_with(&img, &ops, &run).unwrap();
+            assert!(got == want, "the {} path", cpu.name());
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_pipeline_at_its_next_band() {
+        let info = ImageInfo::new(300, 200, PixelFormat::Rgb8).unwrap();
+        let stop = Stop::new();
+        let run = Run {
+            cpu: Cpu::detect(),
+            stop: stop.clone(),
+        };
+        let plan = Plan::new(
+            info,
+            &[Operation::Mean3x3, Operation::Rotate(Rotation::Ccw90)],
+        )
+        .unwrap();
+        let mut p = Pipeline::from_plan(&plan, &run, |i, o, c| {
+            Ok(Box::new(MemoryHold::new(i, o, c)?))
+        })
+        .unwrap();
+        let data = vec![7u8; info.byte_len()];
+        p.push(&data[..info.byte_len() / 2], &mut Vec::new())
+            .unwrap();
+        stop.stop();
+        let e = p.push(&data[info.byte_len() / 2..], &mut Vec::new());
+        assert!(matches!(e, Err(CoreError::Cancelled)), "{e:?}");
+    }
+
+    #[test]
     fn no_operations_echo_the_input() {
         let img = ImageBuf::from_raw(3, 2, PixelFormat::Gray8, vec![1, 2, 3, 4, 5, 6]).unwrap();
         assert_eq!(run(&img, &[], 4).1, img.data());

@@ -69,9 +69,23 @@ pub enum Cpu {
     Avx2,
     /// x86-64 with AVX-512 F and BW (512-bit vectors).
     Avx512,
+    /// x86-64 with AVX-512 F, BW and VL and the Ice Lake extensions VBMI
+    /// (byte permutes) and VNNI (dot products): Ice Lake, Sapphire Rapids,
+    /// Zen 4 and later. A level of its own, so that on such a machine the
+    /// plain AVX-512 kernels can be forced and tested too.
+    Avx512Icl,
 }
 
 impl Cpu {
+    /// Every path, portable first.
+    pub const ALL: [Cpu; 5] = [
+        Cpu::Portable,
+        Cpu::Ssse3,
+        Cpu::Avx2,
+        Cpu::Avx512,
+        Cpu::Avx512Icl,
+    ];
+
     /// The widest path this machine supports, probed once.
     pub fn detect() -> Cpu {
         static BEST: OnceLock<Cpu> = OnceLock::new();
@@ -93,6 +107,12 @@ impl Cpu {
                 && std::arch::is_x86_feature_detected!("avx512bw")
             {
                 v.push(Cpu::Avx512);
+                if std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vbmi")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    v.push(Cpu::Avx512Icl);
+                }
             }
         }
         v
@@ -110,14 +130,13 @@ impl Cpu {
             Cpu::Ssse3 => "ssse3",
             Cpu::Avx2 => "avx2",
             Cpu::Avx512 => "avx512",
+            Cpu::Avx512Icl => "avx512icl",
         }
     }
 
     /// The path named `name` (as [`Cpu::name`] gives it).
     pub fn from_name(name: &str) -> Option<Cpu> {
-        [Cpu::Portable, Cpu::Ssse3, Cpu::Avx2, Cpu::Avx512]
-            .into_iter()
-            .find(|c| c.name() == name)
+        Cpu::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// `self` if this machine runs it, else the best path it does run that
@@ -133,28 +152,59 @@ impl Cpu {
         self.clamp()
     }
 
-    /// Whether path `self` (clamped) runs the AVX-512 VBMI byte permutes:
-    /// AVX-512 F and BW, and this machine has VBMI.
+    /// Whether path `self` (clamped) runs the AVX-512 VBMI byte permutes
+    /// (the [`Cpu::Avx512Icl`] level).
     pub(crate) fn vbmi(self) -> bool {
-        let mut ok = self.clamp() >= Cpu::Avx512;
-        #[cfg(target_arch = "x86_64")]
-        {
-            ok = ok && std::arch::is_x86_feature_detected!("avx512vbmi");
-        }
-        ok
+        self.clamp() >= Cpu::Avx512Icl
     }
 
-    /// Whether path `self` (clamped) runs the VNNI forms of the AVX2
-    /// kernels: AVX-512, and this machine has VNNI and VL (`vpdpwssd` on
-    /// 256-bit vectors).
+    /// Whether path `self` (clamped) runs the VNNI forms of the kernels
+    /// (`vpdpwssd`, `vpdpbusd`; the [`Cpu::Avx512Icl`] level).
     pub(crate) fn vnni(self) -> bool {
-        let mut ok = self.clamp() >= Cpu::Avx512;
-        #[cfg(target_arch = "x86_64")]
-        {
-            ok = ok
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-                && std::arch::is_x86_feature_detected!("avx512vl");
+        self.clamp() >= Cpu::Avx512Icl
+    }
+
+    /// What a path needs of the CPU, for messages.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Cpu::Portable => "nothing",
+            Cpu::Ssse3 => "x86-64 with SSSE3",
+            Cpu::Avx2 => "x86-64 with AVX2",
+            Cpu::Avx512 => "x86-64 with AVX-512 F and BW",
+            Cpu::Avx512Icl => "x86-64 with AVX-512 F, BW, VL, VBMI and VNNI",
         }
-        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel's tests run on each path of [`Cpu::available`]; the
+    /// paths this machine lacks are named in every test run (written past
+    /// the harness's capture), never skipped in silence.
+    #[test]
+    fn paths_this_machine_cannot_run_are_named() {
+        use std::io::Write;
+        let here = Cpu::available();
+        let missing: Vec<Cpu> = Cpu::ALL.into_iter().filter(|c| !here.contains(c)).collect();
+        let mut err = std::io::stderr().lock();
+        for c in &missing {
+            let _ = writeln!(
+                err,
+                "nlimage-core: the {} path is not tested on this machine (it needs {})",
+                c.name(),
+                c.needs()
+            );
+        }
+        assert_eq!(here.first(), Some(&Cpu::Portable));
+        assert_eq!(here.len() + missing.len(), Cpu::ALL.len());
+        // Levels are cumulative: a machine runs every path below its widest.
+        assert!(here.iter().zip(Cpu::ALL).all(|(a, b)| *a == b));
+        assert_eq!(Cpu::detect(), *here.last().unwrap());
+        for c in Cpu::ALL {
+            assert_eq!(Cpu::from_name(c.name()), Some(c));
+            assert!(c.clamp_to_machine() <= Cpu::detect());
+        }
     }
 }

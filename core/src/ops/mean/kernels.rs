@@ -43,7 +43,7 @@ pub(crate) struct Ahead<'a> {
 /// stream, and copying its finished rows out with non-temporal stores
 /// measured slower than plain stores (bench/README.md).
 pub(crate) fn stores_nontemporal(cpu: Cpu) -> bool {
-    cpu.clamp() == Cpu::Avx512
+    cpu.clamp() >= Cpu::Avx512
 }
 
 /// One output row of the filter (see [`crate::mean3x3_row`]), with the
@@ -63,8 +63,9 @@ pub(crate) fn row_ahead(
     // A row one pixel wide has nothing to vectorise across: the plain body.
     match cpu.clamp() {
         #[cfg(target_arch = "x86_64")]
-        Cpu::Avx512 if cur.len() > c => {
-            // SAFETY: clamp() returned Avx512, so the CPU has AVX-512 F and BW.
+        Cpu::Avx512 | Cpu::Avx512Icl if cur.len() > c => {
+            // SAFETY: clamp() returned an AVX-512 level, so the CPU has
+            // AVX-512 F and BW.
             unsafe { super::x86::row_avx512(above, cur, below, c, out, ahead) }
         }
         #[cfg(target_arch = "x86_64")]

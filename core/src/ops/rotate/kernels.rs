@@ -1262,7 +1262,7 @@ mod tests {
         if !Cpu::Ssse3.is_available() {
             return;
         }
-        let vbmi = Cpu::Avx512.vbmi();
+        let vbmi = Cpu::Avx512Icl.vbmi();
         for (w, h) in [
             (1u32, 1u32),
             (5, 3),
