@@ -15,6 +15,7 @@ raised, which whole images need) calls, in one run and interleaved,
     bench/.venv/bin/python bench/compare_clients.py [--reps 9] [--sizes 4096x3072x3,8192x8192x1]
     bench/.venv/bin/python bench/compare_clients.py --compression   # the compression table
     bench/.venv/bin/python bench/compare_clients.py --memory        # 16 x 144 MB under a 512 MiB budget
+    bench/.venv/bin/python bench/compare_clients.py --before OLD/nl-server   # and another build, interleaved
 
 Each server runs in its own process. For every repetition and every image
 and RPC, each server gets one call in turn; the table shows the median round
@@ -40,6 +41,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("NL_SERVER", os.path.join(ROOT, "target", "release", "nl-server"))
+BEFORE = None
 UNLIMITED = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
@@ -146,6 +148,8 @@ def servers(names, nl_args=()):
             if not os.path.exists(SERVER):
                 sys.exit(f"{SERVER} missing: cargo build --release -p nlimage-server")
             cmd = [SERVER, "--port", str(port), *nl_args]
+        elif name == "before":
+            cmd = [BEFORE, "--port", str(port), *nl_args]
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--serve", name, "--port", str(port)]
         procs.append(start(cmd, port))
@@ -184,7 +188,7 @@ def median(xs):
 
 
 def roundtrips(args, pb):
-    names = ["floor", "nl-server", "numpy"]
+    names = ["floor", "nl-server", "numpy"] + (["before"] if BEFORE else [])
     with servers(names) as (procs, ports):
         stubs_by = {n: calls(pb, ports[n]) for n in names}
         rng = np.random.default_rng(1)
@@ -207,11 +211,16 @@ def roundtrips(args, pb):
                     f(req)
                     times[(case, n)].append((time.perf_counter() - t) * 1e3)
         print(f"\ngrpcio {grpc.__version__}, numpy {np.__version__}, {args.reps} repetitions, median round trip (ms)\n")
-        print("| call | floor | nl-server | numpy server | nl-server / floor | numpy / nl-server |")
-        print("|---|---|---|---|---|---|")
+        extra = " before | before / floor | nl-server / before |" if BEFORE else ""
+        print("| call | floor | nl-server | numpy server | nl-server / floor | numpy / nl-server |" + extra)
+        print("|---|---|---|---|---|---|" + ("---|---|---|" if BEFORE else ""))
         for case, _, _ in cases:
-            f, n, p = (median(times[(case, k)]) for k in names)
-            print(f"| {case} | {f:.0f} | {n:.0f} | {p:.0f} | **{n / f:.2f}x** | {p / n:.2f}x |")
+            f, n, p = (median(times[(case, k)]) for k in names[:3])
+            row = f"| {case} | {f:.0f} | {n:.0f} | {p:.0f} | **{n / f:.2f}x** | {p / n:.2f}x |"
+            if BEFORE:
+                b = median(times[(case, "before")])
+                row += f" {b:.0f} | {b / f:.2f}x | **{n / b:.2f}x** |"
+            print(row)
 
 
 def compression(args, pb):
@@ -287,7 +296,10 @@ def main():
     ap.add_argument("--memory", action="store_true", help="the concurrent-calls memory figure instead")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--budget-mib", type=int, default=512)
+    ap.add_argument("--before", help="another nl-server binary, timed interleaved with this tree's")
     args = ap.parse_args()
+    global BEFORE
+    BEFORE = args.before
     if args.serve:
         return serve(args.serve, args.port)
     pb = stubs()

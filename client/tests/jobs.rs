@@ -310,6 +310,13 @@ async fn url_sources_are_fetched_only_from_allowed_networks() {
         e.message.contains("loopback") && e.message.contains("--allow-source-net"),
         "{e:?}"
     );
+    // A name that resolves only to loopback is refused by the resolver,
+    // with the same category.
+    let by_name = format!("http://localhost:{}/a.png", addr.port());
+    let done = finish(client.clone(), by_name).await;
+    assert_eq!(state(&done), JobState::Failed);
+    let e = done.error.unwrap();
+    assert_eq!(e.code, Code::PermissionDenied as i32, "{e:?}");
     drop(server);
 
     // Allowed explicitly, it is fetched, stored under its content's id, and converted.

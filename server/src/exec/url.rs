@@ -117,6 +117,30 @@ impl SourcePolicy {
     }
 }
 
+/// The resolver's refusal: a name with no address the policy allows.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether `e` or an error it wraps is the resolver's [`Refused`].
+fn refused_by_policy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<Refused>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// A resolver that returns only the addresses the policy allows.
 struct Checked(Arc<SourcePolicy>);
 
@@ -139,8 +163,11 @@ impl Resolve for Checked {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| "no address found".into());
-                return Err(format!("{host}: {why}").into());
+                let e: Box<dyn std::error::Error + Send + Sync> = match refused {
+                    Some(why) => Box::new(Refused(format!("{host}: {why}"))),
+                    None => format!("{host}: no address found").into(),
+                };
+                return Err(e);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -201,7 +228,7 @@ impl Fetcher {
             let why = error_chain(&e);
             if e.is_timeout() {
                 Error::deadline(format!("fetching '{url}': timed out: {why}"))
-            } else if e.is_redirect() || why.contains("sources must be public") {
+            } else if e.is_redirect() || refused_by_policy(&e) {
                 Error::permission_denied(format!("fetching '{url}': {why}"))
             } else {
                 Error::unavailable(format!("fetching '{url}': {why}"))
