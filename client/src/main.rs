@@ -2,6 +2,7 @@
 
 mod bulk;
 mod cli;
+mod command;
 mod connect;
 mod job_cli;
 mod store_cli;
@@ -10,9 +11,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let outcome = match cli::Invocation::from_command_line() {
-        cli::Invocation::Store(args) => store_cli::run(args).await,
-        cli::Invocation::Process(args) => cli::run(args).await,
+    let outcome = match command::Invocation::from_command_line() {
+        command::Invocation::Store(args) => store_cli::run(args).await,
+        command::Invocation::Process(args) => cli::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
