@@ -68,6 +68,38 @@ pub struct Config {
     /// The kernels' code path [default: `None`, the widest this machine
     /// runs]; a path wider than the machine's runs the widest it has.
     pub cpu: Option<nlimage_core::Cpu>,
+    /// Operations one request may ask for.
+    pub max_operations: usize,
+    /// The HTTP gateway's timeouts.
+    pub http_timeouts: HttpTimeouts,
+    /// Serve the HTTP gateway in plaintext beside TLS gRPC (by default the
+    /// gateway serves TLS with the same certificate when gRPC does).
+    pub http_plaintext: bool,
+}
+
+/// How long the HTTP gateway waits for a client, and for a render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// From the connection (or the previous request) to the end of a
+    /// request's headers.
+    pub header: Duration,
+    /// Between two pieces of a request body (and of a gRPC upload).
+    pub body_idle: Duration,
+    /// A whole request, headers to the end of the answer's head.
+    pub request: Duration,
+    /// An image render (decode, operations, encode) of a GET.
+    pub render: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header: Duration::from_secs(10),
+            body_idle: Duration::from_secs(10),
+            request: Duration::from_secs(300),
+            render: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for Config {
@@ -92,6 +124,9 @@ impl Default for Config {
             jobs: crate::jobs::JobsConfig::default(),
             sources: crate::exec::url::SourcePolicy::default(),
             cpu: None,
+            max_operations: 32,
+            http_timeouts: HttpTimeouts::default(),
+            http_plaintext: false,
         }
     }
 }

@@ -61,6 +61,9 @@ pub enum Error {
     /// The request's deadline passed; its work was stopped.
     #[error("{0}")]
     Deadline(String),
+    /// The client sent nothing for too long (a stalled upload or request).
+    #[error("{0}")]
+    Stalled(String),
     /// The client went away or the work was cancelled.
     #[error("{0}")]
     Cancelled(String),
@@ -139,7 +142,7 @@ impl Error {
             }
             Error::Unavailable(_) => Code::Unavailable,
             Error::Precondition(_) => Code::FailedPrecondition,
-            Error::Deadline(_) => Code::DeadlineExceeded,
+            Error::Deadline(_) | Error::Stalled(_) => Code::DeadlineExceeded,
             Error::Cancelled(_) => Code::Cancelled,
             Error::Internal(_) => Code::Internal,
         }
@@ -159,6 +162,7 @@ impl Error {
             Error::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             Error::Precondition(_) => S::UNPROCESSABLE_ENTITY,
             Error::Deadline(_) => S::GATEWAY_TIMEOUT,
+            Error::Stalled(_) => S::REQUEST_TIMEOUT,
             Error::Cancelled(_) | Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -244,14 +248,45 @@ impl From<CoreError> for Error {
     }
 }
 
-impl From<object_store::Error> for Error {
-    fn from(e: object_store::Error) -> Self {
-        match e {
-            object_store::Error::NotFound { .. } => {
-                Error::NotFound("no such object in the store".into())
-            }
-            other => Error::Unavailable(format!("the store failed: {other}")),
+/// What kind of store failure `e` is, in words that name no path.
+fn store_fault_kind(e: &object_store::Error) -> &'static str {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => "not found",
+        E::AlreadyExists { .. } => "already exists",
+        E::Precondition { .. } | E::NotModified { .. } => "precondition failed",
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => "access refused",
+        E::NotSupported { .. } | E::NotImplemented { .. } => "not supported",
+        E::InvalidPath { .. } => "invalid path",
+        _ => "I/O error",
+    }
+}
+
+impl Error {
+    /// A store fault on `object` (its key in the store, such as
+    /// `images/{id}`), as a client reads it: the key and the kind of failure,
+    /// never the host's path or the backend's words (they go to the log).
+    pub fn store_fault(object: &str, e: object_store::Error) -> Self {
+        if let object_store::Error::NotFound { .. } = e {
+            return Error::NotFound(format!("no object '{object}' in the store"));
         }
+        tracing::warn!(object, error = %e, "store fault");
+        Error::Unavailable(format!(
+            "the store failed on '{object}' ({})",
+            store_fault_kind(&e)
+        ))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    /// A store fault where the object is not known here (see
+    /// [`Error::store_fault`]).
+    fn from(e: object_store::Error) -> Self {
+        if let object_store::Error::NotFound { .. } = e {
+            return Error::NotFound("no such object in the store".into());
+        }
+        tracing::warn!(error = %e, "store fault");
+        Error::Unavailable(format!("the store failed ({})", store_fault_kind(&e)))
     }
 }
 
@@ -336,11 +371,24 @@ mod tests {
     }
 
     #[test]
-    fn store_errors_keep_their_category() {
+    fn store_errors_keep_their_category_and_name_no_host_path() {
         let nf = object_store::Error::NotFound {
-            path: "images/x".into(),
+            path: "/srv/secret/store/images/x".into(),
             source: "gone".into(),
         };
         assert_eq!(Error::from(nf).code(), Code::NotFound);
+        let io = || object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: "Unable to open file /srv/secret/store/images/x#1: disk full".into(),
+        };
+        for e in [Error::from(io()), Error::store_fault("images/x", io())] {
+            assert_eq!(e.code(), Code::Unavailable);
+            assert!(!e.to_string().contains("/srv"), "{e}");
+        }
+        assert!(
+            Error::store_fault("images/x", io())
+                .to_string()
+                .contains("'images/x'")
+        );
     }
 }

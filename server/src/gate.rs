@@ -1,8 +1,15 @@
 //! What every request of the image services passes before its handler runs:
-//! the draining check (UNAVAILABLE once shutdown has begun) and, with
-//! `--auth-token-file`, the bearer token (UNAUTHENTICATED before any pixel is
-//! read). Also the per-request metadata the handlers use: the deadline from
-//! `grpc-timeout` and a request id.
+//! the draining check (UNAVAILABLE once shutdown has begun), with
+//! `--auth-token-file` the bearer token (UNAUTHENTICATED before any pixel is
+//! read), and with `--rate-limit` the caller's rate. Also the per-request
+//! metadata the handlers use: the deadline from `grpc-timeout` and a request
+//! id.
+//!
+//! Rate buckets belong to *verified* callers: a request that presented the
+//! right token takes from the token's bucket; every other request (no token
+//! configured, none sent, a wrong one, a signed URL) takes from its
+//! address's. So nobody without the token can spend a token holder's
+//! requests, and a flood of bad tokens is limited like any other flood.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,34 +52,62 @@ impl Gate {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Refuses a request while draining or without the right bearer token
-    /// (`authorization` is the header's value, if sent).
-    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Error> {
+    /// Whether a token is required.
+    pub fn requires_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether `authorization` carries the configured token (false when
+    /// there is none: then nobody is verified).
+    pub fn is_verified(&self, authorization: Option<&[u8]>) -> bool {
+        matches!(self.verify(authorization), Ok(true))
+    }
+
+    /// The token check alone: `Ok(true)` if `authorization` carries the
+    /// configured token, `Ok(false)` if no token is configured, else the
+    /// error a caller without it gets.
+    fn verify(&self, authorization: Option<&[u8]>) -> Result<bool, Error> {
+        let Some(token) = &self.token else {
+            return Ok(false);
+        };
+        let given = authorization.unwrap_or_default();
+        let want = format!("Bearer {token}");
+        if same(given, want.as_bytes()) {
+            return Ok(true);
+        }
+        let why = if given.is_empty() { "missing" } else { "wrong" };
+        Err(Error::Unauthenticated(format!(
+            "{why} bearer token: send the header 'authorization: Bearer <token>'"
+        )))
+    }
+
+    /// Refuses a request while draining, over its caller's rate, or (unless
+    /// `signed`: a valid URL signature stands in for the token) without the
+    /// right bearer token. `authorization` is the header's value, if sent;
+    /// `remote` the peer's address. A verified caller's rate is its token's
+    /// bucket; anyone else's, its address's -- charged before a missing or
+    /// wrong token is refused, so that such floods meet the limit too.
+    pub fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        remote: Option<IpAddr>,
+        signed: bool,
+    ) -> Result<(), Error> {
         if self.draining() {
             return Err(Error::Unavailable(
                 "the server is shutting down: retry elsewhere or later".into(),
             ));
         }
-        if let Some(token) = &self.token {
-            let given = authorization.unwrap_or_default();
-            let want = format!("Bearer {token}");
-            if !same(given, want.as_bytes()) {
-                let why = if given.is_empty() { "missing" } else { "wrong" };
-                return Err(Error::Unauthenticated(format!(
-                    "{why} bearer token: send the header 'authorization: Bearer <token>'"
-                )));
-            }
+        let verified = if signed {
+            Ok(false)
+        } else {
+            self.verify(authorization)
+        };
+        if let Some(r) = &self.rate {
+            let key = crate::ratelimit::client_key(verified == Ok(true), remote);
+            r.check(&key).map_err(crate::ratelimit::RateLimit::error)?;
         }
-        Ok(())
-    }
-
-    /// Takes one request from the client's rate bucket (keyed by the
-    /// verified token, else by `remote`); the wait if it is empty.
-    pub fn check_rate(&self, remote: Option<IpAddr>) -> Result<(), std::time::Duration> {
-        match &self.rate {
-            None => Ok(()),
-            Some(r) => r.check(&crate::ratelimit::client_key(self.token.as_deref(), remote)),
-        }
+        verified.map(|_| ())
     }
 }
 
@@ -82,18 +117,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Gate {
-    /// Refuses a request while draining, without the right bearer token, or
-    /// over its client's rate limit.
-    pub fn check(&self, metadata: &MetadataMap, remote: Option<IpAddr>) -> Result<(), Error> {
-        self.check_token(metadata.get("authorization").map(|v| v.as_bytes()))?;
-        self.check_rate(remote)
-            .map_err(crate::ratelimit::RateLimit::error)
+    /// [`Gate::check`] of a gRPC request's metadata.
+    pub fn check_grpc(&self, metadata: &MetadataMap, remote: Option<IpAddr>) -> Result<(), Error> {
+        self.check(
+            metadata.get("authorization").map(|v| v.as_bytes()),
+            remote,
+            false,
+        )
     }
 }
 
 impl Interceptor for Gate {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        self.check(req.metadata(), req.remote_addr().map(|a| a.ip()))
+        self.check_grpc(req.metadata(), req.remote_addr().map(|a| a.ip()))
             .map_err(Status::from)?;
         Ok(req)
     }

@@ -22,6 +22,7 @@ pub struct ServerHandle {
 
 /// Binds `addr` (port 0 picks a free port) and serves on a background task.
 pub async fn spawn(addr: impl ToSocketAddrs, config: Config) -> Result<ServerHandle, ServerError> {
+    crate::check_config(&config)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let http = match config.http_addr {

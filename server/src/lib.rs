@@ -45,7 +45,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-pub use config::{Config, MAX_CHUNK_BYTES, ResponseCompression, TlsPem};
+pub use config::{Config, HttpTimeouts, MAX_CHUNK_BYTES, ResponseCompression, TlsPem};
 pub use handle::{ServerHandle, spawn};
 
 use admission::Admission;
@@ -92,6 +92,21 @@ pub enum ServerError {
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The settings contradict each other or leave something open.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Refuses settings that would leave a surface open without saying so.
+pub(crate) fn check_config(config: &Config) -> Result<(), ServerError> {
+    if config.url_signing_key.is_some() && config.auth_token.is_none() {
+        return Err(ServerError::Config(
+            "--url-signing-key-file protects image GETs, but without --auth-token-file anyone could \
+             still upload and delete: add --auth-token-file (signed URLs stand in for the token on GETs)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The jobs' settings, with result URLs on the HTTP gateway's own address
@@ -128,6 +143,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    check_config(&config)?;
     let http = match config.http_addr {
         Some(a) => Some(TcpListener::bind(a).await?),
         None => None,
@@ -174,6 +190,8 @@ pub(crate) async fn serve(
             .await
             .map_err(ServerError::Store)?,
         sources: exec::url::Fetcher::new(config.sources.clone()).map_err(ServerError::Store)?,
+        max_operations: config.max_operations,
+        body_idle: config.http_timeouts.body_idle,
     };
     let job_queue = jobs::Jobs::open(&jobs_config(&config.jobs, http.as_ref()))
         .await
@@ -227,7 +245,8 @@ pub(crate) async fn serve(
         .max_encoding_message_size(MAX_CHUNK_BYTES + 4096);
     let jobs_service = compressed!(JobsServer::new(JobsService::new(
         job_queue.clone(),
-        exec.store.is_some()
+        exec.store.is_some(),
+        config.max_operations,
     )));
     let streaming = compressed!(ImageServiceServer::new(ProcessService::new(exec.clone())))
         .max_decoding_message_size(MAX_CHUNK_BYTES + 4096)
@@ -285,7 +304,16 @@ pub(crate) async fn serve(
     let http_task = match http {
         Some(l) => {
             let http_addr = l.local_addr()?;
-            tracing::info!("HTTP gateway on http://{http_addr}");
+            // With a TLS identity the gateway serves HTTPS with it too,
+            // unless told to stay plaintext (behind a local TLS proxy).
+            let tls = match (&config.tls, config.http_plaintext) {
+                (Some(pem), false) => {
+                    Some(http::serve::tls_config(pem).map_err(ServerError::Config)?)
+                }
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!("HTTP gateway on {scheme}://{http_addr}");
             let app = http::App {
                 exec: exec.clone(),
                 jobs: job_queue.clone(),
@@ -293,8 +321,11 @@ pub(crate) async fn serve(
                 signing_key: config.url_signing_key.clone().map(Into::into),
                 started,
                 workers: config.workers,
+                public_url: config.jobs.public_url.clone(),
+                https: tls.is_some(),
+                timeouts: config.http_timeouts,
             };
-            Some(tokio::spawn(http::serve(l, app, stop.clone())))
+            Some(tokio::spawn(http::serve(l, app, tls, stop.clone())))
         }
         None => None,
     };

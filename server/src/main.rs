@@ -91,10 +91,31 @@ struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve the plain-HTTP gateway to the image store on HOST:PORT
-    /// (GET/HEAD/POST/DELETE /v1/images, GET /healthz) [default: off].
+    /// Serve the HTTP gateway to the image store on HOST:PORT
+    /// (GET/HEAD/POST/DELETE /v1/images, GET /healthz) [default: off]. With
+    /// --tls-cert/--tls-key it serves HTTPS with the same certificate.
     #[arg(long)]
     http_addr: Option<SocketAddr>,
+    /// Serve the HTTP gateway in plaintext even though gRPC serves TLS
+    /// (behind a proxy that terminates TLS on the same host).
+    #[arg(long)]
+    http_plaintext: bool,
+    /// Seconds a client may take to send a request's headers over HTTP.
+    #[arg(long, default_value_t = 10)]
+    http_header_timeout: u64,
+    /// Seconds an upload (HTTP body or gRPC Put) may send nothing before it
+    /// is cut off.
+    #[arg(long, default_value_t = 10)]
+    http_body_idle_timeout: u64,
+    /// Seconds an HTTP request may take as a whole (uploads included).
+    #[arg(long, default_value_t = 300)]
+    http_request_timeout: u64,
+    /// Seconds an HTTP GET's render (decode, operations, encode) may take.
+    #[arg(long, default_value_t = 60)]
+    render_timeout: u64,
+    /// Operations one request may ask for (gRPC, HTTP and jobs).
+    #[arg(long, default_value_t = 32)]
+    max_operations: usize,
     /// File holding the key that HTTP image URLs must be signed with
     /// (sig=HMAC-SHA256 of path and query, hex); unsigned GETs get 403.
     #[arg(long)]
@@ -128,6 +149,11 @@ struct Args {
     /// (0: none; not with S3, where other replicas may delete images).
     #[arg(long, default_value_t = 64)]
     memory_cache_mib: u64,
+    /// Sync every write of a local store, file and directory, before it is
+    /// acknowledged (false only where the disk needs no sync, such as a
+    /// tmpfs: a power loss may then lose acknowledged uploads).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    store_fsync: bool,
     /// The job queue's database: sqlite://PATH (embedded, one machine),
     /// postgres://USER:PASSWORD@HOST/DB (shared by every replica), or `none`
     /// for no jobs [default: sqlite://DATA_DIR/jobs.sqlite; none without a store].
@@ -313,6 +339,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             max_upload: args.max_upload_mib.saturating_mul(1 << 20),
             cache_max: args.cache_max_mib.saturating_mul(1 << 20),
             memory_cache: args.memory_cache_mib.saturating_mul(1 << 20),
+            fsync: args.store_fsync,
         },
         jobs: JobsConfig {
             database: match args.database.as_deref() {
@@ -337,6 +364,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.source_timeout_secs.max(1)),
         },
         cpu: args.cpu.0,
+        max_operations: args.max_operations.max(1),
+        http_timeouts: nlimage_server::HttpTimeouts {
+            header: Duration::from_secs(args.http_header_timeout.max(1)),
+            body_idle: Duration::from_secs(args.http_body_idle_timeout.max(1)),
+            request: Duration::from_secs(args.http_request_timeout.max(1)),
+            render: Duration::from_secs(args.render_timeout.max(1)),
+        },
+        http_plaintext: args.http_plaintext,
     };
     keep_freed_memory(config.memory_budget);
     if let Some(addr) = args.metrics_addr {

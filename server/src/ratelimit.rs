@@ -1,6 +1,7 @@
 //! Per-client rate limits (`--rate-limit N/s`, `--rate-burst B`), shared by
-//! gRPC and HTTP: a token bucket (GCRA, the `governor` crate) per client,
-//! keyed by the bearer token the server verified, else by IP address.
+//! gRPC and HTTP: a token bucket (GCRA, the `governor` crate) per client:
+//! the bearer token's when the caller presented it (verified), else the
+//! caller's IP address (see [`crate::gate`]).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -48,12 +49,14 @@ pub struct RateLimit {
     clock: DefaultClock,
 }
 
-/// Who is asking: the key a client's bucket is found by.
-pub fn client_key(verified_token: Option<&str>, addr: Option<IpAddr>) -> String {
-    match (verified_token, addr) {
-        (Some(t), _) => format!("token:{t}"),
-        (None, Some(a)) => format!("ip:{a}"),
-        (None, None) => "unknown".into(),
+/// Who is asking: the key a client's bucket is found by -- the token's
+/// bucket for a caller that presented the configured token (the server has
+/// one token, so its holders share it), else the address's.
+pub fn client_key(verified: bool, addr: Option<IpAddr>) -> String {
+    match (verified, addr) {
+        (true, _) => "token".into(),
+        (false, Some(a)) => format!("ip:{a}"),
+        (false, None) => "unknown".into(),
     }
 }
 
@@ -126,10 +129,8 @@ mod tests {
             "{wait:?}"
         );
         assert!(l.check("b").is_ok(), "buckets are per client");
-        assert_eq!(
-            client_key(None, Some("10.0.0.1".parse().unwrap())),
-            "ip:10.0.0.1"
-        );
-        assert_eq!(client_key(Some("t"), None), "token:t");
+        let ip = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(client_key(false, ip), "ip:10.0.0.1");
+        assert_eq!(client_key(true, ip), "token");
     }
 }

@@ -203,10 +203,35 @@ async fn signed_urls_are_required_when_a_key_is_set() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.url_signing_key = Some(b"k3y".to_vec());
+    // A signing key without a token would leave writes open: refused.
+    let Err(e) = nlimage_server::spawn("127.0.0.1:0", cfg.clone()).await else {
+        panic!("started with a signing key and no token");
+    };
+    assert!(e.to_string().contains("--auth-token-file"), "{e}");
+    cfg.auth_token = Some("t0k".into());
     let server = common::server(cfg).await;
     let base = base(server.http_addr());
     let c = http();
-    let id = upload(&c, &base, png(10, 10)).await["id"]
+    let r = c
+        .post(format!("{base}/v1/images"))
+        .body(png(10, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "writes need the token"
+    );
+    let r = c
+        .post(format!("{base}/v1/images"))
+        .bearer_auth("t0k")
+        .body(png(10, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();

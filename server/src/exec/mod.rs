@@ -16,6 +16,7 @@
 //! - [`decode`]: a stored file decoded, oriented and processed.
 //! - [`render`]: a stored image fetched as it is or derived (with the cache).
 //! - [`stream`]: the streaming driver, generic over a chunk source and sink.
+//! - [`upload`]: an upload's memory reserved as its bytes arrive.
 //! - [`url`]: remote sources under the operator's address policy.
 
 pub mod compute;
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod render;
 pub mod spill;
 pub mod stream;
+pub mod upload;
 pub mod url;
 
 use std::sync::Arc;
@@ -35,7 +37,6 @@ use tokio_stream::Stream;
 
 use crate::admission::{Admission, Permit};
 use crate::error::{Error, Result};
-use crate::store::upload::UPLOAD_MEMORY;
 use crate::store::{Meta, PutInfo, Store};
 use compute::Compute;
 use spill::SpillConfig;
@@ -59,6 +60,10 @@ pub struct Executor {
     pub store: Option<Store>,
     /// Fetches remote sources (URLs) under the operator's address policy.
     pub sources: url::Fetcher,
+    /// Operations one request may ask for (`--max-operations`).
+    pub max_operations: usize,
+    /// How long an upload may send nothing before it is cut off.
+    pub body_idle: std::time::Duration,
 }
 
 /// The message of work stopped by its deadline.
@@ -159,7 +164,7 @@ impl Executor {
     }
 
     /// Stores the file `chunks` carry (checked like every upload), holding
-    /// the upload's memory from the budget meanwhile.
+    /// memory from the budget for the bytes as they arrive (see [`upload`]).
     pub async fn upload<S>(
         &self,
         info: PutInfo,
@@ -167,14 +172,20 @@ impl Executor {
         deadline: Option<Instant>,
     ) -> Result<Meta>
     where
-        S: Stream<Item = Result<Bytes>> + Unpin,
+        S: Stream<Item = Result<Bytes>> + Unpin + Send + 'static,
     {
         let store = self.store()?;
-        let _memory = self.admission.reserve(UPLOAD_MEMORY, deadline).await?;
-        store.put(info, &self.limits, chunks).await
+        let metered = upload::metered(
+            chunks,
+            Arc::clone(&self.admission),
+            self.body_idle,
+            deadline,
+        );
+        store.put(info, &self.limits, metered).await
     }
 
-    /// Fetches `url` (under the address policy) into the store.
+    /// Fetches `url` (under the address policy) into the store, its bytes
+    /// metered like an upload's.
     pub async fn upload_url(
         &self,
         url: &str,
@@ -182,8 +193,22 @@ impl Executor {
     ) -> Result<Meta> {
         let store = self.store()?;
         crate::store::upload::check_labels(&labels)?;
-        self.sources
-            .fetch_into(store, url, &self.limits, labels)
-            .await
+        let (info, body) = self.sources.open(url, labels).await?;
+        let metered = upload::metered(body, Arc::clone(&self.admission), self.body_idle, None);
+        store.put(info, &self.limits, metered).await
+    }
+
+    /// Refuses more operations than `--max-operations`.
+    pub fn check_operations(&self, n: usize) -> Result<()> {
+        if n > self.max_operations {
+            return Err(Error::too_large(
+                format!(
+                    "{n} operations in one request, over the limit of {} (nl-server --max-operations)",
+                    self.max_operations
+                ),
+                "--max-operations",
+            ));
+        }
+        Ok(())
     }
 }

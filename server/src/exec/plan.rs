@@ -91,9 +91,10 @@ pub fn plan_stream(
 }
 
 /// Memory a whole-image fetch holds: the file, its decoded pixels (a
-/// decoder may hold 16-bit samples), the output pixels and their encoding.
-pub fn whole_image_memory(file_bytes: u64, input: ImageInfo, output: ImageInfo) -> u64 {
-    file_bytes + 2 * input.byte_len() as u64 + 2 * output.byte_len() as u64
+/// decoder may hold `decode_pixels` of 16-bit RGBA: eight bytes each), the
+/// output pixels and their encoding.
+pub fn whole_image_memory(file_bytes: u64, decode_pixels: u64, output: ImageInfo) -> u64 {
+    file_bytes + 8 * decode_pixels + 2 * output.byte_len() as u64
 }
 
 #[cfg(test)]

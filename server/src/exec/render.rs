@@ -69,6 +69,7 @@ impl Executor {
     pub async fn render(&self, req: RenderRequest, deadline: Option<Instant>) -> Result<Rendered> {
         let store = self.store()?;
         id::check(&req.id).map_err(Error::InvalidInput)?;
+        self.check_operations(req.ops.len())?;
         let mut format = req.format;
         // Metadata read here is kept for the steps below (one read each).
         let mut known = None;
@@ -109,6 +110,13 @@ impl Executor {
             });
         };
         let path = result_path(&req.id, &req.ops, format, req.options, req.draft);
+        // A derived result is served only while its original is stored: a
+        // delete takes effect at once for every derived URL, cached or not,
+        // on every replica sharing the store.
+        let gone = || Error::not_found(format!("no image with id {}", req.id));
+        if known.is_none() && !store.exists(&req.id).await? {
+            return Err(gone());
+        }
         if let Some(hot) = store.cache.get_hot(&path) {
             let body = (!not_modified(&req.if_none_match, &hot.tag)).then_some(hot.bytes);
             return Ok(Rendered {
@@ -149,7 +157,7 @@ impl Executor {
         let probe_info = ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8)?;
         let plan = check_plan(probe_info, &req.ops, &self.limits)?;
         let out = plan.output_info();
-        let memory = whole_image_memory(meta.bytes, probe_info, out);
+        let memory = whole_image_memory(meta.bytes, meta.decode_pixels(), out);
         if !self.admission.fits(memory) {
             return Err(Error::too_large(
                 format!(
@@ -161,7 +169,8 @@ impl Executor {
         }
         let permit = self.admission.admit(memory, deadline).await?;
         let file = store.original(&req.id).await?;
-        let (limits, cpu) = (self.limits, self.cpu);
+        // The decoder may allocate what was reserved for it, no more.
+        let (limits, cpu) = (meta.decode_limits(&self.limits), self.cpu);
         let (ops, options, draft, no_cache) = (req.ops, req.options, req.draft, req.no_cache);
         let parent = tracing::Span::current();
         let (bytes, width, height) = self
@@ -184,6 +193,13 @@ impl Executor {
         let tag = id::tag_of(&bytes);
         if !no_cache {
             store.cache.insert(&path, bytes.clone(), tag.clone()).await;
+            // Deleted while this was computed: withdrawn, not published. (A
+            // delete that removes the original after this look removes this
+            // result too: it sweeps results after the metadata.)
+            if !store.exists(&req.id).await? {
+                store.cache.remove(&path).await;
+                return Err(gone());
+            }
             store
                 .cache
                 .put_hot(&path, bytes.clone(), tag.clone(), width, height);
@@ -212,15 +228,19 @@ impl Executor {
         deadline: Option<Instant>,
     ) -> Result<(nlimage_core::ImageBuf, crate::admission::Permit)> {
         let store = self.store()?;
+        self.check_operations(ops.len())?;
         let meta = store.stat(id).await?;
         let probe = ImageInfo::new(meta.width, meta.height, PixelFormat::Rgba8)?;
         let out = check_plan(probe, &ops, &self.limits)?.output_info();
         let permit = self
             .admission
-            .admit(whole_image_memory(meta.bytes, probe, out), deadline)
+            .admit(
+                whole_image_memory(meta.bytes, meta.decode_pixels(), out),
+                deadline,
+            )
             .await?;
         let file = store.original(&meta.id).await?;
-        let (limits, cpu) = (self.limits, self.cpu);
+        let (limits, cpu) = (meta.decode_limits(&self.limits), self.cpu);
         self.run_holding(permit, deadline, move |stop| {
             let run = nlimage_core::Run {
                 cpu,

@@ -86,6 +86,7 @@ impl Executor {
         ops: &[Operation],
         deadline: Option<Instant>,
     ) -> Result<Admitted> {
+        self.check_operations(ops.len())?;
         let plan = plan_stream(info, ops, &self.limits, &self.admission, &self.spill)?;
         let permit = self.admission.admit(plan.memory, deadline).await?;
         let stop = Stop::new();
@@ -429,6 +430,8 @@ mod tests {
             },
             store: None,
             sources: super::super::url::Fetcher::new(Default::default()).unwrap(),
+            max_operations: 32,
+            body_idle: Duration::from_secs(10),
         }
     }
 

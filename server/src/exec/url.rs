@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nlimage_core::Limits;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio_stream::StreamExt;
 
 use crate::error::Error;
-use crate::store::{Meta, PutInfo, Store};
+use crate::store::PutInfo;
+
+/// What every refusal of an address says.
+const POLICY: &str = "sources must be public (nl-server --allow-source-net CIDR allows a network)";
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
@@ -70,21 +72,43 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     }
     let IpAddr::V6(v6) = ip else { return None };
     let s = v6.segments();
-    if v6.is_loopback() {
-        Some("a loopback address")
-    } else if v6.is_unspecified() {
-        Some("the unspecified address")
-    } else if (s[0] & 0xfe00) == 0xfc00 {
-        Some("a unique local (private) address")
-    } else if (s[0] & 0xffc0) == 0xfe80 {
-        Some("a link-local address")
-    } else if v6.is_multicast() {
-        Some("a multicast address")
-    } else if s[0] == 0x2001 && s[1] == 0xdb8 {
+    // Only global unicast (2000::/3) can be public; inside it, the ranges
+    // that embed, tunnel to or translate IPv4, or are reserved, are not.
+    if (s[0] & 0xe000) != 0x2000 {
+        return Some(if v6.is_loopback() {
+            "a loopback address"
+        } else if v6.is_unspecified() {
+            "the unspecified address"
+        } else if s[..5] == [0; 5] && s[5] == 0 {
+            "an IPv4-compatible address (deprecated; it embeds an IPv4 address)"
+        } else if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+            "an IPv4-translated address"
+        } else if s[0] == 0x64 && s[1] == 0xff9b {
+            "a NAT64 address (it embeds an IPv4 address)"
+        } else if (s[0] & 0xfe00) == 0xfc00 {
+            "a unique local (private) address"
+        } else if (s[0] & 0xffc0) == 0xfe80 {
+            "a link-local address"
+        } else if (s[0] & 0xffc0) == 0xfec0 {
+            "a site-local address (deprecated, private)"
+        } else if v6.is_multicast() {
+            "a multicast address"
+        } else {
+            "not a global unicast address"
+        });
+    }
+    if s[0] == 0x2002 {
+        Some("a 6to4 address (it routes to an embedded IPv4 address)")
+    } else if s[0] == 0x2001 && s[1] < 0x0200 {
+        // 2001::/23: Teredo (2001::/32, tunnels to IPv4), benchmarking,
+        // ORCHID and other protocol assignments.
+        Some(if s[1] == 0 {
+            "a Teredo address (it tunnels to IPv4)"
+        } else {
+            "an IETF protocol or benchmarking address"
+        })
+    } else if (s[0] == 0x2001 && s[1] == 0xdb8) || (s[0] & 0xfff0) == 0x3ff0 {
         Some("a documentation address")
-    } else if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64 embeds an IPv4 address that could be private.
-        Some("a NAT64 address")
     } else {
         None
     }
@@ -94,9 +118,9 @@ impl SourcePolicy {
     /// Refuses `ip` unless it is public or in an allowed network.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
         match non_public(ip) {
-            Some(why) if !self.allow.iter().any(|n| n.contains(&ip)) => Err(format!(
-                "{ip} is {why}; sources must be public (nl-server --allow-source-net CIDR allows a network)"
-            )),
+            Some(why) if !self.allow.iter().any(|n| n.contains(&ip)) => {
+                Err(format!("{ip} is {why}; {POLICY}"))
+            }
             _ => Ok(()),
         }
     }
@@ -151,21 +175,20 @@ impl Resolve for Checked {
             let host = name.as_str().to_string();
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
+            let any = !found.is_empty();
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused = Some(e);
-                        false
-                    }
-                })
+                .filter(|a| policy.check(a.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                let e: Box<dyn std::error::Error + Send + Sync> = match refused {
-                    Some(why) => Box::new(Refused(format!("{host}: {why}"))),
-                    None => format!("{host}: no address found").into(),
+                // The policy, not the resolver's answers: those are the
+                // operator's network, not the caller's business.
+                let e: Box<dyn std::error::Error + Send + Sync> = if any {
+                    Box::new(Refused(format!(
+                        "'{host}' resolves to no public address; {POLICY}"
+                    )))
+                } else {
+                    format!("'{host}': no address found").into()
                 };
                 return Err(e);
             }
@@ -173,6 +196,10 @@ impl Resolve for Checked {
         })
     }
 }
+
+/// A fetched body, chunk by chunk.
+pub type Body =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<bytes::Bytes, Error>> + Send>>;
 
 /// Fetches URLs under a policy.
 #[derive(Clone, Debug)]
@@ -210,15 +237,13 @@ impl Fetcher {
         Ok(Self { client, policy })
     }
 
-    /// Fetches `url` into `store` (checked like an upload) with `labels`;
-    /// returns the stored image's metadata.
-    pub async fn fetch_into(
+    /// Opens `url` under the policy: what to store it as (with `labels`)
+    /// and its body, to be stored like an upload.
+    pub async fn open(
         &self,
-        store: &Store,
         url: &str,
-        limits: &Limits,
         labels: std::collections::BTreeMap<String, String>,
-    ) -> Result<Meta, Error> {
+    ) -> Result<(PutInfo, Body), Error> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| Error::invalid(format!("source URL '{url}': {e}")))?;
         self.policy
@@ -263,7 +288,7 @@ impl Fetcher {
             labels,
             length,
         };
-        store.put(info, limits, Box::pin(body)).await
+        Ok((info, Box::pin(body)))
     }
 }
 
@@ -305,11 +330,36 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            // IPv6 forms that embed, tunnel to or translate IPv4, and
+            // other non-public IPv6 ranges.
+            "::127.0.0.1",
+            "::a00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:808:808",
+            "2002:7f00:1::",
+            "2002:808:808::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:db8::1",
+            "3fff::1",
+            "fec0::1",
+            "100::1",
+            "64:ff9b:1::1",
+            "ff02::1",
         ] {
             let ip: IpAddr = bad.parse().unwrap();
             assert!(p.check(ip).is_err(), "{bad} must be refused");
         }
-        for good in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1"] {
+        for good in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2a00:1450:4001:80b::200e",
+            "172.32.0.1",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(p.check(good.parse().unwrap()).is_ok(), "{good} is public");
         }
         let p = SourcePolicy {

@@ -1,36 +1,50 @@
 //! `GET /healthz`: the server's state as JSON for load balancers and people
 //! (503 when draining, or when the store or the job database is unreachable).
+//! Open to everyone, so it names no path or URL: the store's location and the
+//! job database (its credentials redacted) are shown only to a caller who
+//! presents the bearer token.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::App;
 
 /// The answer to `GET /healthz`.
-pub(super) async fn healthz(State(app): State<App>) -> Response {
+pub(super) async fn healthz(State(app): State<App>, headers: HeaderMap) -> Response {
     let admission = &app.exec.admission;
+    let detailed = app
+        .gate
+        .is_verified(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
     let store = match &app.exec.store {
         None => json!({ "configured": false }),
-        Some(s) => json!({
-            "configured": true,
-            "location": s.describe(),
-            "reachable": s.reachable().await,
-            "cached_result_bytes": s.cache.bytes(),
-        }),
+        Some(s) => {
+            let mut v = json!({
+                "configured": true,
+                "reachable": s.reachable().await,
+                "cached_result_bytes": s.cache.bytes(),
+            });
+            if detailed {
+                v["location"] = json!(s.describe());
+            }
+            v
+        }
     };
     let jobs = match &app.jobs {
         None => json!({ "configured": false }),
         Some(j) => {
             let q = j.queue();
-            json!({
+            let mut v = json!({
                 "configured": true,
-                "database": j.describe(),
                 "reachable": q.reachable().await,
                 "queued": q.count(crate::jobs::db::state::QUEUED).await.ok(),
                 "running": q.count(crate::jobs::db::state::RUNNING).await.ok(),
-            })
+            });
+            if detailed {
+                v["database"] = json!(j.describe());
+            }
+            v
         }
     };
     let draining = app.gate.draining();

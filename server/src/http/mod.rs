@@ -19,6 +19,7 @@
 
 mod health;
 pub mod range;
+pub mod serve;
 pub mod sign;
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +58,13 @@ pub struct App {
     pub started: Instant,
     /// Threads in the compute pool.
     pub workers: usize,
+    /// The base of the URLs the gateway hands out (`--public-url`); without
+    /// one, the address each client connected to.
+    pub public_url: Option<String>,
+    /// Whether the gateway serves TLS (for the URLs it hands out).
+    pub https: bool,
+    /// Header, body, request and render timeouts.
+    pub timeouts: crate::config::HttpTimeouts,
 }
 
 /// The gateway's routes.
@@ -84,22 +92,16 @@ async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Re
     next.run(req).instrument(span).await
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled.
+/// Serves the gateway on `listener` (over TLS with `tls`) until `stop` is
+/// cancelled ([`serve::serve`]: the timeouts, the graceful stop).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
+    let timeouts = app.timeouts;
+    serve::serve(listener, router(app), tls, timeouts, stop).await
 }
 
 /// The JSON answer for an error: `{"error": message, "code": category}`
@@ -134,21 +136,13 @@ impl App {
         self.exec.store().map_err(|e| from_error(&e))
     }
 
-    /// Draining, then the client's rate, then (unless `signed`) the token.
+    /// The gate: draining, the token (unless `signed`), the verified
+    /// caller's rate ([`Gate::check`]).
     fn admit(&self, headers: &HeaderMap, remote: IpAddr, signed: bool) -> Result<(), Response> {
-        if self.gate.draining() {
-            return Err(from_error(&Error::unavailable(
-                "the server is shutting down: retry elsewhere or later",
-            )));
-        }
-        if let Err(wait) = self.gate.check_rate(Some(remote)) {
-            return Err(from_error(&crate::ratelimit::RateLimit::error(wait)));
-        }
-        if !signed {
-            let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-            self.gate.check_token(auth).map_err(|e| from_error(&e))?;
-        }
-        Ok(())
+        let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        self.gate
+            .check(auth, Some(remote), signed)
+            .map_err(|e| from_error(&e))
     }
 }
 
@@ -163,36 +157,51 @@ fn url_operation(spec: &str) -> Result<Operation, String> {
     Operation::parse(&spec).map_err(|e| e.to_string())
 }
 
-/// What a GET's query asks for besides the image: operations, encoder
-/// options, and whether a JPEG may be shrunk while decoding.
-fn parse_query(query: &str) -> Result<(Vec<Operation>, EncodeOptions, bool), String> {
+/// What a GET's query asks for besides the image: operations (at most
+/// `max_ops`), encoder options, and whether a JPEG may be shrunk while
+/// decoding.
+fn parse_query(
+    query: &str,
+    max_ops: usize,
+) -> Result<(Vec<Operation>, EncodeOptions, bool), Error> {
     let mut ops = Vec::new();
     let mut options = EncodeOptions::default();
     let mut draft = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
-            "op" => ops.push(url_operation(&v).map_err(|e| format!("op={v}: {e}"))?),
+            "op" if ops.len() == max_ops => {
+                return Err(Error::too_large(
+                    format!(
+                        "more than {max_ops} operations in one request (nl-server --max-operations)"
+                    ),
+                    "--max-operations",
+                ));
+            }
+            "op" => {
+                ops.push(url_operation(&v).map_err(|e| Error::invalid(format!("op={v}: {e}")))?)
+            }
             "q" => {
                 let q = v
                     .parse::<u8>()
-                    .map_err(|_| format!("q={v}: use 1 to 100"))?;
-                options = EncodeOptions::new(q, options.png).map_err(|e| e.to_string())?;
+                    .map_err(|_| Error::invalid(format!("q={v}: use 1 to 100")))?;
+                options = EncodeOptions::new(q, options.png)?;
             }
             "png" => {
-                options.png = PngCompression::from_name(&v)
-                    .ok_or_else(|| format!("png={v}: use none, fast, balanced or best"))?;
+                options.png = PngCompression::from_name(&v).ok_or_else(|| {
+                    Error::invalid(format!("png={v}: use none, fast, balanced or best"))
+                })?;
             }
             "draft" => {
                 draft = match &*v {
                     "1" | "true" => true,
                     "0" | "false" => false,
-                    _ => return Err(format!("draft={v}: use 1 or 0")),
+                    _ => return Err(Error::invalid(format!("draft={v}: use 1 or 0"))),
                 }
             }
             other => {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "unknown query parameter '{other}': use op, q, png, draft (and sig)"
-                ));
+                )));
             }
         }
     }
@@ -255,12 +264,13 @@ async fn fetch_inner(
     };
     let bad = |e: Error| from_error(&e);
     let format = nlimage::convert::output_format(ext).map_err(|e| bad(e.into()))?;
-    let (ops, options, draft) = parse_query(&unsigned_query).map_err(|m| bad(Error::invalid(m)))?;
+    let (ops, options, draft) =
+        parse_query(&unsigned_query, app.exec.max_operations).map_err(bad)?;
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let deadline = None;
+    let deadline = Some(tokio::time::Instant::now() + app.timeouts.render);
     let req = RenderRequest {
         id: id.to_owned(),
         format,
@@ -324,13 +334,13 @@ async fn fetch_inner(
 async fn upload(
     State(app): State<App>,
     RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peers): ConnectInfo<serve::Peers>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let r = async {
-        app.admit(&headers, peer.ip(), false)?;
+        app.admit(&headers, peers.remote.ip(), false)?;
         app.store()?;
         // hyper itself fails a body shorter than its Content-Length.
         let mut info = PutInfo {
@@ -359,11 +369,17 @@ async fn upload(
             .upload(info, Box::pin(chunks), None)
             .await
             .map_err(|e| from_error(&e))?;
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
-        let url = format!("http://{host}/v1/images/{}.{}", meta.id, meta.format);
+        // Never the client's Host header: the operator's public URL, else
+        // the address this connection came in on.
+        let base = match &app.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!(
+                "{}://{}",
+                if app.https { "https" } else { "http" },
+                peers.local
+            ),
+        };
+        let url = format!("{base}/v1/images/{}.{}", meta.id, meta.format);
         Ok::<_, Response>(
             (
                 StatusCode::CREATED,
@@ -417,10 +433,11 @@ mod tests {
 
     #[test]
     fn queries_name_operations_like_the_cli() {
-        let (ops, o, draft) = parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70").unwrap();
+        let (ops, o, draft) =
+            parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70", 32).unwrap();
         assert!(!draft);
-        assert!(parse_query("op=thumbnail:9&draft=1").unwrap().2);
-        assert!(parse_query("draft=yes").is_err());
+        assert!(parse_query("op=thumbnail:9&draft=1", 32).unwrap().2);
+        assert!(parse_query("draft=yes", 32).is_err());
         assert_eq!(
             ops,
             [
@@ -430,15 +447,31 @@ mod tests {
             ]
         );
         assert_eq!(o.jpeg_quality, 70);
-        let (ops, _, _) = parse_query("op=rotate%3D90").unwrap();
+        let (ops, _, _) = parse_query("op=rotate%3D90", 32).unwrap();
         assert_eq!(ops, [Operation::parse("rotate=90").unwrap()]);
         assert!(
-            parse_query("op=wobble:3")
+            parse_query("op=wobble:3", 32)
                 .unwrap_err()
+                .to_string()
                 .contains("op=wobble:3")
         );
-        assert!(parse_query("q=0").is_err());
-        assert!(parse_query("size=3").unwrap_err().contains("'size'"));
+        assert!(parse_query("q=0", 32).is_err());
+        assert!(
+            parse_query("size=3", 32)
+                .unwrap_err()
+                .to_string()
+                .contains("'size'")
+        );
+        // Operations past the cap are refused while the query is read.
+        let many = vec!["op=gray"; 33].join("&");
+        assert!(matches!(
+            parse_query(&many, 32),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(
+            parse_query(&many[..many.len() - 8], 32).unwrap().0.len(),
+            32
+        );
     }
 
     #[test]

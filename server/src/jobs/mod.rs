@@ -191,16 +191,36 @@ impl Jobs {
 
 /// `url` without its password.
 fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((cred, host)) => {
-                let user = cred.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    // Query parameters that carry a credential (PostgreSQL's `password`,
+    // `sslpassword`, and anything named like a secret).
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["pass", "secret", "token", "key"]
+            .iter()
+            .any(|w| k.contains(w))
+    };
+    let Ok(mut u) = url::Url::parse(url) else {
+        // Not a URL we can take apart: show nothing of it.
+        return "(a database URL)".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -214,5 +234,12 @@ mod tests {
             "postgres://nl:***@db:5432/nl"
         );
         assert_eq!(redact("sqlite:///var/x.db"), "sqlite:///var/x.db");
+        let q = redact("postgres://db/nl?user=nl&password=s3cret&sslpassword=k3y&sslmode=require");
+        assert!(!q.contains("s3cret") && !q.contains("k3y"), "{q}");
+        assert!(
+            q.contains("user=nl") && q.contains("sslmode=require"),
+            "{q}"
+        );
+        assert!(!redact("postgres://nl:s3cret@db/nl?password=x").contains("s3cret"));
     }
 }

@@ -164,7 +164,7 @@ where
             })
             .and_then(|i| i.remote_addr())
             .map(|a| a.ip());
-        if let Err(status) = self.gate.check(&metadata, remote) {
+        if let Err(status) = self.gate.check_grpc(&metadata, remote) {
             return refused(status);
         }
         let deadline = gate::deadline(&metadata);

@@ -34,12 +34,18 @@ pub struct JobsService {
     jobs: Option<Jobs>,
     /// Whether the server has a store (jobs need one).
     has_store: bool,
+    /// Operations one job may ask for (`--max-operations`).
+    max_operations: usize,
 }
 
 impl JobsService {
     /// A service on `jobs` (absent: every call is UNAVAILABLE).
-    pub fn new(jobs: Option<Jobs>, has_store: bool) -> Self {
-        Self { jobs, has_store }
+    pub fn new(jobs: Option<Jobs>, has_store: bool, max_operations: usize) -> Self {
+        Self {
+            jobs,
+            has_store,
+            max_operations,
+        }
     }
 
     /// The job queue, or UNAVAILABLE saying the server runs without one.
@@ -245,6 +251,16 @@ impl JobsService {
         }
         let spec = r.spec.ok_or_else(|| Error::invalid("a job needs a spec"))?;
         check_spec(&spec)?;
+        if spec.operations.len() > self.max_operations {
+            return Err(Error::too_large(
+                format!(
+                    "{} operations in one job, over the limit of {} (nl-server --max-operations)",
+                    spec.operations.len(),
+                    self.max_operations
+                ),
+                "--max-operations",
+            ));
+        }
         let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
         check_labels(&labels)?;
         if r.idempotency_key.len() > 256 {

@@ -383,6 +383,17 @@ impl ResultCache {
         self.evict().await;
     }
 
+    /// Deletes one result (a result of an image deleted while it was
+    /// computed); a failure is logged.
+    pub async fn remove(&self, path: &Path) {
+        self.hot().remove(path.as_ref());
+        match self.objects.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!("cannot remove the result {path}: {e}"),
+        }
+        self.index().remove(path.as_ref());
+    }
+
     /// Deletes every result of `id`; returns how many.
     pub async fn remove_all(&self, id: &str) -> Result<u64, Error> {
         self.hot().remove_prefix(&format!("results/{id}/"));

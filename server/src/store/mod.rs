@@ -96,6 +96,32 @@ pub struct Meta {
     pub labels: BTreeMap<String, String>,
     /// Seconds since the Unix epoch when the first upload completed.
     pub created_unix: i64,
+    /// The largest frame of a GIF or WebP, in pixels, if larger than
+    /// `width` x `height` (a decoder allocates it): what decoding reserves.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frame_pixels: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Meta {
+    /// Pixels a decoder of this image may hold at once: the image, or its
+    /// largest frame.
+    pub fn decode_pixels(&self) -> u64 {
+        (u64::from(self.width) * u64::from(self.height)).max(self.frame_pixels)
+    }
+
+    /// The limits to decode it with: at most [`Meta::decode_pixels`] (so
+    /// that the decoder allocates no more than was reserved for it), and the
+    /// server's side limit.
+    pub fn decode_limits(&self, server: &nlimage_core::Limits) -> nlimage_core::Limits {
+        nlimage_core::Limits {
+            max_pixels: self.decode_pixels().min(server.max_pixels),
+            max_dimension: server.max_dimension,
+        }
+    }
 }
 
 /// What an upload declares besides its bytes.
@@ -138,6 +164,9 @@ pub struct StoreConfig {
     /// Recently served results kept in memory, in bytes (0: none); local
     /// stores only (replicas sharing S3 each read the bucket).
     pub memory_cache: u64,
+    /// Sync every write of a local store (file and directory) before it is
+    /// acknowledged [default: true].
+    pub fsync: bool,
 }
 
 impl Default for StoreConfig {
@@ -147,6 +176,7 @@ impl Default for StoreConfig {
             max_upload: 256 << 20,
             cache_max: 1 << 30,
             memory_cache: 64 << 20,
+            fsync: true,
         }
     }
 }
@@ -176,9 +206,14 @@ impl Store {
                     std::fs::create_dir_all(dir).map_err(|e| {
                         format!("cannot create the store directory '{}': {e}", dir.display())
                     })?;
+                    // Every write is synced, file and directory, before it
+                    // returns: an image becomes visible (its metadata is
+                    // written) only after its bytes are on disk, so a power
+                    // loss loses nothing acknowledged.
                     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
                         .map_err(|e| format!("cannot open the store '{}': {e}", dir.display()))?
-                        .with_automatic_cleanup(true);
+                        .with_automatic_cleanup(true)
+                        .with_fsync(config.fsync);
                     (Arc::new(fs), dir.display().to_string(), Some(dir.clone()))
                 }
                 StoreLocation::S3(url) => {
@@ -292,14 +327,18 @@ impl Store {
     /// The metadata of `id`, NOT_FOUND if it is not stored.
     pub async fn stat(&self, id: &str) -> Result<Meta, Error> {
         id::check(id).map_err(Error::InvalidInput)?;
-        let got = match self.objects.get(&meta_path(id)).await {
+        let path = meta_path(id);
+        let got = match self.objects.get(&path).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::not_found(format!("no image with id {id}")));
             }
-            Err(e) => return Err(Error::from(e)),
+            Err(e) => return Err(Error::store_fault(path.as_ref(), e)),
         };
-        let body = got.bytes().await.map_err(Error::from)?;
+        let body = got
+            .bytes()
+            .await
+            .map_err(|e| Error::store_fault(path.as_ref(), e))?;
         serde_json::from_slice(&body)
             .map_err(|e| Error::internal(format!("the metadata of {id} is damaged: {e}")))
     }
@@ -307,12 +346,30 @@ impl Store {
     /// The stored bytes of `id`.
     #[tracing::instrument(name = "store.read", skip(self))]
     pub async fn original(&self, id: &str) -> Result<Bytes, Error> {
-        match self.objects.get(&original_path(id)).await {
-            Ok(g) => g.bytes().await.map_err(Error::from),
+        let path = original_path(id);
+        let fault = |e| Error::store_fault(path.as_ref(), e);
+        match self.objects.get(&path).await {
+            Ok(g) => g.bytes().await.map_err(fault),
             Err(object_store::Error::NotFound { .. }) => {
                 Err(Error::not_found(format!("no image with id {id}")))
             }
-            Err(e) => Err(Error::from(e)),
+            Err(e) => Err(fault(e)),
+        }
+    }
+
+    /// Whether `id` is stored now (its metadata exists): every derived
+    /// result is served only while it is, so a delete takes effect at once
+    /// for every derived URL on every replica sharing the store. On a local
+    /// directory one `stat` of the file; on S3 a HEAD request.
+    pub async fn exists(&self, id: &str) -> Result<bool, Error> {
+        let path = meta_path(id);
+        if let Some(root) = &self.local_root {
+            return Ok(root.join("images").join(format!("{id}.json")).exists());
+        }
+        match self.objects.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store_fault(path.as_ref(), e)),
         }
     }
 
@@ -324,29 +381,56 @@ impl Store {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
+        let path = meta_path(&meta.id);
         match self
             .objects
-            .put_opts(&meta_path(&meta.id), PutPayload::from(body), create)
+            .put_opts(&path, PutPayload::from(body), create)
             .await
         {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return self.stat(&meta.id).await,
+            Err(e) => return Err(Error::store_fault(path.as_ref(), e)),
+        }
+        // A delete of the same bytes may have run between their write and
+        // this metadata (it removes the bytes, then finds no metadata): the
+        // image would be visible without its bytes. Then it is withdrawn and
+        // the upload, not acknowledged, is to be sent again.
+        match self.objects.head(&original_path(&meta.id)).await {
             Ok(_) => Ok(meta),
-            Err(object_store::Error::AlreadyExists { .. }) => self.stat(&meta.id).await,
-            Err(e) => Err(Error::from(e)),
+            Err(object_store::Error::NotFound { .. }) => {
+                let _ = self.objects.delete(&path).await;
+                Err(Error::unavailable(
+                    "the image was deleted while it was being stored: send it again",
+                ))
+            }
+            Err(e) => Err(Error::store_fault(original_path(&meta.id).as_ref(), e)),
         }
     }
 
     /// Removes `id`'s metadata, bytes and every cached result; returns how
-    /// many results went. NOT_FOUND if it was not stored.
+    /// many results went. NOT_FOUND if it was not stored -- after removing
+    /// any results left of it all the same (a result computed while an
+    /// earlier delete ran), so that a second delete cleans up.
     pub async fn delete(&self, id: &str) -> Result<u64, Error> {
-        self.stat(id).await?;
-        // Metadata first: the image stops being visible before its bytes go.
+        let existed = match self.stat(id).await {
+            Ok(_) => true,
+            Err(Error::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        // Metadata first: the image stops being visible before its bytes go,
+        // and every derived result with it (see `exists`).
         for p in [meta_path(id), original_path(id)] {
             match self.objects.delete(&p).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::from(e)),
+                Err(e) => return Err(Error::store_fault(p.as_ref(), e)),
             }
         }
-        self.cache.remove_all(id).await
+        let removed = self.cache.remove_all(id).await?;
+        if existed {
+            Ok(removed)
+        } else {
+            Err(Error::not_found(format!("no image with id {id}")))
+        }
     }
 
     /// Up to `page_size` images with ids after `after`, ordered by id, and

@@ -30,6 +30,26 @@ pub const PART: usize = 8 << 20;
 /// flight plus one filling.
 pub const UPLOAD_MEMORY: u64 = (SMALL + 3 * PART) as u64;
 
+/// Longest file name or content type an upload may declare, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks what an upload declares besides its bytes: a file name and a
+/// content type of at most [`MAX_NAME_BYTES`], and its labels.
+pub fn check_put_info(info: &PutInfo) -> Result<(), Error> {
+    for (what, v) in [
+        ("file name", &info.filename),
+        ("content type", &info.content_type),
+    ] {
+        if v.len() > MAX_NAME_BYTES {
+            return Err(Error::invalid(format!(
+                "a {what} of {} bytes: at most {MAX_NAME_BYTES} are kept",
+                v.len()
+            )));
+        }
+    }
+    check_labels(&info.labels)
+}
+
 /// Checks an upload's labels: at most 32, keys 1-256 bytes, values at most
 /// 256 bytes.
 pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
@@ -82,7 +102,7 @@ impl Store {
     where
         S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
-        check_labels(&info.labels)?;
+        check_put_info(&info)?;
         let too_big = |n: u64| {
             Error::too_large(
                 format!(
@@ -99,6 +119,7 @@ impl Store {
             return Err(too_big(n));
         }
         let mut hasher = Sha256::new();
+        let mut frames = nlimage_core::codec::frames::FrameScan::new(*limits);
         let mut total: u64 = 0;
         let mut buffer: Vec<u8> = Vec::new();
         let mut head = None;
@@ -120,6 +141,9 @@ impl Store {
                         )));
                     }
                     hasher.update(c);
+                    // Every frame's size, as the bytes go by: a GIF or WebP
+                    // frame over the limits is refused before it is stored.
+                    frames.push(c)?;
                 }
                 if ended
                     && let Some(n) = info.length
@@ -201,6 +225,7 @@ impl Store {
                 filename: info.filename.clone(),
                 content_type: info.content_type.clone(),
                 labels: info.labels.clone(),
+                frame_pixels: frames.largest_pixels(),
                 created_unix: now_unix(),
             })
             .await

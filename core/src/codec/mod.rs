@@ -13,6 +13,8 @@
 //! WebP and GIF have no gray mode and read back as RGB with R = G = B;
 //! RGBA8 keeps its alpha except in JPEG, which has none, where it is dropped.
 
+pub mod frames;
+
 use std::io::{BufRead, Seek, Write};
 use std::path::Path;
 
@@ -273,6 +275,7 @@ pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
 /// if its header declares more than `limits` allow (before decoding pixels).
 pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<ImageBuf> {
     crate::png_guard::check(&mut reader)?;
+    check_frames(&mut reader, limits)?;
     let mut reader = ImageReader::new(reader).with_guessed_format()?;
     if reader.format().is_none() {
         return Err(CoreError::Decode(format!(
@@ -295,6 +298,24 @@ pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<Image
         PixelFormat::Rgba8 => dynamic.into_rgba8().into_raw(),
     };
     ImageBuf::new(info, data)
+}
+
+/// Walks the file's frames ([`frames::FrameScan`]) and refuses one over
+/// `limits` before a pixel is decoded; leaves `reader` where it was.
+fn check_frames<R: BufRead + Seek>(reader: &mut R, limits: &Limits) -> Result<()> {
+    let start = reader.stream_position()?;
+    let mut scan = frames::FrameScan::new(*limits);
+    while !scan.finished() {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        scan.push(buf)?;
+        reader.consume(n);
+    }
+    reader.seek(std::io::SeekFrom::Start(start))?;
+    Ok(())
 }
 
 /// A JPEG decoded at a reduced size by DCT scaling (each side 1/2, 1/4 or
