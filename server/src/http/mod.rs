@@ -116,6 +116,11 @@ fn from_error(e: &Error) -> Response {
         body["limit_flag"] = json!(flag);
     }
     let mut r = (e.http_status(), axum::Json(body)).into_response();
+    if let Error::Stalled(_) = e {
+        // The rest of a stalled body is not waited for: the connection goes.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(wait) = e.retry_after() {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         r.headers_mut()

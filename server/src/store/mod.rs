@@ -487,3 +487,60 @@ impl Store {
 fn chrono_cutoff(age: Duration) -> i64 {
     now_unix() - age.as_secs() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metadata_whose_bytes_were_deleted_meanwhile_is_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            location: StoreLocation::Dir(dir.path().into()),
+            ..StoreConfig::default()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let id = "a".repeat(64);
+        let meta = Meta {
+            id: id.clone(),
+            format: "png".into(),
+            width: 1,
+            height: 1,
+            bytes: 3,
+            ..Meta::default()
+        };
+        // The bytes went (a delete ran between them and the metadata).
+        let e = store.publish(meta.clone()).await.unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        assert!(!store.exists(&id).await.unwrap(), "not visible");
+        // With its bytes in place it is published.
+        store
+            .objects
+            .put(&original_path(&id), PutPayload::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(store.publish(meta).await.unwrap().id, id);
+        assert!(store.exists(&id).await.unwrap());
+        // A delete of an unknown id still sweeps results left of it.
+        store
+            .objects
+            .put(
+                &Path::from(format!("results/{}/x.png", "b".repeat(64))),
+                PutPayload::from_static(b"r"),
+            )
+            .await
+            .unwrap();
+        let e = store.delete(&"b".repeat(64)).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)));
+        assert!(
+            !dir.path()
+                .join("results")
+                .join("b".repeat(64))
+                .join("x.png")
+                .exists(),
+            "the orphan went"
+        );
+    }
+}
