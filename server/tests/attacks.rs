@@ -27,21 +27,8 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 fn base(s: &nlimage_server::ServerHandle) -> String {
     format!("http://{}", s.http_addr().unwrap())
-}
-
-fn bmp(w: u32, h: u32) -> Vec<u8> {
-    let info = nlimage_core::ImageInfo::new(w, h, nlimage_core::PixelFormat::Rgb8).unwrap();
-    let img = nlimage_core::ImageBuf::new(info, common::noise(info.byte_len(), w + h)).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    nlimage_core::encode(&img, nlimage_core::OutputFormat::Bmp, &mut out).unwrap();
-    out.into_inner()
 }
 
 async fn post(
@@ -93,7 +80,7 @@ async fn callers_without_the_token_cannot_spend_a_token_holders_rate() {
         burst: Some(NonZeroU32::new(3).unwrap()),
     });
     let server = common::server(cfg).await;
-    let (c, base) = (http(), base(&server));
+    let (c, base) = (common::http(), base(&server));
     let url = format!("{base}/v1/images/{}", "0".repeat(64));
     let mut codes = Vec::new();
     for _ in 0..6 {
@@ -126,7 +113,7 @@ async fn a_gif_frame_over_the_limits_is_refused_whatever_its_screen() {
     let mut cfg = config(dir.path());
     cfg.limits.max_pixels = 4_000_000;
     let server = common::server(cfg).await;
-    let (c, base) = (http(), base(&server));
+    let (c, base) = (common::http(), base(&server));
     for bomb in [
         gif(1, 1, &[(2800, 2800)]),
         gif(1, 1, &[(8000, 8000)]),
@@ -209,7 +196,7 @@ async fn stalled_uploads_hold_no_memory_and_are_cut_off() {
         ..HttpTimeouts::default()
     };
     let server = common::server(cfg).await;
-    let (c, base) = (http(), base(&server));
+    let (c, base) = (common::http(), base(&server));
     let addr = server.http_addr().unwrap();
     let head = "POST /v1/images HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n";
     let stalled = [stall(addr, head), stall(addr, head)];
@@ -228,7 +215,7 @@ async fn stalled_uploads_hold_no_memory_and_are_cut_off() {
     );
     // Others upload and render meanwhile, at once.
     let t0 = Instant::now();
-    let id = id_of(post(&c, &base, bmp(300, 200), None).await).await;
+    let id = id_of(post(&c, &base, common::bmp(300, 200, 300 ^ 200), None).await).await;
     let r = c
         .get(format!("{base}/v1/images/{id}.png?op=gray"))
         .send()
@@ -264,8 +251,8 @@ async fn stalled_uploads_hold_no_memory_and_are_cut_off() {
 async fn a_delete_makes_every_derived_url_404_and_leaves_no_result_behind() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::server(config(dir.path())).await;
-    let (c, base) = (http(), base(&server));
-    let id = id_of(post(&c, &base, bmp(900, 700), None).await).await;
+    let (c, base) = (common::http(), base(&server));
+    let id = id_of(post(&c, &base, common::bmp(900, 700, 900 ^ 700), None).await).await;
     // A cached derived result, and an expensive one in flight during the delete.
     let cached = format!("{base}/v1/images/{id}.png?op=gray");
     assert_eq!(
@@ -353,7 +340,7 @@ async fn small_leaks_and_unbounded_requests_are_closed() {
     cfg.auth_token = Some("s3cret".into());
     cfg.http_timeouts.render = Duration::from_millis(300);
     let server = common::server(cfg).await;
-    let (c, base) = (http(), base(&server));
+    let (c, base) = (common::http(), base(&server));
     // /healthz is open, but names no path without the token.
     let open: serde_json::Value = c
         .get(format!("{base}/healthz"))
@@ -379,7 +366,7 @@ async fn small_leaks_and_unbounded_requests_are_closed() {
         .post(format!("{base}/v1/images"))
         .bearer_auth("s3cret")
         .header("host", "evil.example")
-        .body(bmp(64, 48))
+        .body(common::bmp(64, 48, 64 ^ 48))
         .send()
         .await
         .unwrap();
@@ -394,7 +381,7 @@ async fn small_leaks_and_unbounded_requests_are_closed() {
     let r = c
         .post(format!("{base}/v1/images?filename={}", "n".repeat(60_000)))
         .bearer_auth("s3cret")
-        .body(bmp(8, 8))
+        .body(common::bmp(8, 8, 8 ^ 8))
         .send()
         .await
         .unwrap();
@@ -461,7 +448,7 @@ async fn the_gateway_serves_tls_with_the_grpc_certificate() {
     assert_eq!(r.status(), StatusCode::OK);
     // Plaintext is not served beside TLS gRPC ...
     assert!(
-        http()
+        common::http()
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
             .await
@@ -471,7 +458,7 @@ async fn the_gateway_serves_tls_with_the_grpc_certificate() {
     // ... unless asked for.
     cfg.http_plaintext = true;
     let server = common::server(cfg).await;
-    let r = http()
+    let r = common::http()
         .get(format!("{}/healthz", base(&server)))
         .send()
         .await

@@ -21,7 +21,7 @@ use nlimage::v1::{
     CancelJobRequest, GetJobRequest, GetRequest, JobSpec, JobState, PixelFormat, SubmitRequest,
     job_spec,
 };
-use nlimage_core::{ImageBuf, ImageInfo, Operation, OutputFormat};
+use nlimage_core::Operation;
 use services::{Replica, free_port};
 use tonic::transport::Channel;
 
@@ -84,23 +84,8 @@ fn start() -> Server {
     }
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
-/// An uncompressed BMP of `w`x`h` noise: cheap to decode, so that the
-/// expensive part of a request is its operations.
-fn bmp(w: u32, h: u32) -> Vec<u8> {
-    let info = ImageInfo::new(w, h, nlimage_core::PixelFormat::Rgb8).unwrap();
-    let img = ImageBuf::new(info, common::noise(info.byte_len(), w ^ h)).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    nlimage_core::encode(&img, OutputFormat::Bmp, &mut out).unwrap();
-    out.into_inner()
-}
-
 async fn upload(s: &Server, file: Vec<u8>) -> String {
-    let r = http()
+    let r = common::http()
         .post(format!("{}/v1/images", s.http))
         .body(file)
         .send()
@@ -130,7 +115,7 @@ async fn channel(s: &Server) -> Channel {
 /// A cheap request (a small image's gray version over HTTP), timed.
 async fn cheap(s: &Server, small: &str) -> Duration {
     let t0 = Instant::now();
-    let r = http()
+    let r = common::http()
         .get(format!("{}/v1/images/{small}.bmp?op=gray", s.http))
         .send()
         .await
@@ -146,7 +131,7 @@ async fn cheap(s: &Server, small: &str) -> Duration {
 async fn settled(s: &Server) {
     let t0 = Instant::now();
     loop {
-        let h: serde_json::Value = http()
+        let h: serde_json::Value = common::http()
             .get(format!("{}/healthz", s.http))
             .send()
             .await
@@ -163,7 +148,7 @@ async fn settled(s: &Server) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = http()
+    let metrics = common::http()
         .get(&s.metrics)
         .send()
         .await
@@ -196,10 +181,10 @@ async fn settled(s: &Server) {
 async fn cut_off_http_renders_stop_and_free_their_worker_and_memory() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = start();
-    let big = upload(&s, bmp(2000, 1500)).await;
-    let small = upload(&s, bmp(32, 32)).await;
+    let big = upload(&s, common::bmp(2000, 1500, 2000 ^ 1500)).await;
+    let small = upload(&s, common::bmp(32, 32, 32 ^ 32)).await;
     let idle = cheap(&s, &small).await;
-    let client = http();
+    let client = common::http();
     for i in 0..CUT_OFFS {
         let url = format!("{}/v1/images/{big}.bmp?op={}", s.http, expensive(i));
         let r = client
@@ -221,8 +206,8 @@ async fn cut_off_http_renders_stop_and_free_their_worker_and_memory() {
 async fn store_gets_past_their_deadline_stop_and_free_their_worker_and_memory() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = start();
-    let big = upload(&s, bmp(2000, 1500)).await;
-    let small = upload(&s, bmp(32, 32)).await;
+    let big = upload(&s, common::bmp(2000, 1500, 2000 ^ 1500)).await;
+    let small = upload(&s, common::bmp(32, 32, 32 ^ 32)).await;
     let mut store = ImageStoreClient::new(channel(&s).await);
     for i in 0..CUT_OFFS {
         let mut req = tonic::Request::new(GetRequest {
@@ -252,7 +237,7 @@ async fn store_gets_past_their_deadline_stop_and_free_their_worker_and_memory() 
 async fn process_streams_whose_client_leaves_stop_and_free_their_worker_and_memory() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = start();
-    let small = upload(&s, bmp(32, 32)).await;
+    let small = upload(&s, common::bmp(32, 32, 32 ^ 32)).await;
     let (w, h) = (2000u32, 1500u32);
     let pixels = common::noise((w * h * 3) as usize, 7);
     for i in 0..CUT_OFFS {
@@ -285,8 +270,8 @@ async fn process_streams_whose_client_leaves_stop_and_free_their_worker_and_memo
 async fn cancelled_jobs_stop_and_free_their_worker_and_memory() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = start();
-    let big = upload(&s, bmp(2000, 1500)).await;
-    let small = upload(&s, bmp(32, 32)).await;
+    let big = upload(&s, common::bmp(2000, 1500, 2000 ^ 1500)).await;
+    let small = upload(&s, common::bmp(32, 32, 32 ^ 32)).await;
     let mut jobs = JobsClient::new(channel(&s).await);
     for i in 0..CUT_OFFS {
         let spec = JobSpec {

@@ -31,11 +31,6 @@ fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 fn png(w: u32, h: u32) -> Vec<u8> {
     let info = ImageInfo::new(w, h, PixelFormat::Rgb8).unwrap();
     let data = (0..info.byte_len()).map(|i| (i * 7 % 251) as u8).collect();
@@ -65,7 +60,7 @@ async fn upload_fetch_cache_and_delete_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::server(config(dir.path())).await;
     let base = base(server.http_addr());
-    let c = http();
+    let c = common::http();
     let file = png(64, 48);
     let up = upload(&c, &base, file.clone()).await;
     let id = up["id"].as_str().unwrap().to_owned();
@@ -211,7 +206,7 @@ async fn signed_urls_are_required_when_a_key_is_set() {
     cfg.auth_token = Some("t0k".into());
     let server = common::server(cfg).await;
     let base = base(server.http_addr());
-    let c = http();
+    let c = common::http();
     let r = c
         .post(format!("{base}/v1/images"))
         .body(png(10, 10))
@@ -269,7 +264,7 @@ async fn rate_limits_answer_429_on_http_and_resource_exhausted_on_grpc() {
     });
     let server = common::server(cfg).await;
     let base = base(server.http_addr());
-    let c = http();
+    let c = common::http();
     let mut codes = Vec::new();
     for _ in 0..3 {
         codes.push(
@@ -316,7 +311,7 @@ async fn the_bearer_token_guards_http_too() {
     cfg.auth_token = Some("s3cret".into());
     let server = common::server(cfg).await;
     let base = base(server.http_addr());
-    let c = http();
+    let c = common::http();
     let r = c
         .post(format!("{base}/v1/images"))
         .body(png(4, 4))

@@ -56,15 +56,6 @@ async fn connect(port: u16) -> ImageStoreClient<Channel> {
     }
 }
 
-/// An uncompressed BMP of `w`x`h` noise (distinct per `seed`).
-fn bmp(w: u32, h: u32, seed: u32) -> Vec<u8> {
-    let info = nlimage_core::ImageInfo::new(w, h, nlimage_core::PixelFormat::Rgb8).unwrap();
-    let img = nlimage_core::ImageBuf::new(info, common::noise(info.byte_len(), seed)).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    nlimage_core::encode(&img, nlimage_core::OutputFormat::Bmp, &mut out).unwrap();
-    out.into_inner()
-}
-
 async fn upload(mut c: ImageStoreClient<Channel>, file: Arc<Vec<u8>>) -> Option<String> {
     let mut msgs = vec![PutRequest {
         message: Some(put_request::Message::Header(PutHeader::default())),
@@ -94,9 +85,9 @@ async fn a_sigkill_during_uploads_leaves_only_whole_images() {
     let files: Vec<Arc<Vec<u8>>> = (0..100u32)
         .map(|i| {
             Arc::new(if i % 5 == 0 {
-                bmp(1800, 1650, i)
+                common::bmp(1800, 1650, i)
             } else {
-                bmp(60 + i, 40, i)
+                common::bmp(60 + i, 40, i)
             })
         })
         .collect();

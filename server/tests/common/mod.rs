@@ -45,6 +45,22 @@ pub fn noise(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// An uncompressed BMP of `w`x`h` RGB noise (distinct per `seed`): cheap
+/// to decode, so that a request's cost is its operations.
+pub fn bmp(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let info = nlimage_core::ImageInfo::new(w, h, nlimage_core::PixelFormat::Rgb8).unwrap();
+    let img = nlimage_core::ImageBuf::new(info, noise(info.byte_len(), seed)).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    nlimage_core::encode(&img, nlimage_core::OutputFormat::Bmp, &mut out).unwrap();
+    out.into_inner()
+}
+
+/// An HTTP client (rustls on ring, as the server).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Messages of a `Process` stream, built tersely.
 pub mod msg {
     use nlimage::v1::{
