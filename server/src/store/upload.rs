@@ -20,8 +20,6 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::{Meta, PutInfo, Store, now_unix, original_path};
 
-/// The header must be found within this many bytes.
-pub const HEAD_MAX: usize = 4 << 20;
 /// Files up to this size are written with a single PUT.
 pub const SMALL: usize = 8 << 20;
 /// Part size of multipart uploads (S3's minimum is 5 MiB).
@@ -70,27 +68,28 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
     Ok(())
 }
 
-/// What the first bytes told so far.
-enum Head {
-    /// The header is complete: format and size are known and within limits.
-    Known(nlimage_core::codec::Probe),
-    /// More bytes are needed.
-    Pending,
+/// The header's verdict on an upload: found and within `limits`, a format
+/// this build decodes, else the refusal a client reads.
+fn judge(found: nlimage_core::codec::head::Head, limits: &Limits) -> Result<(), Error> {
+    if matches!(found.format, "heic" | "avif") {
+        return Err(Error::invalid(format!(
+            "refused before storing: a {} image ({}x{}); this server does not decode HEIF or AVIF yet",
+            found.format.to_uppercase(),
+            found.width,
+            found.height
+        )));
+    }
+    let info =
+        nlimage_core::ImageInfo::new(found.width, found.height, nlimage_core::PixelFormat::Gray8)?;
+    limits.check(&info)?;
+    Ok(())
 }
 
-fn read_head(prefix: &[u8], limits: &Limits, ended: bool) -> Result<Head, Error> {
-    match nlimage_core::codec::probe(prefix, limits) {
-        Ok(p) => Ok(Head::Known(p)),
-        // Too few bytes to tell the format yet.
-        Err(CoreError::Decode(_)) if prefix.len() < 32 && !ended => Ok(Head::Pending),
-        Err(CoreError::InvalidInput(_)) if !ended && prefix.len() < HEAD_MAX => Ok(Head::Pending),
-        Err(CoreError::InvalidInput(m)) if ended => Err(Error::invalid(format!(
-            "the file ends inside its header ({m})"
-        ))),
-        Err(e @ CoreError::Decode(_)) => {
-            Err(Error::invalid(format!("refused before storing: {e}")))
-        }
-        Err(e) => Err(e.into()),
+/// A header that cannot be read, as the client reads it.
+fn refused(e: CoreError) -> Error {
+    match e {
+        CoreError::Decode(_) => Error::invalid(format!("refused before storing: {e}")),
+        e => e.into(),
     }
 }
 
@@ -123,6 +122,7 @@ impl Store {
         let mut total: u64 = 0;
         let mut buffer: Vec<u8> = Vec::new();
         let mut head = None;
+        let mut scan = nlimage_core::codec::head::HeadScan::new();
         let mut staged: Option<(Path, WriteMultipart)> = None;
         let result = async {
             loop {
@@ -154,17 +154,20 @@ impl Store {
                     )));
                 }
                 if head.is_none() {
-                    if let Some(c) = &chunk {
-                        buffer.extend_from_slice(c);
+                    // The header, wherever it ends, with bounded memory.
+                    let found = match &chunk {
+                        Some(c) => scan.push(c).map_err(refused)?,
+                        None if total == 0 => {
+                            return Err(Error::invalid("the upload holds no bytes"));
+                        }
+                        None => Some(scan.finish().map_err(refused)?),
+                    };
+                    if let Some(h) = found {
+                        judge(h, limits)?;
+                        head = Some(h);
                     }
-                    if ended && buffer.is_empty() {
-                        return Err(Error::invalid("the upload holds no bytes"));
-                    }
-                    match read_head(&buffer, limits, ended)? {
-                        Head::Known(p) => head = Some(p),
-                        Head::Pending => continue,
-                    }
-                } else if let Some(c) = &chunk {
+                }
+                if let Some(c) = &chunk {
                     match &mut staged {
                         Some((_, w)) => {
                             w.put(c.clone());
@@ -190,6 +193,7 @@ impl Store {
                 }
             }
             let probe = head.expect("the loop ends only with a header");
+
             let id = hex::encode(hasher.finalize_reset());
             let target = original_path(&id);
             match staged.take() {
@@ -260,14 +264,23 @@ mod tests {
     }
 
     #[test]
-    fn a_header_is_awaited_then_judged() {
-        let l = Limits::DEFAULT;
-        assert!(matches!(read_head(b"\x89PN", &l, false), Ok(Head::Pending)));
-        let e = read_head(b"\x89PN", &l, true).err().unwrap();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        let text = b"this is certainly not an image file, just text";
-        let e = read_head(text, &l, false).err().unwrap();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.to_string().contains("not an image"), "{e}");
+    fn headers_are_judged_by_limits_and_format() {
+        use nlimage_core::codec::head::Head;
+        let l = Limits {
+            max_pixels: 1_000_000,
+            max_dimension: 2000,
+        };
+        let head = |format, width, height| Head {
+            format,
+            width,
+            height,
+        };
+        assert!(judge(head("jpeg", 1000, 1000), &l).is_ok());
+        let e = judge(head("png", 2001, 10), &l).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        let e = judge(head("heic", 4032, 3024), &l).unwrap_err();
+        assert!(e.to_string().contains("HEIF or AVIF"), "{e}");
+        let e = refused(CoreError::Decode("not an image".into()));
+        assert!(e.to_string().starts_with("refused before storing"), "{e}");
     }
 }

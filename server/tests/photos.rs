@@ -1,0 +1,160 @@
+//! Real photographs through the store's fronts: every photo of the corpus
+//! (`bench/photo_corpus.sh`, which `./setup.sh test` runs: 1-24 MP JPEGs
+//! from Debian's wallpaper packages, baseline and progressive, with EXIF,
+//! XMP and ICC segments) uploads over HTTP in small body frames and over
+//! gRPC in 64 KiB chunks, some in 1- and 7-byte chunks through their
+//! headers; and a refused upload's client gets its answer even when it
+//! sends the whole body before reading.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nlimage::v1::image_store_client::ImageStoreClient;
+use nlimage::v1::{PutHeader, PutRequest, put_request};
+use nlimage_server::Config;
+use nlimage_server::store::{StoreConfig, StoreLocation};
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = std::env::var_os("NL_PHOTO_CORPUS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/photo-corpus"),
+        PathBuf::from,
+    );
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no photo corpus in {} ({e}): run bench/photo_corpus.sh (./setup.sh test does)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 40, "the corpus has {} photos", photos.len());
+    photos
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        store: StoreConfig {
+            location: StoreLocation::Dir(dir.join("store")),
+            ..StoreConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// The file in messages: `first` bytes in chunks of `small`, the rest in
+/// chunks of `large`.
+fn messages(file: &[u8], small: usize, first: usize, large: usize) -> Vec<PutRequest> {
+    let mut msgs = vec![PutRequest {
+        message: Some(put_request::Message::Header(PutHeader {
+            length: file.len() as u64,
+            ..PutHeader::default()
+        })),
+    }];
+    let first = first.min(file.len());
+    let chunk = |c: &[u8]| PutRequest {
+        message: Some(put_request::Message::Chunk(Bytes::copy_from_slice(c))),
+    };
+    msgs.extend(file[..first].chunks(small).map(chunk));
+    msgs.extend(file[first..].chunks(large).map(chunk));
+    msgs
+}
+
+#[tokio::test]
+async fn every_photo_uploads_over_both_fronts_whatever_the_chunking() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    let mut store = ImageStoreClient::new(common::channel(&server).await)
+        .max_decoding_message_size(2 << 20)
+        .max_encoding_message_size(2 << 20);
+    for (i, path) in corpus().into_iter().enumerate() {
+        let file = std::fs::read(&path).unwrap();
+        let (w, h) = image::ImageReader::new(std::io::Cursor::new(&file))
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
+        let id = nlimage_server::store::id::of(&file);
+        // HTTP, the body in 1000-byte frames.
+        let frames: Vec<Result<Bytes, std::io::Error>> = file
+            .chunks(1000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let r = http
+            .post(format!("{base}/v1/images"))
+            .body(reqwest::Body::wrap_stream(tokio_stream::iter(frames)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "{}: {}",
+            path.display(),
+            r.text().await.unwrap()
+        );
+        let meta: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(meta["id"], id.as_str());
+        assert_eq!(
+            (meta["width"].as_u64(), meta["height"].as_u64()),
+            (Some(w.into()), Some(h.into()))
+        );
+        // gRPC: 64 KiB chunks, and for some photos 1- or 7-byte chunks
+        // through their first 256 KiB (where EXIF, XMP and ICC segments lie).
+        let small = match i % 8 {
+            0 => 1,
+            1 => 7,
+            _ => 64 << 10,
+        };
+        let stored = store
+            .put(tokio_stream::iter(messages(
+                &file,
+                small,
+                256 << 10,
+                64 << 10,
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into_inner();
+        assert_eq!((stored.id, stored.width, stored.height), (id, w, h));
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_upload_answers_a_client_that_sends_its_whole_body_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let addr = server.http_addr().unwrap();
+    let body = vec![b'x'; 20 << 20];
+    // As Python's requests does: the whole body written, then the answer read
+    // (on a blocking thread: the server runs on this test's runtime).
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST /v1/images HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body)
+            .expect("the whole body is taken, not reset");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("refused before storing"), "{answer}");
+    server.shutdown().await.unwrap();
+}
