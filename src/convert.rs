@@ -150,6 +150,7 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
                 Ok(v1::resize::Fit::Fit) => Fit::Fit,
                 Ok(v1::resize::Fit::Fill) => Fit::Fill,
                 Ok(v1::resize::Fit::Exact) => Fit::Exact,
+                Ok(v1::resize::Fit::Inside) => Fit::Inside,
                 Err(_) => return Err(bad(format!("unknown resize fit {}", r.fit))),
             };
             let filter = match v1::resize::Filter::try_from(r.filter) {
@@ -166,7 +167,7 @@ pub fn operation(index: usize, op: &v1::Operation) -> Result<Operation, CoreErro
                 width,
                 height,
                 // Moot with one side: one spelling, as the spec parser.
-                fit: if width.is_some() && height.is_some() {
+                fit: if (width.is_some() && height.is_some()) || fit == Fit::Inside {
                     fit
                 } else {
                     Fit::Fit
@@ -276,6 +277,7 @@ pub fn to_wire(op: &Operation) -> v1::Operation {
                     Fit::Fit => v1::resize::Fit::Fit,
                     Fit::Fill => v1::resize::Fit::Fill,
                     Fit::Exact => v1::resize::Fit::Exact,
+                    Fit::Inside => v1::resize::Fit::Inside,
                 } as i32,
                 filter: match r.filter {
                     Filter::Lanczos3 => v1::resize::Filter::Lanczos3,

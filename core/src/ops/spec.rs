@@ -129,7 +129,7 @@ impl std::str::FromStr for Operation {
 
 /// The spec syntax, for error messages.
 pub const SPECS: &str = "rotate=90|180|270, flip=h|v, crop=X,Y,W,H, \
-     resize=WxH[:fit|fill|exact][:lanczos3|cubic|linear|box|nearest], thumbnail=N, mean, blur=SIGMA, \
+     resize=WxH[:fit|inside|fill|exact][:lanczos3|cubic|linear|box|nearest], thumbnail=N, mean, blur=SIGMA, \
      sharpen=SIGMA[,AMOUNT], convolve=K1,...,K9[/DIV] (or 25 weights), gray, brightness=N, \
      contrast=F, gamma=G, overlay=FILE[,X,Y][,OPACITY]";
 
@@ -301,17 +301,18 @@ impl Operation {
                         "fit" => r.fit = Fit::Fit,
                         "fill" => r.fit = Fit::Fill,
                         "exact" => r.fit = Fit::Exact,
+                        "inside" => r.fit = Fit::Inside,
                         f => {
                             r.filter = Filter::from_name(f).ok_or_else(|| {
                                 bad(&format!(
-                                    "'{f}' is neither fit, fill, exact nor a filter \
+                                    "'{f}' is neither fit, inside, fill, exact nor a filter \
                                      (lanczos3, cubic, linear, box, nearest)"
                                 ))
                             })?
                         }
                     }
                 }
-                if r.width.is_none() || r.height.is_none() {
+                if (r.width.is_none() || r.height.is_none()) && r.fit != Fit::Inside {
                     r.fit = Fit::Fit; // moot with one side: one spelling
                 }
                 Operation::Resize(r)
@@ -323,7 +324,7 @@ impl Operation {
                 Operation::Resize(Resize {
                     width: Some(n),
                     height: Some(n),
-                    fit: Fit::Fit,
+                    fit: Fit::Inside,
                     filter: Filter::Lanczos3,
                 })
             }
@@ -402,7 +403,7 @@ mod tests {
             ("resize=800x600:exact:box", "resize=800x600:exact:box"),
             ("resize=800x:cubic", "resize=800x:fit:cubic"),
             ("resize:x600:fill:nearest", "resize=x600:fit:nearest"),
-            ("thumbnail=256", "resize=256x256:fit:lanczos3"),
+            ("thumbnail=256", "resize=256x256:inside:lanczos3"),
         ] {
             let op = Operation::parse(spec).unwrap();
             assert_eq!(op.to_string(), canonical, "{spec}");

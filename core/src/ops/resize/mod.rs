@@ -1,12 +1,14 @@
 //! Resizing with Pillow's semantics (`Image.resize`), streamed.
 //!
-//! **Sizes** (`resize=WxH[:fit|fill|exact][:FILTER]`): `fit` is the largest
-//! size within the box that keeps the aspect ratio, `fill` covers the box and
-//! then crops its centre (offsets rounded down), `exact` stretches; `W` or `H`
-//! may be left out to keep the aspect ratio. A side computed from the aspect
-//! ratio is rounded half up and at least 1. `thumbnail=N` is
-//! `resize=NxN:fit`. A resize to the image's own size changes nothing (as in
-//! Pillow).
+//! **Sizes** (`resize=WxH[:fit|inside|fill|exact][:FILTER]`): `fit` is the
+//! largest size within the box that keeps the aspect ratio, `inside` the
+//! same but never larger than the image (an image already inside the box is
+//! left as it is, as Pillow's `thumbnail`, sharp's `withoutEnlargement` and
+//! imgproxy do), `fill` covers the box and then crops its centre (offsets
+//! rounded down), `exact` stretches; `W` or `H` may be left out to keep the
+//! aspect ratio. A side computed from the aspect ratio is rounded half up
+//! and at least 1. `thumbnail=N` is `resize=NxN:inside`. A resize to the
+//! image's own size changes nothing (as in Pillow).
 //!
 //! **Filters** (`lanczos3` default, `cubic`, `linear`, `box`, `nearest`):
 //! Pillow's convolution resampling (`Resample.c`). Per axis, scale = in / out
@@ -150,6 +152,8 @@ pub enum Fit {
     Fill,
     /// Exactly the box.
     Exact,
+    /// As `Fit`, but never enlarging: an image inside the box stays as it is.
+    Inside,
 }
 
 impl Fit {
@@ -159,6 +163,7 @@ impl Fit {
             Fit::Fit => "fit",
             Fit::Fill => "fill",
             Fit::Exact => "exact",
+            Fit::Inside => "inside",
         }
     }
 }
@@ -216,6 +221,12 @@ impl Resize {
     /// For an input `w` x `h`: the size to resample to, and for `fill` the
     /// centre box to crop from it afterwards.
     pub fn plan(&self, w: u32, h: u32) -> (u32, u32, Option<CropBox>) {
+        if self.fit == Fit::Inside
+            && self.width.is_none_or(|tw| w <= tw)
+            && self.height.is_none_or(|th| h <= th)
+        {
+            return (w, h, None);
+        }
         match (self.width, self.height, self.fit) {
             (Some(tw), None, _) => (tw, scale_round(h, tw, w), None),
             (None, Some(th), _) => (scale_round(w, th, h), th, None),
@@ -225,7 +236,7 @@ impl Resize {
                 let width_binds = u64::from(tw) * u64::from(h) <= u64::from(th) * u64::from(w);
                 let by_width = (tw, scale_round(h, tw, w));
                 let by_height = (scale_round(w, th, h), th);
-                if fit == Fit::Fit {
+                if matches!(fit, Fit::Fit | Fit::Inside) {
                     let (a, b) = if width_binds { by_width } else { by_height };
                     (a, b, None)
                 } else {
@@ -565,6 +576,11 @@ mod tests {
         );
         assert_eq!(r(None, Some(1), Fit::Fit).plan(3000, 5000), (1, 1, None));
         assert_eq!(r(Some(3), None, Fit::Fit).plan(2, 1), (3, 2, None)); // 1.5 -> 2
+        // Inside never enlarges: a 16x12 icon's 128-pixel thumbnail is 16x12.
+        assert_eq!(r(Some(128), Some(128), Fit::Inside).plan(16, 12), (16, 12, None));
+        assert_eq!(r(Some(128), None, Fit::Inside).plan(16, 12), (16, 12, None));
+        assert_eq!(r(Some(800), Some(800), Fit::Inside).plan(4000, 3000), (800, 600, None));
+        assert_eq!(r(Some(800), Some(800), Fit::Inside).plan(700, 3000), (187, 800, None));
     }
 
     #[test]
