@@ -30,10 +30,7 @@ pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, Co
     let Some(o) = o else {
         return Ok(EncodeOptions::default());
     };
-    let quality = match o.jpeg_quality {
-        None => nlimage_core::codec::JPEG_QUALITY,
-        Some(q) => u8::try_from(q).unwrap_or(0),
-    };
+    let quality = o.jpeg_quality.map(|q| u8::try_from(q).unwrap_or(0));
     let png = if o.png_compression.is_empty() {
         PngCompression::default()
     } else {
@@ -44,7 +41,7 @@ pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, Co
             ))
         })?
     };
-    EncodeOptions::new(quality, png)
+    EncodeOptions::new(quality, png, o.lossless)
 }
 
 /// Validates a wire header into a geometry: known format, non-zero and

@@ -35,10 +35,13 @@ pub struct JobRequest {
     pub ops: Vec<Operation>,
     /// The result's format as an extension ("png", "jpg", "webp", ...).
     pub format: String,
-    /// JPEG quality (1-100) [default: the server's, 90].
+    /// Quality of the lossy encodings, 1-100 [default: the server's, JPEG
+    /// 90, WebP 80].
     pub jpeg_quality: Option<u32>,
     /// PNG compression: none, fast, balanced, best [default: fast].
     pub png_compression: Option<String>,
+    /// WebP: lossless instead of lossy.
+    pub lossless: bool,
     /// Allow DCT-scaled JPEG decoding before a first downscale.
     pub draft: bool,
     /// Labels to find it by.
@@ -56,6 +59,7 @@ impl JobRequest {
             format: format.into(),
             jpeg_quality: None,
             png_compression: None,
+            lossless: false,
             draft: false,
             labels: HashMap::new(),
             idempotency_key: None,
@@ -92,6 +96,7 @@ impl Client {
                 encode: Some(EncodeOptions {
                     jpeg_quality: job.jpeg_quality,
                     png_compression: job.png_compression.clone().unwrap_or_default(),
+                    lossless: job.lossless,
                 }),
                 draft: job.draft,
             }),

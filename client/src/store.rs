@@ -29,10 +29,13 @@ pub struct GetOptions {
     pub format: Option<String>,
     /// Operations, in order.
     pub ops: Vec<Operation>,
-    /// JPEG quality (1-100) [default: the server's, 90].
+    /// Quality of the lossy encodings, 1-100 [default: the server's, JPEG
+    /// 90, WebP 80].
     pub jpeg_quality: Option<u32>,
     /// PNG compression: none, fast, balanced, best [default: fast].
     pub png_compression: Option<String>,
+    /// WebP: lossless instead of lossy.
+    pub lossless: bool,
     /// A tag from an earlier fetch: if it still matches, no bytes come back.
     pub if_none_match: Option<String>,
     /// Allow a JPEG to be shrunk while decoding before a first downscale
@@ -187,6 +190,7 @@ impl Client {
             encode: Some(EncodeOptions {
                 jpeg_quality: options.jpeg_quality,
                 png_compression: options.png_compression.clone().unwrap_or_default(),
+                lossless: options.lossless,
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
             draft: options.draft,

@@ -43,9 +43,12 @@ pub struct Rendering {
     /// An operation, as for the default command (repeatable, in order).
     #[arg(long = "op", value_name = "SPEC", value_parser = parse_op)]
     pub ops: Vec<Operation>,
-    /// JPEG quality, 1-100.
+    /// Quality of the lossy encodings, 1-100 [default: JPEG 90, WebP 80].
     #[arg(long)]
     pub quality: Option<u32>,
+    /// WebP: lossless instead of lossy.
+    #[arg(long)]
+    pub lossless: bool,
     /// PNG compression: none, fast, balanced or best.
     #[arg(long)]
     pub png_compression: Option<String>,
@@ -137,6 +140,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 ops: rendering.ops.clone(),
                 jpeg_quality: rendering.quality,
                 png_compression: rendering.png_compression.clone(),
+                lossless: rendering.lossless,
                 if_none_match: None,
                 draft: rendering.draft,
             };

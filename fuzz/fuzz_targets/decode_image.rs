@@ -1,7 +1,9 @@
 //! The client's decoders on arbitrary bytes: the row reader (PNG streamed,
 //! other formats whole) and the whole-image decoder, under small limits.
 //! Nothing panics, nothing allocates past the limits, and a reader that
-//! opens yields exactly its declared rows or an error.
+//! opens yields exactly its declared rows or an error. The upload's header
+//! and frame scanners read the same bytes in chunks of a size the input
+//! picks, and agree with themselves whatever the chunking.
 #![no_main]
 
 use std::io::Cursor;
@@ -27,5 +29,24 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(img) = codec::decode(Cursor::new(data), &LIMITS) {
         assert!(img.info().pixels() <= LIMITS.max_pixels);
+    }
+    let chunk = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let head = |size: usize| {
+        let mut s = codec::head::HeadScan::new();
+        for c in data.chunks(size) {
+            match s.push(c) {
+                Ok(Some(h)) => return Some(h),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        s.finish().ok()
+    };
+    assert_eq!(head(chunk), head(data.len().max(1)), "the chunking changed the header");
+    let mut frames = codec::frames::FrameScan::new(LIMITS);
+    for c in data.chunks(chunk) {
+        if frames.push(c).is_err() {
+            break;
+        }
     }
 });

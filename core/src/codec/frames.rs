@@ -35,8 +35,9 @@ enum Step {
     GifEnd,
     /// WebP: the next chunk header (fourcc and size).
     WebpChunk,
-    /// WebP: the start of a chunk whose payload holds a size.
-    WebpPayload([u8; 4], u32),
+    /// WebP: the start of a chunk whose payload holds a size (the chunk's
+    /// padded length).
+    WebpPayload([u8; 4], u64),
     /// A format without frames of their own: nothing more to read.
     Done,
 }
@@ -201,7 +202,9 @@ impl FrameScan {
                 let fourcc = [b[0], b[1], b[2], b[3]];
                 // Chunks are padded to an even size.
                 let size = u32le(4);
-                let padded = size + (size & 1);
+                // Chunks are padded to an even size (in 64 bits: a size of
+                // 2^32 - 1 pads past u32).
+                let padded = u64::from(size) + u64::from(size & 1);
                 match &fourcc {
                     // An animation frame: its 16-byte header, then its
                     // image's chunks, read as chunks.
@@ -210,7 +213,7 @@ impl FrameScan {
                         self.want(Step::WebpPayload(fourcc, padded), 30.min(size as usize))
                     }
                     _ => {
-                        self.skip = u64::from(padded);
+                        self.skip = padded;
                         self.want(Step::WebpChunk, 8);
                     }
                 }
@@ -246,11 +249,11 @@ impl FrameScan {
                 }
                 // An animation frame's image data follows inside it: read
                 // its sub-chunks; anything else is skipped whole.
-                let read = b.len() as u32;
+                let read = b.len() as u64;
                 if &fourcc == b"ANMF" && read == 16 {
                     self.want(Step::WebpChunk, 8);
                 } else {
-                    self.skip = u64::from(padded.saturating_sub(read));
+                    self.skip = padded.saturating_sub(read);
                     self.want(Step::WebpChunk, 8);
                 }
             }
@@ -336,6 +339,16 @@ mod tests {
         v.extend([0; 12]);
         let e = scan(&v, 1, SMALL).unwrap_err();
         assert!(e.to_string().contains("WebP frame 1 is 3000x3000"), "{e}");
+    }
+
+    #[test]
+    fn a_chunk_size_near_the_top_of_u32_does_not_overflow() {
+        // Found by the decode_image fuzz target (fuzz/seeds/decode_image).
+        let mut v = b"RIFF:\0\0\0WEBPVP8 ".to_vec();
+        v.extend(u32::MAX.to_le_bytes());
+        v.extend([0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 5, 0, 64, 0]);
+        v.extend([0xff; 40]);
+        assert!(scan(&v, 3, SMALL).is_ok());
     }
 
     #[test]

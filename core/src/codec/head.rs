@@ -469,9 +469,24 @@ impl HeadScan {
             }
             return self.resume(0, &b[..real], size, At::BoxHeader, 8);
         }
-        if real < MAGIC {
+        // A short start of a signature is a cut-off file; anything else is
+        // not an image.
+        let starts = |sig: &[u8]| real < sig.len() && sig.starts_with(&b[..real]);
+        if real < MAGIC
+            && [
+                &b"\x89PNG\r\n\x1a\n"[..],
+                b"GIF89a",
+                b"GIF87a",
+                b"II*\0",
+                b"MM\0*",
+                b"RIFF",
+                &[0xFF, 0xD8],
+            ]
+            .iter()
+            .any(|sig| starts(sig))
+        {
             return Err(CoreError::InvalidInput(format!(
-                "the file ends after {real} bytes: too short to be an image"
+                "the file ends after {real} bytes, at the start of an image: it is cut off"
             )));
         }
         Err(bad(
@@ -531,7 +546,7 @@ impl HeadScan {
                 String::from_utf8_lossy(&kind)
             )));
         }
-        self.skip = end - self.offset;
+        self.skip = end.saturating_sub(self.offset);
         self.want(At::BoxHeader, 8);
         Ok(())
     }

@@ -42,7 +42,7 @@ pub enum OutputFormat {
     Bmp,
     /// TIFF, uncompressed.
     Tiff,
-    /// WebP, lossless.
+    /// WebP (libwebp): lossy at the quality asked (80 by default), or lossless.
     WebP,
     /// GIF (palette quantised, first and only frame).
     Gif,
@@ -149,44 +149,60 @@ impl PngCompression {
     }
 }
 
-/// How results are encoded: JPEG quality and PNG compression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How results are encoded: the quality of lossy formats, PNG compression,
+/// WebP lossless. The default: each format's default quality, PNG `fast`,
+/// lossy WebP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EncodeOptions {
-    /// JPEG quality, 1-100.
-    pub jpeg_quality: u8,
+    /// Quality of the lossy encodings (JPEG, WebP), 1-100; `None`: each
+    /// format's default ([`JPEG_QUALITY`], [`WEBP_QUALITY`]).
+    pub quality: Option<u8>,
     /// PNG compression level.
     pub png: PngCompression,
+    /// WebP: lossless instead of lossy.
+    pub lossless: bool,
 }
 
-impl Default for EncodeOptions {
-    fn default() -> Self {
-        Self {
-            jpeg_quality: JPEG_QUALITY,
-            png: PngCompression::default(),
-        }
-    }
-}
+/// WebP quality when none is asked for (libwebp's and sharp's default).
+pub const WEBP_QUALITY: u8 = 80;
 
 impl EncodeOptions {
     /// Checks the quality (1-100) and returns the options.
-    pub fn new(jpeg_quality: u8, png: PngCompression) -> Result<Self> {
-        if !(1..=100).contains(&jpeg_quality) {
+    pub fn new(quality: Option<u8>, png: PngCompression, lossless: bool) -> Result<Self> {
+        if let Some(q) = quality
+            && !(1..=100).contains(&q)
+        {
             return Err(CoreError::InvalidInput(format!(
-                "JPEG quality {jpeg_quality} is out of range: use 1 to 100"
+                "quality {q} is out of range: use 1 to 100"
             )));
         }
-        Ok(Self { jpeg_quality, png })
+        Ok(Self {
+            quality,
+            png,
+            lossless,
+        })
     }
 
-    /// A stable byte form, for cache keys: the quality, then the PNG level.
-    pub fn canonical_bytes(self) -> [u8; 2] {
+    /// The JPEG quality these options give.
+    pub fn jpeg_quality(self) -> u8 {
+        self.quality.unwrap_or(JPEG_QUALITY)
+    }
+
+    /// The WebP quality these options give.
+    pub fn webp_quality(self) -> u8 {
+        self.quality.unwrap_or(WEBP_QUALITY)
+    }
+
+    /// A stable byte form, for cache keys: the quality (0: the default),
+    /// the PNG level, lossless.
+    pub fn canonical_bytes(self) -> [u8; 3] {
         let png = match self.png {
             PngCompression::None => 0,
             PngCompression::Fast => 1,
             PngCompression::Balanced => 2,
             PngCompression::Best => 3,
         };
-        [self.jpeg_quality, png]
+        [self.quality.unwrap_or(0), png, u8::from(self.lossless)]
     }
 }
 
@@ -423,7 +439,7 @@ pub fn encode_options<W: Write + Seek>(
             image::codecs::png::PngEncoder::new_with_quality(out, png.to_image(), filter)
                 .write_image(data, w, h, color)
         }
-        OutputFormat::Jpeg => return encode_jpeg(img, options.jpeg_quality, out),
+        OutputFormat::Jpeg => return encode_jpeg(img, options.jpeg_quality(), out),
         OutputFormat::Bmp => {
             let mut out = out;
             image::codecs::bmp::BmpEncoder::new(&mut out).write_image(data, w, h, color)
@@ -431,9 +447,7 @@ pub fn encode_options<W: Write + Seek>(
         OutputFormat::Tiff => {
             image::codecs::tiff::TiffEncoder::new(out).write_image(data, w, h, color)
         }
-        OutputFormat::WebP => {
-            image::codecs::webp::WebPEncoder::new_lossless(out).write_image(data, w, h, color)
-        }
+        OutputFormat::WebP => return encode_webp(img, options, out),
         OutputFormat::Gif => {
             let mut enc = image::codecs::gif::GifEncoder::new(out);
             if info.format() == PixelFormat::Gray8 {
@@ -448,6 +462,39 @@ pub fn encode_options<W: Write + Seek>(
         ImageError::IoError(io) => CoreError::Io(io),
         other => CoreError::Encode(other.to_string()),
     })
+}
+
+/// WebP through libwebp: lossy at `options.webp_quality()` (libwebp's
+/// default method 4), or lossless; gray is written as RGB (WebP has no gray
+/// mode), RGBA keeps its alpha.
+fn encode_webp<W: Write>(img: &ImageBuf, options: EncodeOptions, mut out: W) -> Result<()> {
+    let info = img.info();
+    let rgb;
+    let (data, layout) = match info.format() {
+        PixelFormat::Gray8 => {
+            rgb = img
+                .data()
+                .iter()
+                .flat_map(|&v| [v, v, v])
+                .collect::<Vec<u8>>();
+            (&rgb[..], webp::PixelLayout::Rgb)
+        }
+        PixelFormat::Rgb8 => (img.data(), webp::PixelLayout::Rgb),
+        PixelFormat::Rgba8 => (img.data(), webp::PixelLayout::Rgba),
+    };
+    if info.width() > 16383 || info.height() > 16383 {
+        return Err(CoreError::Unsupported(format!(
+            "a {info} image is larger than WebP allows (16383 pixels a side)"
+        )));
+    }
+    let enc = webp::Encoder::new(data, layout, info.width(), info.height());
+    let encoded = if options.lossless {
+        enc.encode_lossless()
+    } else {
+        enc.encode(f32::from(options.webp_quality()))
+    };
+    out.write_all(&encoded)?;
+    Ok(())
 }
 
 /// JPEG through libjpeg-turbo (feature `turbojpeg`): 4:2:0 chroma, the
@@ -527,10 +574,72 @@ mod tests {
     }
 
     fn roundtrip(img: &ImageBuf, f: OutputFormat) -> ImageBuf {
+        // The lossless form of each format (WebP is lossy by default).
+        let lossless = EncodeOptions {
+            lossless: true,
+            ..EncodeOptions::default()
+        };
         let mut buf = Cursor::new(Vec::new());
-        encode(img, f, &mut buf).unwrap();
+        encode_options(img, f, lossless, &mut buf).unwrap();
         buf.set_position(0);
         decode(buf, &Limits::DEFAULT).unwrap()
+    }
+
+    /// A smooth, photo-like image with some texture.
+    fn photo_like(w: u32, h: u32) -> ImageBuf {
+        let info = ImageInfo::new(w, h, PixelFormat::Rgb8).unwrap();
+        let mut data = Vec::with_capacity(info.byte_len());
+        let mut seed = 0x9e37_79b9u32;
+        let mut noise = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed % 17
+        };
+        for y in 0..h {
+            for x in 0..w {
+                // Gradients with sensor-like noise, as photographs have.
+                data.extend([
+                    (x * 230 / w + noise()) as u8,
+                    (y * 230 / h + noise()) as u8,
+                    ((x + y) * 230 / (w + h) + noise()) as u8,
+                ]);
+            }
+        }
+        ImageBuf::new(info, data).unwrap()
+    }
+
+    #[test]
+    fn webp_is_lossy_at_the_quality_asked_and_lossless_on_request() {
+        let img = photo_like(320, 240);
+        let size = |o: EncodeOptions| {
+            let mut buf = Cursor::new(Vec::new());
+            encode_options(&img, OutputFormat::WebP, o, &mut buf).unwrap();
+            buf.into_inner()
+        };
+        let q = |q| EncodeOptions::new(Some(q), PngCompression::Fast, false).unwrap();
+        let (low, high) = (size(q(30)), size(q(95)));
+        let default = size(EncodeOptions::default());
+        let lossless = size(EncodeOptions::new(None, PngCompression::Fast, true).unwrap());
+        assert!(low.len() < default.len() && default.len() < high.len());
+        assert!(
+            high.len() < lossless.len(),
+            "{} vs {}",
+            high.len(),
+            lossless.len()
+        );
+        // The default is quality 80 (as sharp's and cwebp's).
+        assert_eq!(default, size(q(WEBP_QUALITY)));
+        let back = decode(Cursor::new(&default), &Limits::DEFAULT).unwrap();
+        let diff = back
+            .data()
+            .iter()
+            .zip(img.data())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum::<u64>() as f64
+            / img.data().len() as f64;
+        assert!(diff < 8.0, "mean |diff| {diff}");
+        assert!(back != img, "lossy");
     }
 
     #[test]
@@ -664,13 +773,13 @@ mod tests {
         let img = sample(PixelFormat::Rgb8);
         let sized = |q| {
             let mut buf = Cursor::new(Vec::new());
-            let o = EncodeOptions::new(q, PngCompression::Fast).unwrap();
+            let o = EncodeOptions::new(Some(q), PngCompression::Fast, false).unwrap();
             encode_options(&img, OutputFormat::Jpeg, o, &mut buf).unwrap();
             buf.into_inner().len()
         };
         assert!(sized(20) < sized(100));
-        assert!(EncodeOptions::new(0, PngCompression::Fast).is_err());
-        assert!(EncodeOptions::new(101, PngCompression::Fast).is_err());
+        assert!(EncodeOptions::new(Some(0), PngCompression::Fast, false).is_err());
+        assert!(EncodeOptions::new(Some(101), PngCompression::Fast, false).is_err());
     }
 
     #[test]

@@ -89,7 +89,9 @@ where
             }
         }
         Some((Ok(chunk), s))
-    }))
+    })
+    // Polled again after its end (a refused upload is drained): ends again.
+    .fuse())
 }
 
 /// Bytes of a refused upload read and dropped at most, so that its client

@@ -189,12 +189,19 @@ fn parse_query(
                 let q = v
                     .parse::<u8>()
                     .map_err(|_| Error::invalid(format!("q={v}: use 1 to 100")))?;
-                options = EncodeOptions::new(q, options.png)?;
+                options = EncodeOptions::new(Some(q), options.png, options.lossless)?;
             }
             "png" => {
                 options.png = PngCompression::from_name(&v).ok_or_else(|| {
                     Error::invalid(format!("png={v}: use none, fast, balanced or best"))
                 })?;
+            }
+            "lossless" => {
+                options.lossless = match &*v {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(Error::invalid(format!("lossless={v}: use 1 or 0"))),
+                }
             }
             "draft" => {
                 draft = match &*v {
@@ -205,7 +212,7 @@ fn parse_query(
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, draft (and sig)"
                 )));
             }
         }
@@ -451,7 +458,8 @@ mod tests {
                 Operation::Gray
             ]
         );
-        assert_eq!(o.jpeg_quality, 70);
+        assert_eq!(o.quality, Some(70));
+        assert!(parse_query("lossless=1", 32).unwrap().1.lossless);
         let (ops, _, _) = parse_query("op=rotate%3D90", 32).unwrap();
         assert_eq!(ops, [Operation::parse("rotate=90").unwrap()]);
         assert!(

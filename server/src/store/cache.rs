@@ -453,7 +453,7 @@ mod tests {
             a,
             result_path(&id, &[Operation::Gray], OutputFormat::Jpeg, o, false)
         );
-        let q = EncodeOptions::new(50, o.png).unwrap();
+        let q = EncodeOptions::new(Some(50), o.png, false).unwrap();
         assert_ne!(
             result_path(&id, &[], OutputFormat::Jpeg, o, false),
             result_path(&id, &[], OutputFormat::Jpeg, q, false)

@@ -577,10 +577,19 @@ mod tests {
         assert_eq!(r(None, Some(1), Fit::Fit).plan(3000, 5000), (1, 1, None));
         assert_eq!(r(Some(3), None, Fit::Fit).plan(2, 1), (3, 2, None)); // 1.5 -> 2
         // Inside never enlarges: a 16x12 icon's 128-pixel thumbnail is 16x12.
-        assert_eq!(r(Some(128), Some(128), Fit::Inside).plan(16, 12), (16, 12, None));
+        assert_eq!(
+            r(Some(128), Some(128), Fit::Inside).plan(16, 12),
+            (16, 12, None)
+        );
         assert_eq!(r(Some(128), None, Fit::Inside).plan(16, 12), (16, 12, None));
-        assert_eq!(r(Some(800), Some(800), Fit::Inside).plan(4000, 3000), (800, 600, None));
-        assert_eq!(r(Some(800), Some(800), Fit::Inside).plan(700, 3000), (187, 800, None));
+        assert_eq!(
+            r(Some(800), Some(800), Fit::Inside).plan(4000, 3000),
+            (800, 600, None)
+        );
+        assert_eq!(
+            r(Some(800), Some(800), Fit::Inside).plan(700, 3000),
+            (187, 800, None)
+        );
     }
 
     #[test]
