@@ -51,3 +51,69 @@ fn every_photos_header_is_found_in_any_chunking() {
         }
     }
 }
+
+/// A real profile from Debian's `colord-data` (`./setup.sh test` installs
+/// it), or a failure saying how to get it.
+fn profile(name: &str) -> Vec<u8> {
+    let path = format!("/usr/share/color/icc/colord/{name}");
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}: install colord-data (./setup.sh test does)"))
+}
+
+#[test]
+fn photos_tagged_with_wide_gamut_profiles_decode_to_srgb() {
+    use moxcms::{ColorProfile, Layout, TransformOptions};
+    use nlimage_core::{Limits, PixelFormat};
+    // A real photograph, shrunk to keep the test quick.
+    let photo = corpus().into_iter().next().unwrap();
+    let img = image::open(&photo).unwrap().thumbnail(400, 400).to_rgb8();
+    let (w, h) = img.dimensions();
+    for name in ["AdobeRGB1998.icc", "ProPhotoRGB.icc"] {
+        let icc = profile(name);
+        // The photo's sRGB pixels expressed in the profile's space, as a
+        // camera or raw converter writes them, tagged with the profile.
+        let to = ColorProfile::new_srgb()
+            .create_transform_8bit(
+                Layout::Rgb,
+                &ColorProfile::new_from_slice(&icc).unwrap(),
+                Layout::Rgb,
+                TransformOptions::default(),
+            )
+            .unwrap();
+        let mut wide = vec![0u8; img.len()];
+        to.transform(img.as_raw(), &mut wide).unwrap();
+        let mut file = Vec::new();
+        {
+            use image::ImageEncoder;
+            let mut enc = image::codecs::png::PngEncoder::new(&mut file);
+            enc.set_icc_profile(icc.clone()).unwrap();
+            enc.write_image(&wide, w, h, image::ExtendedColorType::Rgb8)
+                .unwrap();
+        }
+        let back = nlimage_core::decode(std::io::Cursor::new(&file), &Limits::DEFAULT).unwrap();
+        assert_eq!(back.info().format(), PixelFormat::Rgb8);
+        let diffs: Vec<u8> = back
+            .data()
+            .iter()
+            .zip(img.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let worst = *diffs.iter().max().unwrap();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        // Untagged, the wide-gamut numbers are tens of levels off.
+        let off = wide
+            .iter()
+            .zip(img.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            off > 20,
+            "{name}: the test image has saturated colours ({off})"
+        );
+        assert!(
+            worst <= 8 && mean < 1.0,
+            "{name}: worst {worst}, mean {mean:.2}"
+        );
+    }
+}

@@ -13,6 +13,7 @@
 //! WebP and GIF have no gray mode and read back as RGB with R = G = B;
 //! RGBA8 keeps its alpha except in JPEG, which has none, where it is dropped.
 
+pub mod colour;
 pub mod frames;
 pub mod head;
 
@@ -306,7 +307,12 @@ pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<Image
     // Decoders may hold the image at 16 bits x 4 channels before conversion.
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     reader.limits(l);
-    let dynamic = reader.decode().map_err(map_image_error)?;
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    use image::ImageDecoder;
+    // An unreadable profile is not worth refusing the image for: the
+    // pixels are shown as they are, as browsers do.
+    let icc = decoder.icc_profile().ok().flatten();
+    let dynamic = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
     let info = ImageInfo::new(dynamic.width(), dynamic.height(), format_for(&dynamic))?;
     limits.check(&info)?;
     let data = match info.format() {
@@ -314,7 +320,15 @@ pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<Image
         PixelFormat::Rgb8 => dynamic.into_rgb8().into_raw(),
         PixelFormat::Rgba8 => dynamic.into_rgba8().into_raw(),
     };
-    ImageBuf::new(info, data)
+    let mut img = ImageBuf::new(info, data)?;
+    if let Some(icc) = icc {
+        // Into sRGB, the space of every output. A profile that cannot be
+        // applied (unreadable, or for other pixels than these, say CMYK on
+        // pixels the decoder converted to RGB) leaves them as decoded, as a
+        // browser shows them.
+        let _ = colour::to_srgb(&mut img, &icc);
+    }
+    Ok(img)
 }
 
 /// Walks the file's frames ([`frames::FrameScan`]) and refuses one over
@@ -386,7 +400,12 @@ pub fn decode_jpeg_reduced(
     if pixels.len() != info.byte_len() {
         return Ok(None);
     }
-    Ok(Some(ImageBuf::new(info, pixels)?))
+    let mut img = ImageBuf::new(info, pixels)?;
+    if let Some(icc) = d.icc_profile() {
+        // As a full decode does (see `decode`).
+        let _ = colour::to_srgb(&mut img, &icc);
+    }
+    Ok(Some(img))
 }
 
 fn format_for(img: &DynamicImage) -> PixelFormat {

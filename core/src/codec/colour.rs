@@ -1,0 +1,157 @@
+//! Colour management: pixels decoded with an embedded ICC profile (Adobe RGB
+//! from cameras, Display P3 from phones, ProPhoto from raw converters, gray
+//! profiles) are converted to sRGB, the space every output is in, with
+//! `moxcms` (a maintained pure-Rust CMS with SIMD paths; perceptual intent,
+//! as browsers and libvips use for photographs).
+//!
+//! A profile that already is sRGB (most photographs that carry one tag
+//! sRGB IEC61966-2.1) is recognised on a palette of test colours and left
+//! alone: no work, no rounding.
+
+use moxcms::{ColorProfile, Layout, RenderingIntent, TransformOptions};
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::pixel::{ImageBuf, PixelFormat};
+
+/// Rows per parallel task of a conversion.
+const ROWS_PER_TASK: usize = 64;
+
+fn layout(format: PixelFormat) -> Layout {
+    match format {
+        PixelFormat::Gray8 => Layout::Gray,
+        PixelFormat::Rgb8 => Layout::Rgb,
+        PixelFormat::Rgba8 => Layout::Rgba,
+    }
+}
+
+/// The destination of a conversion from `source`: sRGB, or for a gray
+/// profile a gray with sRGB's tone curve (the image stays gray).
+fn destination(format: PixelFormat) -> ColorProfile {
+    match format {
+        PixelFormat::Gray8 => {
+            let mut gray = ColorProfile::new_gray_with_gamma(2.2);
+            gray.gray_trc = ColorProfile::new_srgb().red_trc;
+            gray
+        }
+        _ => ColorProfile::new_srgb(),
+    }
+}
+
+/// Whether a transform leaves every colour of a coarse palette within one
+/// level: the profile is sRGB (or as good as).
+fn is_identity(t: &dyn moxcms::TransformExecutor<u8>, format: PixelFormat) -> bool {
+    let c = format.channels();
+    let levels: Vec<u8> = (0..=255).step_by(17).collect();
+    let mut src = Vec::new();
+    match format {
+        PixelFormat::Gray8 => src.extend(&levels),
+        _ => {
+            for &r in &levels {
+                for &g in &levels {
+                    for &b in &levels {
+                        src.extend([r, g, b]);
+                        if c == 4 {
+                            src.push(255);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut dst = vec![0u8; src.len()];
+    t.transform(&src, &mut dst).is_ok() && src.iter().zip(&dst).all(|(a, b)| a.abs_diff(*b) <= 1)
+}
+
+/// Converts `img`, whose pixels are in the space of the ICC profile `icc`,
+/// to sRGB in place. A profile that cannot be read or does not fit the
+/// pixels (a CMYK profile on RGB pixels) is an error naming it.
+pub fn to_srgb(img: &mut ImageBuf, icc: &[u8]) -> Result<()> {
+    let source = ColorProfile::new_from_slice(icc)
+        .map_err(|e| CoreError::Decode(format!("the embedded ICC profile cannot be read: {e}")))?;
+    let info = img.info();
+    let format = info.format();
+    let l = layout(format);
+    let options = TransformOptions {
+        rendering_intent: RenderingIntent::Perceptual,
+        ..TransformOptions::default()
+    };
+    let t = source
+        .create_transform_8bit(l, &destination(format), l, options)
+        .map_err(|e| {
+            CoreError::Decode(format!(
+                "the embedded ICC profile does not apply to {format} pixels: {e}"
+            ))
+        })?;
+    if is_identity(t.as_ref(), format) {
+        return Ok(());
+    }
+    let rb = info.row_bytes();
+    let data = img.data_mut();
+    data.par_chunks_mut(rb * ROWS_PER_TASK)
+        .try_for_each(|rows| -> Result<()> {
+            let src = rows.to_vec();
+            t.transform(&src, rows)
+                .map_err(|e| CoreError::Decode(format!("colour conversion failed: {e}")))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pixel::ImageInfo;
+
+    fn picture() -> ImageBuf {
+        let info = ImageInfo::new(64, 48, PixelFormat::Rgb8).unwrap();
+        let data = (0..info.byte_len()).map(|i| (i * 37 % 256) as u8).collect();
+        ImageBuf::new(info, data).unwrap()
+    }
+
+    /// `img` (sRGB) re-expressed in `profile`'s space.
+    fn into(img: &ImageBuf, profile: &ColorProfile) -> ImageBuf {
+        let t = ColorProfile::new_srgb()
+            .create_transform_8bit(
+                Layout::Rgb,
+                profile,
+                Layout::Rgb,
+                TransformOptions::default(),
+            )
+            .unwrap();
+        let mut out = img.clone();
+        let src = img.data().to_vec();
+        t.transform(&src, out.data_mut()).unwrap();
+        out
+    }
+
+    #[test]
+    fn wide_gamut_pixels_come_back_to_srgb() {
+        let srgb = picture();
+        for profile in [
+            ColorProfile::new_adobe_rgb(),
+            ColorProfile::new_display_p3(),
+            ColorProfile::new_pro_photo_rgb(),
+        ] {
+            let mut tagged = into(&srgb, &profile);
+            assert!(tagged != srgb, "a different space has different numbers");
+            to_srgb(&mut tagged, &profile.encode().unwrap()).unwrap();
+            let worst = tagged
+                .data()
+                .iter()
+                .zip(srgb.data())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            // ProPhoto's 8-bit quantisation costs a few levels.
+            assert!(worst <= 6, "worst |diff| {worst}");
+        }
+    }
+
+    #[test]
+    fn an_srgb_profile_changes_nothing_and_a_bad_one_is_named() {
+        let mut img = picture();
+        to_srgb(&mut img, &ColorProfile::new_srgb().encode().unwrap()).unwrap();
+        assert!(img == picture());
+        let e = to_srgb(&mut img, b"not a profile").unwrap_err();
+        assert!(e.to_string().contains("ICC profile"), "{e}");
+    }
+}
