@@ -36,6 +36,9 @@ pub struct GetOptions {
     pub png_compression: Option<String>,
     /// WebP: lossless instead of lossy.
     pub lossless: bool,
+    /// With format "auto": the media types this caller accepts
+    /// ("image/webp", ...); the server picks the most compact it encodes.
+    pub accept: Vec<String>,
     /// A tag from an earlier fetch: if it still matches, no bytes come back.
     pub if_none_match: Option<String>,
     /// Allow a JPEG to be shrunk while decoding before a first downscale
@@ -194,6 +197,7 @@ impl Client {
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
             draft: options.draft,
+            accept: options.accept.clone(),
         };
         let mut stream = self.store_stub().get(self.request(req)).await?.into_inner();
         let header = match stream.next().await.transpose()?.and_then(|m| m.message) {

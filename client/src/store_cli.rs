@@ -141,6 +141,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 jpeg_quality: rendering.quality,
                 png_compression: rendering.png_compression.clone(),
                 lossless: rendering.lossless,
+                accept: Vec::new(),
                 if_none_match: None,
                 draft: rendering.draft,
             };

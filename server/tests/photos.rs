@@ -158,3 +158,92 @@ async fn a_refused_upload_answers_a_client_that_sends_its_whole_body_first() {
     assert!(answer.contains("refused before storing"), "{answer}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn format_auto_gives_each_client_the_format_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    let photo = std::fs::read(&corpus()[0]).unwrap();
+    let mut rgba = Vec::new();
+    image::RgbaImage::from_pixel(40, 30, image::Rgba([200, 10, 10, 128]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut rgba),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let mut ids = Vec::new();
+    for file in [photo, rgba] {
+        let r = http
+            .post(format!("{base}/v1/images"))
+            .body(file)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let chromium = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+    let get = |url: String, accept: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).header("accept", accept).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let h = r.headers().clone();
+            (h, r.bytes().await.unwrap())
+        }
+    };
+    for (id, plain) in [(&ids[0], "image/jpeg"), (&ids[1], "image/png")] {
+        for url in [
+            format!("{base}/v1/images/{id}.auto?op=thumbnail:128"),
+            format!("{base}/v1/images/{id}?op=thumbnail:128&format=auto"),
+        ] {
+            let (h, body) = get(url.clone(), chromium).await;
+            assert_eq!(h["content-type"], "image/webp", "{url}");
+            assert_eq!(h["vary"], "accept");
+            assert_eq!(&body[..4], b"RIFF");
+            let webp_tag = h["etag"].clone();
+            let (h, body) = get(url.clone(), "*/*").await;
+            assert_eq!(h["content-type"], plain, "{url}");
+            assert_ne!(h["etag"], webp_tag, "each variant its own tag");
+            let img = image::load_from_memory(&body).unwrap();
+            assert!(img.width() <= 128 && img.height() <= 128);
+            // Each variant its own cache entry.
+            let (h, _) = get(url, chromium).await;
+            assert_eq!(
+                (h["content-type"].clone(), h["x-nlimage-cache"].clone()),
+                ("image/webp".parse().unwrap(), "hit".parse().unwrap())
+            );
+        }
+    }
+    // gRPC: format "auto" with the accepted list.
+    let mut store =
+        ImageStoreClient::new(common::channel(&server).await).max_decoding_message_size(2 << 20);
+    let mut stream = store
+        .get(nlimage::v1::GetRequest {
+            id: ids[0].clone(),
+            format: "auto".into(),
+            operations: vec![nlimage::convert::to_wire(
+                &nlimage_core::Operation::parse("thumbnail=64").unwrap(),
+            )],
+            accept: vec!["image/webp".into()],
+            ..nlimage::v1::GetRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(nlimage::v1::GetResponse {
+        message: Some(nlimage::v1::get_response::Message::Header(h)),
+    }) = stream.message().await.unwrap()
+    else {
+        panic!("no header")
+    };
+    assert_eq!(h.content_type, "image/webp");
+    server.shutdown().await.unwrap();
+}

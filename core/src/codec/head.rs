@@ -27,6 +27,9 @@ pub struct Head {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Whether the header says the image has an alpha channel (PNG with
+    /// alpha, WebP with alpha; a palette's transparency is not seen here).
+    pub alpha: bool,
 }
 
 /// The state of the walk.
@@ -78,6 +81,7 @@ pub struct HeadScan {
     /// Bytes consumed so far.
     offset: u64,
     format: &'static str,
+    alpha: bool,
     big_endian: bool,
     tiff_size: (Option<u32>, Option<u32>),
     /// ISO BMFF: open containers (type, end offset); the primary item; the
@@ -111,6 +115,7 @@ impl HeadScan {
             skip: 0,
             offset: 0,
             format: "",
+            alpha: false,
             big_endian: false,
             tiff_size: (None, None),
             boxes: Vec::new(),
@@ -195,6 +200,7 @@ impl HeadScan {
             format: self.format,
             width,
             height,
+            alpha: self.alpha,
         });
         Ok(())
     }
@@ -401,6 +407,8 @@ impl HeadScan {
             if &b[12..16] != b"IHDR" {
                 return Err(bad("the PNG does not begin with its IHDR chunk"));
             }
+            // Colour types 4 (gray and alpha) and 6 (RGBA).
+            self.alpha = matches!(b[25], 4 | 6);
             return self.done(be32(16), be32(20));
         }
         if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
@@ -448,10 +456,14 @@ impl HeadScan {
                 // Lossless: signature 0x2f, then 14-bit width-1 and height-1.
                 b"VP8L" if b[20] == 0x2f => {
                     let bits = le32(21);
+                    self.alpha = bits & (1 << 28) != 0;
                     self.done((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1)
                 }
                 // Extended: the canvas, 24-bit width-1 and height-1.
-                b"VP8X" => self.done(le24(24) + 1, le24(27) + 1),
+                b"VP8X" => {
+                    self.alpha = b[20] & 0x10 != 0;
+                    self.done(le24(24) + 1, le24(27) + 1)
+                }
                 _ => Err(bad("the WebP holds no image chunk where one begins")),
             };
         }

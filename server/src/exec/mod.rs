@@ -15,12 +15,14 @@
 //! - [`spill`]: where a hold keeps an image too large for memory.
 //! - [`decode`]: a stored file decoded, oriented and processed.
 //! - [`render`]: a stored image fetched as it is or derived (with the cache).
+//! - [`negotiate`]: the format a client's `Accept` header asks for.
 //! - [`stream`]: the streaming driver, generic over a chunk source and sink.
 //! - [`upload`]: an upload's memory reserved as its bytes arrive.
 //! - [`url`]: remote sources under the operator's address policy.
 
 pub mod compute;
 pub mod decode;
+pub mod negotiate;
 pub mod plan;
 pub mod render;
 pub mod spill;

@@ -23,8 +23,11 @@ use crate::store::{Store, id};
 pub struct RenderRequest {
     /// The stored image.
     pub id: String,
-    /// Output format; `None`: the stored bytes as they are.
+    /// Output format; `None`: the stored bytes as they are (unless `auto`).
     pub format: Option<OutputFormat>,
+    /// Choose the format from what the client accepts (media types, see
+    /// [`super::negotiate`]); overrides `format`.
+    pub auto: Option<Vec<String>>,
     /// Operations, in order, after the EXIF orientation.
     pub ops: Vec<Operation>,
     /// Encoder options.
@@ -73,6 +76,15 @@ impl Executor {
         let mut format = req.format;
         // Metadata read here is kept for the steps below (one read each).
         let mut known = None;
+        if let Some(accepted) = &req.auto {
+            let meta = store.stat(&req.id).await?;
+            let chosen = super::negotiate::choose(accepted, meta.alpha);
+            metrics::counter!("nlimage_negotiated_total", "format" => chosen.extension())
+                .increment(1);
+            tracing::debug!(format = chosen.extension(), "format chosen from Accept");
+            format = Some(chosen);
+            known = Some(meta);
+        }
         if let Some(f) = format
             && req.ops.is_empty()
             && req.options == EncodeOptions::default()

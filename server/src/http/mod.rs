@@ -165,13 +165,15 @@ fn url_operation(spec: &str) -> Result<Operation, String> {
 /// What a GET's query asks for besides the image: operations (at most
 /// `max_ops`), encoder options, and whether a JPEG may be shrunk while
 /// decoding.
+#[allow(clippy::type_complexity)]
 fn parse_query(
     query: &str,
     max_ops: usize,
-) -> Result<(Vec<Operation>, EncodeOptions, bool), Error> {
+) -> Result<(Vec<Operation>, EncodeOptions, bool, bool), Error> {
     let mut ops = Vec::new();
     let mut options = EncodeOptions::default();
     let mut draft = false;
+    let mut auto = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "op" if ops.len() == max_ops => {
@@ -196,6 +198,12 @@ fn parse_query(
                     Error::invalid(format!("png={v}: use none, fast, balanced or best"))
                 })?;
             }
+            "format" if v == "auto" => auto = true,
+            "format" => {
+                return Err(Error::invalid(format!(
+                    "format={v}: name the format by the extension, or use format=auto"
+                )));
+            }
             "lossless" => {
                 options.lossless = match &*v {
                     "1" | "true" => true,
@@ -212,12 +220,12 @@ fn parse_query(
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, lossless, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, format, draft (and sig)"
                 )));
             }
         }
     }
-    Ok((ops, options, draft))
+    Ok((ops, options, draft, auto))
 }
 
 async fn fetch(
@@ -275,9 +283,26 @@ async fn fetch_inner(
         None => (file, ""),
     };
     let bad = |e: Error| from_error(&e);
-    let format = nlimage::convert::output_format(ext).map_err(|e| bad(e.into()))?;
-    let (ops, options, draft) =
+    let (ops, options, draft, auto_query) =
         parse_query(&unsigned_query, app.exec.max_operations).map_err(bad)?;
+    // `.auto` or `format=auto`: the format from the client's Accept header.
+    let auto = (ext == "auto" || auto_query).then(|| {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        crate::exec::negotiate::accepted(accept)
+    });
+    let format = match (&auto, ext) {
+        (Some(_), "" | "auto") => None,
+        (Some(_), _) => {
+            return Err(bad(Error::invalid(
+                "format=auto and an extension: use one of them",
+            )));
+        }
+        (None, ext) => nlimage::convert::output_format(ext).map_err(|e| bad(e.into()))?,
+    };
+    let negotiated = auto.is_some();
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -286,6 +311,7 @@ async fn fetch_inner(
     let req = RenderRequest {
         id: id.to_owned(),
         format,
+        auto,
         ops,
         options,
         if_none_match,
@@ -306,6 +332,10 @@ async fn fetch_inner(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
+    if negotiated {
+        // One URL, one variant per Accept: caches must key on it.
+        h.insert(header::VARY, HeaderValue::from_static("accept"));
+    }
     let Some(body) = rendered.body else {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     };
@@ -445,8 +475,11 @@ mod tests {
 
     #[test]
     fn queries_name_operations_like_the_cli() {
-        let (ops, o, draft) =
+        let (ops, o, draft, auto) =
             parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70", 32).unwrap();
+        assert!(!auto);
+        assert!(parse_query("format=auto", 32).unwrap().3);
+        assert!(parse_query("format=png", 32).is_err());
         assert!(!draft);
         assert!(parse_query("op=thumbnail:9&draft=1", 32).unwrap().2);
         assert!(parse_query("draft=yes", 32).is_err());
@@ -460,7 +493,7 @@ mod tests {
         );
         assert_eq!(o.quality, Some(70));
         assert!(parse_query("lossless=1", 32).unwrap().1.lossless);
-        let (ops, _, _) = parse_query("op=rotate%3D90", 32).unwrap();
+        let (ops, ..) = parse_query("op=rotate%3D90", 32).unwrap();
         assert_eq!(ops, [Operation::parse("rotate=90").unwrap()]);
         assert!(
             parse_query("op=wobble:3", 32)

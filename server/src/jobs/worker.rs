@@ -299,6 +299,7 @@ async fn execute(jobs: &Jobs, exec: &Executor, id: &str, spec: &[u8]) -> Result<
     let request = RenderRequest {
         id: source,
         format: Some(format),
+        auto: None,
         ops,
         options: convert::encode_options(spec.encode.as_ref())?,
         if_none_match: None,

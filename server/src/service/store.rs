@@ -146,9 +146,22 @@ impl ImageStore for StoreService {
                 req.format,
                 ops.len()
             ));
+            // "auto": chosen from the formats the caller accepts.
+            let auto = (req.format == "auto").then(|| {
+                req.accept
+                    .iter()
+                    .map(|m| m.trim().to_ascii_lowercase())
+                    .collect()
+            });
+            let format = if auto.is_some() {
+                None
+            } else {
+                convert::output_format(&req.format)?
+            };
             let r = RenderRequest {
                 id: req.id,
-                format: convert::output_format(&req.format)?,
+                format,
+                auto,
                 ops,
                 options: convert::encode_options(req.encode.as_ref())?,
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),

@@ -96,6 +96,10 @@ pub struct Meta {
     pub labels: BTreeMap<String, String>,
     /// Seconds since the Unix epoch when the first upload completed.
     pub created_unix: i64,
+    /// Whether its header says it has an alpha channel (the format a
+    /// browser is sent depends on it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alpha: bool,
     /// The largest frame of a GIF or WebP, in pixels, if larger than
     /// `width` x `height` (a decoder allocates it): what decoding reserves.
     #[serde(default, skip_serializing_if = "is_zero")]

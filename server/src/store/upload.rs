@@ -229,6 +229,7 @@ impl Store {
                 filename: info.filename.clone(),
                 content_type: info.content_type.clone(),
                 labels: info.labels.clone(),
+                alpha: probe.alpha,
                 frame_pixels: frames.largest_pixels(),
                 created_unix: now_unix(),
             })
@@ -274,6 +275,7 @@ mod tests {
             format,
             width,
             height,
+            alpha: false,
         };
         assert!(judge(head("jpeg", 1000, 1000), &l).is_ok());
         let e = judge(head("png", 2001, 10), &l).unwrap_err();
