@@ -24,23 +24,6 @@ fn chromium() -> PathBuf {
     path
 }
 
-fn photos() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/photo-corpus");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "no photo corpus in {} ({e}): run bench/photo_corpus.sh (./setup.sh test does)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
-        .collect();
-    v.sort();
-    v.truncate(6);
-    v
-}
-
 #[tokio::test]
 async fn chromium_decodes_every_negotiated_image_and_is_given_webp() {
     let browser = chromium();
@@ -62,7 +45,10 @@ async fn chromium_decodes_every_negotiated_image_and_is_given_webp() {
     let base = format!("http://127.0.0.1:{http}");
     let client = common::http();
     // Uploads, and the size each thumbnail must have.
-    let mut files: Vec<Vec<u8>> = photos().iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let mut files: Vec<Vec<u8>> = common::photo_corpus()[..6]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
     let mut rgba = Vec::new();
     image::RgbaImage::from_pixel(300, 200, image::Rgba([20, 200, 40, 100]))
         .write_to(

@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,26 +16,6 @@ use nlimage::v1::image_store_client::ImageStoreClient;
 use nlimage::v1::{PutHeader, PutRequest, put_request};
 use nlimage_server::Config;
 use nlimage_server::store::{StoreConfig, StoreLocation};
-
-fn corpus() -> Vec<PathBuf> {
-    let dir = std::env::var_os("NL_PHOTO_CORPUS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/photo-corpus"),
-        PathBuf::from,
-    );
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "no photo corpus in {} ({e}): run bench/photo_corpus.sh (./setup.sh test does)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
-        .collect();
-    photos.sort();
-    assert!(photos.len() >= 40, "the corpus has {} photos", photos.len());
-    photos
-}
 
 fn config(dir: &std::path::Path) -> Config {
     Config {
@@ -76,7 +55,7 @@ async fn every_photo_uploads_over_both_fronts_whatever_the_chunking() {
     let mut store = ImageStoreClient::new(common::channel(&server).await)
         .max_decoding_message_size(2 << 20)
         .max_encoding_message_size(2 << 20);
-    for (i, path) in corpus().into_iter().enumerate() {
+    for (i, path) in common::photo_corpus().into_iter().enumerate() {
         let file = std::fs::read(&path).unwrap();
         let (w, h) = image::ImageReader::new(std::io::Cursor::new(&file))
             .with_guessed_format()
@@ -165,7 +144,7 @@ async fn format_auto_gives_each_client_the_format_it_accepts() {
     let server = common::server(config(dir.path())).await;
     let base = format!("http://{}", server.http_addr().unwrap());
     let http = common::http();
-    let photo = std::fs::read(&corpus()[0]).unwrap();
+    let photo = std::fs::read(&common::photo_corpus()[0]).unwrap();
     let mut rgba = Vec::new();
     image::RgbaImage::from_pixel(40, 30, image::Rgba([200, 10, 10, 128]))
         .write_to(

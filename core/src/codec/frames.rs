@@ -10,6 +10,7 @@
 //! file. Formats without frames pass through; their size is the header's
 //! ([`super::probe`]).
 
+use super::gather::Gather;
 use crate::error::{CoreError, Result};
 use crate::limits::Limits;
 use crate::pixel::{ImageInfo, PixelFormat};
@@ -47,16 +48,11 @@ enum Step {
 pub struct FrameScan {
     limits: Limits,
     step: Step,
-    /// Bytes still to skip before the next structure.
-    skip: u64,
-    /// The structure being gathered (at most a few dozen bytes).
-    buf: Vec<u8>,
-    /// Bytes of the structure wanted.
-    need: usize,
+    /// Skips and gathers (a structure is at most a few dozen bytes).
+    g: Gather,
     /// The largest frame seen: pixels, and the frame.
     largest: Option<(u64, u32, u32)>,
     frames: u64,
-    offset: u64,
 }
 
 impl FrameScan {
@@ -65,12 +61,12 @@ impl FrameScan {
         Self {
             limits,
             step: Step::Start,
-            skip: 0,
-            buf: Vec::new(),
-            need: 12,
+            g: Gather {
+                need: 12,
+                ..Gather::default()
+            },
             largest: None,
             frames: 0,
-            offset: 0,
         }
     }
 
@@ -97,19 +93,7 @@ impl FrameScan {
             if self.step == Step::Done || self.step == Step::GifEnd {
                 return Ok(());
             }
-            if self.skip > 0 {
-                let n = (self.skip.min(data.len() as u64)) as usize;
-                self.skip -= n as u64;
-                self.offset += n as u64;
-                data = &data[n..];
-                continue;
-            }
-            let take = (self.need - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            self.offset += take as u64;
-            data = &data[take..];
-            if self.buf.len() == self.need {
-                let got = std::mem::take(&mut self.buf);
+            if let Some(got) = self.g.take(&mut data) {
                 self.advance(&got)?;
             }
         }
@@ -118,7 +102,7 @@ impl FrameScan {
 
     fn want(&mut self, step: Step, need: usize) {
         self.step = step;
-        self.need = need;
+        self.g.need = need;
     }
 
     fn frame(&mut self, what: &str, w: u32, h: u32) -> Result<()> {
@@ -149,10 +133,10 @@ impl FrameScan {
             Step::Start => {
                 if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
                     // 12 read: the screen descriptor's last byte is next.
-                    self.buf = b[6..].to_vec();
+                    self.g.buf = b[6..].to_vec();
                     self.want(Step::GifScreen, 7);
-                    if self.buf.len() == 7 {
-                        let got = std::mem::take(&mut self.buf);
+                    if self.g.buf.len() == 7 {
+                        let got = std::mem::take(&mut self.g.buf);
                         return self.advance(&got);
                     }
                 } else if b.starts_with(b"RIFF") && &b[8..12] == b"WEBP" {
@@ -166,7 +150,7 @@ impl FrameScan {
                 // The screen is the canvas, not a frame.
                 self.frames = 0;
                 if b[4] & 0x80 != 0 {
-                    self.skip = 3 << ((b[4] & 7) + 1);
+                    self.g.skip = 3 << ((b[4] & 7) + 1);
                 }
                 self.want(Step::GifBlock, 1);
             }
@@ -177,7 +161,7 @@ impl FrameScan {
                 other => {
                     return Err(CoreError::Decode(format!(
                         "the GIF has a block 0x{other:02x} at byte {}: not a GIF block",
-                        self.offset - 1
+                        self.g.offset - 1
                     )));
                 }
             },
@@ -185,7 +169,7 @@ impl FrameScan {
             Step::GifImage => {
                 self.frame("GIF frame", u16le(4), u16le(6))?;
                 if b[8] & 0x80 != 0 {
-                    self.skip = 3 << ((b[8] & 7) + 1);
+                    self.g.skip = 3 << ((b[8] & 7) + 1);
                 }
                 self.want(Step::GifLzw, 1);
             }
@@ -194,7 +178,7 @@ impl FrameScan {
                 if b[0] == 0 {
                     self.want(Step::GifBlock, 1);
                 } else {
-                    self.skip = u64::from(b[0]);
+                    self.g.skip = u64::from(b[0]);
                     self.want(Step::GifSubBlock, 1);
                 }
             }
@@ -213,11 +197,11 @@ impl FrameScan {
                         self.want(Step::WebpPayload(fourcc, padded), 30.min(size as usize))
                     }
                     _ => {
-                        self.skip = padded;
+                        self.g.skip = padded;
                         self.want(Step::WebpChunk, 8);
                     }
                 }
-                if self.need == 0 {
+                if self.g.need == 0 {
                     self.want(Step::WebpChunk, 8);
                 }
             }
@@ -253,7 +237,7 @@ impl FrameScan {
                 if &fourcc == b"ANMF" && read == 16 {
                     self.want(Step::WebpChunk, 8);
                 } else {
-                    self.skip = padded.saturating_sub(read);
+                    self.g.skip = padded.saturating_sub(read);
                     self.want(Step::WebpChunk, 8);
                 }
             }

@@ -15,6 +15,7 @@
 //! decoder reports "not enough bytes" as a corrupt file and wants the prefix
 //! held in memory (see the issue of real photographs, bench/README.md).
 
+use super::gather::Gather;
 use crate::error::{CoreError, Result};
 
 /// What the header says.
@@ -73,13 +74,8 @@ const MAX_IPMA: u64 = 64 << 10;
 #[derive(Debug)]
 pub struct HeadScan {
     at: At,
-    /// The structure being gathered, and how many bytes it wants.
-    buf: Vec<u8>,
-    need: usize,
-    /// Bytes to skip before the next structure.
-    skip: u64,
-    /// Bytes consumed so far.
-    offset: u64,
+    /// Skips and gathers.
+    g: Gather,
     format: &'static str,
     alpha: bool,
     big_endian: bool,
@@ -110,10 +106,10 @@ impl HeadScan {
     pub fn new() -> Self {
         Self {
             at: At::Magic,
-            buf: Vec::new(),
-            need: MAGIC,
-            skip: 0,
-            offset: 0,
+            g: Gather {
+                need: MAGIC,
+                ..Gather::default()
+            },
             format: "",
             alpha: false,
             big_endian: false,
@@ -134,7 +130,7 @@ impl HeadScan {
 
     /// Bytes read so far.
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.g.offset
     }
 
     /// Reads the next bytes: `Ok(Some(head))` once the header is complete
@@ -143,19 +139,7 @@ impl HeadScan {
     /// starts or continues with.
     pub fn push(&mut self, mut data: &[u8]) -> Result<Option<Head>> {
         while self.found.is_none() && !data.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(data.len() as u64) as usize;
-                self.skip -= n as u64;
-                self.offset += n as u64;
-                data = &data[n..];
-                continue;
-            }
-            let take = (self.need - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            self.offset += take as u64;
-            data = &data[take..];
-            if self.buf.len() == self.need {
-                let got = std::mem::take(&mut self.buf);
+            if let Some(got) = self.g.take(&mut data) {
                 self.advance(&got)?;
             }
         }
@@ -164,12 +148,12 @@ impl HeadScan {
 
     /// At the end of the file: the header, or why there is none.
     pub fn finish(&mut self) -> Result<Head> {
-        if self.found.is_none() && self.at == At::Magic && !self.buf.is_empty() {
+        if self.found.is_none() && self.at == At::Magic && !self.g.buf.is_empty() {
             // A file shorter than the magic: decide on what there is.
-            let got = std::mem::take(&mut self.buf);
+            let got = std::mem::take(&mut self.g.buf);
             let mut padded = got.clone();
             padded.resize(MAGIC, 0);
-            self.need = MAGIC;
+            self.g.need = MAGIC;
             self.magic(&padded, got.len())?;
         }
         self.found.ok_or_else(|| {
@@ -178,7 +162,7 @@ impl HeadScan {
             } else {
                 CoreError::InvalidInput(format!(
                     "the file ends after {} bytes, inside its {} header: it is cut off",
-                    self.offset, self.format
+                    self.g.offset, self.format
                 ))
             }
         })
@@ -186,7 +170,7 @@ impl HeadScan {
 
     fn want(&mut self, at: At, need: usize) {
         self.at = at;
-        self.need = need;
+        self.g.need = need;
     }
 
     fn done(&mut self, width: u32, height: u32) -> Result<()> {
@@ -239,8 +223,8 @@ impl HeadScan {
                 self.format
             )));
         }
-        self.offset = from;
-        self.skip = to - from;
+        self.g.offset = from;
+        self.g.skip = to - from;
         self.want(at, need);
         self.push(rest).map(|_| ())
     }
@@ -252,7 +236,7 @@ impl HeadScan {
                 if b[0] != 0xFF {
                     return Err(bad(format!(
                         "the JPEG has no marker at byte {}: the file is damaged",
-                        self.offset - 1
+                        self.g.offset - 1
                     )));
                 }
                 self.want(At::JpegCode, 1);
@@ -285,7 +269,7 @@ impl HeadScan {
                     self.want(At::JpegFrame, 5);
                 } else {
                     // APPn, COM, tables: skipped by length, never held.
-                    self.skip = len - 2;
+                    self.g.skip = len - 2;
                     self.want(At::JpegMarker, 1);
                 }
                 Ok(())
@@ -363,7 +347,7 @@ impl HeadScan {
                 } else {
                     u32::from_be_bytes([b[4], b[5], b[6], b[7]])
                 });
-                self.after_box(b.len())
+                self.after_box()
             }
             At::Ispe => {
                 let w = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
@@ -371,11 +355,11 @@ impl HeadScan {
                 if let Some(last) = self.props.last_mut() {
                     *last = Some((w, h));
                 }
-                self.after_box(b.len())
+                self.after_box()
             }
             At::Ipma => {
                 self.ipma = Some(parse_ipma(b));
-                self.after_box(b.len())
+                self.after_box()
             }
         }
     }
@@ -511,7 +495,7 @@ impl HeadScan {
         if size < header {
             return Err(bad("a HEIF box smaller than its header"));
         }
-        let start = self.offset - header;
+        let start = self.g.offset - header;
         let end = start.saturating_add(size);
         // Containers that ended before this box.
         while self.boxes.last().is_some_and(|(_, e)| *e <= start) {
@@ -519,7 +503,7 @@ impl HeadScan {
         }
         let parent = self.boxes.last().map(|(k, _)| *k);
         self.current = (kind, end);
-        let body = end.saturating_sub(self.offset);
+        let body = end.saturating_sub(self.g.offset);
         match (&kind, parent.as_ref()) {
             (b"meta", None) => {
                 self.boxes.push((kind, end));
@@ -541,7 +525,7 @@ impl HeadScan {
             }
             _ => self.skip_box()?,
         }
-        if self.need == 0 {
+        if self.g.need == 0 {
             self.want(At::BoxHeader, 8);
         }
         Ok(())
@@ -558,15 +542,14 @@ impl HeadScan {
                 String::from_utf8_lossy(&kind)
             )));
         }
-        self.skip = end.saturating_sub(self.offset);
+        self.g.skip = end.saturating_sub(self.g.offset);
         self.want(At::BoxHeader, 8);
         Ok(())
     }
 
-    /// After the first `read` bytes of the current box: resolves the size
+    /// After the part of the current box that was read: resolves the size
     /// if all is known, else skips the rest of the box.
-    fn after_box(&mut self, read: usize) -> Result<()> {
-        let _ = read;
+    fn after_box(&mut self) -> Result<()> {
         if let (Some(p), Some(assoc)) = (self.primary, &self.ipma)
             && let Some((_, props)) = assoc.iter().find(|(item, _)| *item == p)
         {
@@ -689,7 +672,10 @@ mod tests {
         let mut s = HeadScan::new();
         for c in file.chunks(4096) {
             s.push(c).unwrap();
-            assert!(s.buf.capacity() <= 64, "the segments are skipped, not held");
+            assert!(
+                s.g.buf.capacity() <= 64,
+                "the segments are skipped, not held"
+            );
         }
         assert_eq!(s.head().map(|h| (h.width, h.height)), Some((640, 480)));
         assert!(s.offset() > 5 << 20);

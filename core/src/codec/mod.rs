@@ -15,6 +15,7 @@
 
 pub mod colour;
 pub mod frames;
+mod gather;
 pub mod head;
 
 use std::io::{BufRead, Seek, Write};

@@ -61,6 +61,28 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The real-photograph corpus (`bench/photo_corpus.sh`, which
+/// `./setup.sh test` runs), sorted, or a failure saying how to build it.
+pub fn photo_corpus() -> Vec<std::path::PathBuf> {
+    let dir = std::env::var_os("NL_PHOTO_CORPUS").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/photo-corpus"),
+        std::path::PathBuf::from,
+    );
+    let mut photos: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no photo corpus in {} ({e}): run bench/photo_corpus.sh (./setup.sh test does)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 40, "the corpus has {} photos", photos.len());
+    photos
+}
+
 /// Messages of a `Process` stream, built tersely.
 pub mod msg {
     use nlimage::v1::{
