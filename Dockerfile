@@ -29,9 +29,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
-      -p nlimage-server -p nlimage-client --features nlimage-client/turbojpeg
+      -p nlimage-server -p nlimage-client
 COPY . .
-RUN cargo build --release --locked -p nlimage-server -p nlimage-client --features nlimage-client/turbojpeg
+RUN cargo build --release --locked -p nlimage-server -p nlimage-client
 
 # ---- runtime base: small, non-root (numeric uid, so hosts can resolve it)
 FROM debian:bookworm-slim AS runtime

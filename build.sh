@@ -16,14 +16,9 @@ build_host() {
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
   command -v cargo >/dev/null 2>&1 || die "cargo not found: run ./setup.sh host first"
-  local features=()
-  if command -v cmake >/dev/null 2>&1; then
-    features=(--features nlimage-client/turbojpeg)
-  else
-    say "cmake not found: JPEG output uses the pure-Rust encoder (./setup.sh host installs cmake)"
-  fi
-  say "cargo build --release (nl-server, nl-client) ${features[*]}"
-  cargo build --release --locked -p nlimage-server -p nlimage-client "${features[@]}"
+  command -v cmake >/dev/null 2>&1 || die "cmake not found (libjpeg-turbo is built from source): run ./setup.sh host first"
+  say "cargo build --release (nl-server, nl-client)"
+  cargo build --release --locked -p nlimage-server -p nlimage-client
   ln -sf target/release/nl-server nl-server
   ln -sf target/release/nl-client nl-client
   say "binaries: ./nl-server ./nl-client"

@@ -27,7 +27,7 @@
         nativeBuildInputs = [ pkgs.pkg-config pkgs.cmake pkgs.nasm ];
         buildInputs = [ pkgs.libjpeg_turbo ];
         dontUseCmakeConfigure = true;
-        cargoBuildFlags = [ "-p" "nlimage-server" "-p" "nlimage-client" "--features" "nlimage-client/turbojpeg" ];
+        cargoBuildFlags = [ "-p" "nlimage-server" "-p" "nlimage-client" ];
         doCheck = true;
         cargoTestFlags = [ "--workspace" ];
         # The integration tests talk to a server on 127.0.0.1.

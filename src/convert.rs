@@ -41,7 +41,10 @@ pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, Co
             ))
         })?
     };
-    EncodeOptions::new(quality, png, o.lossless)
+    Ok(EncodeOptions {
+        progressive: o.progressive,
+        ..EncodeOptions::new(quality, png, o.lossless)?
+    })
 }
 
 /// Validates a wire header into a geometry: known format, non-zero and

@@ -128,6 +128,7 @@ pub async fn run(client: Client, command: &JobCommand, retries: usize) -> Result
             template.jpeg_quality = rendering.quality;
             template.png_compression = rendering.png_compression.clone();
             template.lossless = rendering.lossless;
+            template.progressive = rendering.progressive;
             template.draft = rendering.draft;
             template.labels = labels.iter().cloned().collect();
             let run_key = idempotency_key.clone().unwrap_or_else(fresh_key);

@@ -42,6 +42,8 @@ pub struct JobRequest {
     pub png_compression: Option<String>,
     /// WebP: lossless instead of lossy.
     pub lossless: bool,
+    /// JPEG: progressive scans instead of baseline.
+    pub progressive: bool,
     /// Allow DCT-scaled JPEG decoding before a first downscale.
     pub draft: bool,
     /// Labels to find it by.
@@ -60,6 +62,7 @@ impl JobRequest {
             jpeg_quality: None,
             png_compression: None,
             lossless: false,
+            progressive: false,
             draft: false,
             labels: HashMap::new(),
             idempotency_key: None,
@@ -97,6 +100,7 @@ impl Client {
                     jpeg_quality: job.jpeg_quality,
                     png_compression: job.png_compression.clone().unwrap_or_default(),
                     lossless: job.lossless,
+                    progressive: job.progressive,
                 }),
                 draft: job.draft,
             }),

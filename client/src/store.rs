@@ -36,6 +36,8 @@ pub struct GetOptions {
     pub png_compression: Option<String>,
     /// WebP: lossless instead of lossy.
     pub lossless: bool,
+    /// JPEG: progressive scans instead of baseline.
+    pub progressive: bool,
     /// With format "auto": the media types this caller accepts
     /// ("image/webp", ...); the server picks the most compact it encodes.
     pub accept: Vec<String>,
@@ -194,6 +196,7 @@ impl Client {
                 jpeg_quality: options.jpeg_quality,
                 png_compression: options.png_compression.clone().unwrap_or_default(),
                 lossless: options.lossless,
+                progressive: options.progressive,
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
             draft: options.draft,

@@ -49,6 +49,9 @@ pub struct Rendering {
     /// WebP: lossless instead of lossy.
     #[arg(long)]
     pub lossless: bool,
+    /// JPEG: progressive scans instead of baseline.
+    #[arg(long)]
+    pub progressive: bool,
     /// PNG compression: none, fast, balanced or best.
     #[arg(long)]
     pub png_compression: Option<String>,
@@ -141,6 +144,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 jpeg_quality: rendering.quality,
                 png_compression: rendering.png_compression.clone(),
                 lossless: rendering.lossless,
+                progressive: rendering.progressive,
                 accept: Vec::new(),
                 if_none_match: None,
                 draft: rendering.draft,

@@ -96,6 +96,62 @@ pub fn to_srgb(img: &mut ImageBuf, icc: &[u8]) -> Result<()> {
         })
 }
 
+/// CMYK pixels (four bytes each, as a JPEG stores them: inverted when
+/// `adobe`, as Photoshop writes them) as an sRGB image: through the embedded
+/// CMYK profile `icc` where there is one moxcms can apply, else by the plain
+/// formula `(1 - C)(1 - K)` per channel, as Pillow does.
+pub fn cmyk_to_srgb(
+    mut cmyk: Vec<u8>,
+    width: u32,
+    height: u32,
+    adobe: bool,
+    icc: Option<&[u8]>,
+) -> Result<ImageBuf> {
+    let info = crate::pixel::ImageInfo::new(width, height, PixelFormat::Rgb8)?;
+    if adobe {
+        cmyk.par_iter_mut().for_each(|v| *v = !*v);
+    }
+    // Now 0 is no ink, as a CMYK profile reads it.
+    let mut rgb = vec![0u8; info.byte_len()];
+    let rows = width as usize * ROWS_PER_TASK;
+    if let Some(t) = icc.and_then(cmyk_transform) {
+        let ok = cmyk
+            .par_chunks(rows * 4)
+            .zip(rgb.par_chunks_mut(rows * 3))
+            .all(|(src, dst)| t.transform(src, dst).is_ok());
+        if ok {
+            return ImageBuf::new(info, rgb);
+        }
+    }
+    cmyk.par_chunks(rows * 4)
+        .zip(rgb.par_chunks_mut(rows * 3))
+        .for_each(|(src, dst)| {
+            for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(3)) {
+                let k = 255 - u32::from(s[3]);
+                for c in 0..3 {
+                    let v = (255 - u32::from(s[c])) * k;
+                    d[c] = ((v + 127) / 255) as u8;
+                }
+            }
+        });
+    ImageBuf::new(info, rgb)
+}
+
+/// A transform from the CMYK profile `icc` to sRGB, if it is one.
+fn cmyk_transform(icc: &[u8]) -> Option<std::sync::Arc<moxcms::Transform8BitExecutor>> {
+    let source = ColorProfile::new_from_slice(icc).ok()?;
+    if source.color_space != moxcms::DataColorSpace::Cmyk {
+        return None;
+    }
+    let options = TransformOptions {
+        rendering_intent: RenderingIntent::Perceptual,
+        ..TransformOptions::default()
+    };
+    source
+        .create_transform_8bit(Layout::Rgba, &ColorProfile::new_srgb(), Layout::Rgb, options)
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

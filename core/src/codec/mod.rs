@@ -17,6 +17,7 @@ pub mod colour;
 pub mod frames;
 mod gather;
 pub mod head;
+mod jpeg;
 
 use std::io::{BufRead, Seek, Write};
 use std::path::Path;
@@ -152,8 +153,8 @@ impl PngCompression {
 }
 
 /// How results are encoded: the quality of lossy formats, PNG compression,
-/// WebP lossless. The default: each format's default quality, PNG `fast`,
-/// lossy WebP.
+/// WebP lossless, JPEG progressive. The default: each format's default
+/// quality, PNG `fast`, lossy WebP, baseline JPEG.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EncodeOptions {
     /// Quality of the lossy encodings (JPEG, WebP), 1-100; `None`: each
@@ -163,6 +164,8 @@ pub struct EncodeOptions {
     pub png: PngCompression,
     /// WebP: lossless instead of lossy.
     pub lossless: bool,
+    /// JPEG: progressive scans (an image that sharpens as it loads).
+    pub progressive: bool,
 }
 
 /// WebP quality when none is asked for (libwebp's and sharp's default).
@@ -182,6 +185,7 @@ impl EncodeOptions {
             quality,
             png,
             lossless,
+            progressive: false,
         })
     }
 
@@ -196,15 +200,20 @@ impl EncodeOptions {
     }
 
     /// A stable byte form, for cache keys: the quality (0: the default),
-    /// the PNG level, lossless.
-    pub fn canonical_bytes(self) -> [u8; 3] {
+    /// the PNG level, lossless, progressive.
+    pub fn canonical_bytes(self) -> [u8; 4] {
         let png = match self.png {
             PngCompression::None => 0,
             PngCompression::Fast => 1,
             PngCompression::Balanced => 2,
             PngCompression::Best => 3,
         };
-        [self.quality.unwrap_or(0), png, u8::from(self.lossless)]
+        [
+            self.quality.unwrap_or(0),
+            png,
+            u8::from(self.lossless),
+            u8::from(self.progressive),
+        ]
     }
 }
 
@@ -293,6 +302,11 @@ pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
 /// Decodes an image, guessing the format from its first bytes, refusing it
 /// if its header declares more than `limits` allow (before decoding pixels).
 pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<ImageBuf> {
+    if reader.fill_buf()?.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let mut file = Vec::new();
+        reader.read_to_end(&mut file)?;
+        return jpeg::decode(&file, limits, None);
+    }
     crate::png_guard::check(&mut reader)?;
     check_frames(&mut reader, limits)?;
     let mut reader = ImageReader::new(reader).with_guessed_format()?;
@@ -354,57 +368,25 @@ fn check_frames<R: BufRead + Seek>(reader: &mut R, limits: &Limits) -> Result<()
 /// 1/8, rounded up), the smallest that is at least `min_width` x
 /// `min_height`: the inverse DCT of each 8x8 block computes only the
 /// coefficients the smaller size needs, so decoding costs a fraction of the
-/// full size's. `None` when `file` is not a JPEG, no reduction fits, or its
-/// pixels are not 8-bit gray or YCbCr/RGB (decode it whole then). The result
-/// is close to a resize of the full decode (a box-like prefilter), not
-/// identical: callers decide when that is acceptable.
+/// full size's. `None` when `file` is not a JPEG or no reduction fits
+/// (decode it whole then). The result is close to a resize of the full
+/// decode (a box-like prefilter), not identical: callers decide when that
+/// is acceptable.
 pub fn decode_jpeg_reduced(
     file: &[u8],
     min_width: u32,
     min_height: u32,
     limits: &Limits,
 ) -> Result<Option<ImageBuf>> {
-    if !file.starts_with(&[0xFF, 0xD8]) {
+    if !file.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return Ok(None);
     }
-    let (Ok(mw), Ok(mh)) = (u16::try_from(min_width), u16::try_from(min_height)) else {
+    let img = jpeg::decode(file, limits, Some((min_width, min_height)))?;
+    let Ok(full) = turbojpeg::read_header(file) else {
         return Ok(None);
     };
-    let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(file));
-    // Files this decoder cannot read go the usual way.
-    if d.read_info().is_err() {
+    if (img.info().width() as usize, img.info().height() as usize) == (full.width, full.height) {
         return Ok(None);
-    }
-    let Some(full) = d.info() else {
-        return Ok(None);
-    };
-    limits.check(&ImageInfo::new(
-        u32::from(full.width),
-        u32::from(full.height),
-        PixelFormat::Gray8,
-    )?)?;
-    let format = match full.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => PixelFormat::Gray8,
-        jpeg_decoder::PixelFormat::RGB24 => PixelFormat::Rgb8,
-        _ => return Ok(None),
-    };
-    let Ok((w, h)) = d.scale(mw.max(1), mh.max(1)) else {
-        return Ok(None);
-    };
-    if (w, h) == (full.width, full.height) {
-        return Ok(None);
-    }
-    let Ok(pixels) = d.decode() else {
-        return Ok(None);
-    };
-    let info = ImageInfo::new(u32::from(w), u32::from(h), format)?;
-    if pixels.len() != info.byte_len() {
-        return Ok(None);
-    }
-    let mut img = ImageBuf::new(info, pixels)?;
-    if let Some(icc) = d.icc_profile() {
-        // As a full decode does (see `decode`).
-        let _ = colour::to_srgb(&mut img, &icc);
     }
     Ok(Some(img))
 }
@@ -459,7 +441,9 @@ pub fn encode_options<W: Write + Seek>(
             image::codecs::png::PngEncoder::new_with_quality(out, png.to_image(), filter)
                 .write_image(data, w, h, color)
         }
-        OutputFormat::Jpeg => return encode_jpeg(img, options.jpeg_quality(), out),
+        OutputFormat::Jpeg => {
+            return jpeg::encode(img, options.jpeg_quality(), options.progressive, out);
+        }
         OutputFormat::Bmp => {
             let mut out = out;
             image::codecs::bmp::BmpEncoder::new(&mut out).write_image(data, w, h, color)
@@ -515,61 +499,6 @@ fn encode_webp<W: Write>(img: &ImageBuf, options: EncodeOptions, mut out: W) -> 
     };
     out.write_all(&encoded)?;
     Ok(())
-}
-
-/// JPEG through libjpeg-turbo (feature `turbojpeg`): 4:2:0 chroma, the
-/// library's defaults otherwise. RGBA is written without its alpha.
-#[cfg(feature = "turbojpeg")]
-fn encode_jpeg<W: Write>(img: &ImageBuf, quality: u8, mut out: W) -> Result<()> {
-    let info = img.info();
-    let (format, subsamp) = match info.format() {
-        PixelFormat::Gray8 => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
-        PixelFormat::Rgb8 => (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2),
-        PixelFormat::Rgba8 => (turbojpeg::PixelFormat::RGBA, turbojpeg::Subsamp::Sub2x2),
-    };
-    let image = turbojpeg::Image {
-        pixels: img.data(),
-        width: info.width() as usize,
-        pitch: info.row_bytes(),
-        height: info.height() as usize,
-        format,
-    };
-    let jpeg = turbojpeg::compress(image, i32::from(quality), subsamp)
-        .map_err(|e| CoreError::Encode(e.to_string()))?;
-    out.write_all(&jpeg)?;
-    Ok(())
-}
-
-/// JPEG through `jpeg-encoder` (pure Rust, AVX2 at run time where present),
-/// used when the `turbojpeg` feature is off: several times faster than
-/// `image`'s own encoder, with 4:2:0 chroma (`bench/compare_jpeg.py`). RGBA is
-/// written without its alpha.
-#[cfg(not(feature = "turbojpeg"))]
-fn encode_jpeg<W: Write>(img: &ImageBuf, quality: u8, out: W) -> Result<()> {
-    let info = img.info();
-    let side = |v: u32| {
-        u16::try_from(v).map_err(|_| {
-            CoreError::Unsupported(format!(
-                "a {}x{} image cannot be a JPEG: JPEG allows at most 65535 pixels per side",
-                info.width(),
-                info.height()
-            ))
-        })
-    };
-    let (w, h) = (side(info.width())?, side(info.height())?);
-    let color = match info.format() {
-        PixelFormat::Gray8 => jpeg_encoder::ColorType::Luma,
-        PixelFormat::Rgb8 => jpeg_encoder::ColorType::Rgb,
-        PixelFormat::Rgba8 => jpeg_encoder::ColorType::Rgba,
-    };
-    let mut enc = jpeg_encoder::Encoder::new(out, quality);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    // Not `set_optimized_huffman_tables(true)`: `image`'s decoder misreads
-    // those files (see the regression test `jpeg_stays_close_to_its_source`).
-    enc.encode(img.data(), w, h, color).map_err(|e| match e {
-        jpeg_encoder::EncodingError::IoError(io) => CoreError::Io(io),
-        other => CoreError::Encode(other.to_string()),
-    })
 }
 
 fn map_image_error(e: ImageError) -> CoreError {

@@ -191,7 +191,10 @@ fn parse_query(
                 let q = v
                     .parse::<u8>()
                     .map_err(|_| Error::invalid(format!("q={v}: use 1 to 100")))?;
-                options = EncodeOptions::new(Some(q), options.png, options.lossless)?;
+                options = EncodeOptions {
+                    progressive: options.progressive,
+                    ..EncodeOptions::new(Some(q), options.png, options.lossless)?
+                };
             }
             "png" => {
                 options.png = PngCompression::from_name(&v).ok_or_else(|| {
@@ -211,6 +214,13 @@ fn parse_query(
                     _ => return Err(Error::invalid(format!("lossless={v}: use 1 or 0"))),
                 }
             }
+            "progressive" => {
+                options.progressive = match &*v {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(Error::invalid(format!("progressive={v}: use 1 or 0"))),
+                }
+            }
             "draft" => {
                 draft = match &*v {
                     "1" | "true" => true,
@@ -220,7 +230,7 @@ fn parse_query(
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, lossless, format, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, format, draft (and sig)"
                 )));
             }
         }
