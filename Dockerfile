@@ -9,13 +9,15 @@
 # changes, and a new binary or crate needs no edit here. CI checks this file
 # offline: hadolint, every COPY source exists, and the recipe cooks.
 
-# ---- chef: the Rust toolchain, cmake and nasm (for the bundled libjpeg-turbo)
+# ---- chef: the Rust toolchain, cmake and nasm (for the bundled libjpeg-turbo
+# and libheif), the HEVC and AV1 codecs libheif links
 FROM rust:1.91-slim-bookworm AS chef
 # Debian's bookworm packages move only for security fixes: pinning their
 # versions would break the build at the next one (hadolint DL3008).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config cmake nasm \
+      libde265-dev libdav1d-dev libaom-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
@@ -35,6 +37,11 @@ RUN cargo build --release --locked -p nlimage-server -p nlimage-client
 
 # ---- runtime base: small, non-root (numeric uid, so hosts can resolve it)
 FROM debian:bookworm-slim AS runtime
+# The codecs libheif calls at run time (HEVC decode, AV1 decode and encode).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libde265-0 libdav1d6 libaom3 \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /var/lib/nlimage --create-home nlimage
 WORKDIR /var/lib/nlimage
 

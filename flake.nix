@@ -23,9 +23,11 @@
         # Everything comes from Cargo.lock: no network in the sandbox.
         cargoLock.lockFile = ./Cargo.lock;
         # libjpeg-turbo 3 from nixpkgs, found by the turbojpeg crate through
-        # pkg-config; cmake and nasm in case it builds its bundled copy.
+        # pkg-config; cmake and nasm in case it builds its bundled copy;
+        # libheif is built from the libheif-sys crate's bundled sources with
+        # cmake, against nixpkgs' libde265, dav1d and libaom.
         nativeBuildInputs = [ pkgs.pkg-config pkgs.cmake pkgs.nasm ];
-        buildInputs = [ pkgs.libjpeg_turbo ];
+        buildInputs = [ pkgs.libjpeg_turbo pkgs.libde265 pkgs.dav1d pkgs.libaom ];
         dontUseCmakeConfigure = true;
         cargoBuildFlags = [ "-p" "nlimage-server" "-p" "nlimage-client" ];
         doCheck = true;

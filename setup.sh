@@ -34,6 +34,15 @@ apt_install() {
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
+# The Debian package of a codec's development files, by pkg-config name.
+codec_package() {
+  case "$1" in
+    libde265) echo libde265-dev ;;
+    dav1d) echo libdav1d-dev ;;
+    aom) echo libaom-dev ;;
+  esac
+}
+
 setup_host() {
   local need=()
   command -v cc >/dev/null 2>&1 || need+=(build-essential)
@@ -43,6 +52,12 @@ setup_host() {
   # bundled sources with cmake; nasm gives it its SIMD code.
   command -v cmake >/dev/null 2>&1 || need+=(cmake)
   command -v nasm >/dev/null 2>&1 || need+=(nasm)
+  # libheif (HEIF and AVIF) is built from its crate's bundled sources with
+  # cmake against the distribution's HEVC and AV1 codecs.
+  local lib
+  for lib in libde265 dav1d aom; do
+    pkg-config --exists "$lib" 2>/dev/null || need+=("$(codec_package "$lib")")
+  done
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else say "C toolchain present"; fi
 
   if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
@@ -114,6 +129,8 @@ setup_test() {
   # real browser for the format negotiation's.
   [ -f /usr/share/color/icc/colord/AdobeRGB1998.icc ] || apt_install colord-data
   [ -x /usr/bin/chromium ] || apt_install chromium
+  # heif-enc writes the corpus's HEIC and AVIF files.
+  command -v heif-enc >/dev/null 2>&1 || apt_install libheif-examples
   command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
   local venv=.ci/.venv
   if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then

@@ -5,13 +5,33 @@
 # target/photo-corpus/ (or $1): one copy of each distinct file, named by
 # the first 16 hex digits of its SHA-256, plus an index (index.tsv: name,
 # bytes, package path). Needs apt-get (download only, no install) and
-# dpkg-deb.
+# dpkg-deb. Then the phone formats, in DIR/phone: the four smallest photos
+# as HEIC (HEVC, x265) and AVIF (AV1, libaom), written by Debian's heif-enc
+# (libheif-examples, which `./setup.sh test` installs), keeping the photos'
+# EXIF and ICC.
 #   bench/photo_corpus.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/photo-corpus}
+phone_formats() {
+  local dir="$out/phone" f name
+  [ -f "$dir/done" ] && return 0
+  command -v heif-enc >/dev/null 2>&1 || {
+    echo "photo corpus: heif-enc not found (apt install libheif-examples)" >&2
+    exit 1
+  }
+  mkdir -p "$dir"
+  while read -r f; do
+    name=${f%.jpg}
+    heif-enc -q 60 -o "$dir/$name.heic" "$out/$f" >/dev/null
+    heif-enc -A -q 60 -o "$dir/$name.avif" "$out/$f" >/dev/null
+  done < <(sort -t$'\t' -k2,2n "$out/index.tsv" | head -n 4 | cut -f1)
+  touch "$dir/done"
+  echo "photo corpus: $(find "$dir" -name '*.heic' -o -name '*.avif' | wc -l) HEIC and AVIF files in $dir"
+}
 if [ -f "$out/index.tsv" ] && [ "$(wc -l < "$out/index.tsv")" -ge 40 ]; then
   echo "photo corpus: $(wc -l < "$out/index.tsv") photos in $out"
+  phone_formats
   exit 0
 fi
 packages=(plasma-workspace-wallpapers gnome-backgrounds mate-backgrounds ukui-wallpapers
@@ -34,3 +54,4 @@ find "$work/x" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +100k | sor
 done
 mv "$out/index.tsv.tmp" "$out/index.tsv"
 echo "photo corpus: $(wc -l < "$out/index.tsv") photos in $out"
+phone_formats

@@ -41,10 +41,12 @@ pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, Co
             ))
         })?
     };
-    Ok(EncodeOptions {
+    let effort = o.effort.map(|e| u8::try_from(e).unwrap_or(u8::MAX));
+    EncodeOptions {
         progressive: o.progressive,
         ..EncodeOptions::new(quality, png, o.lossless)?
-    })
+    }
+    .with_effort(effort)
 }
 
 /// Validates a wire header into a geometry: known format, non-zero and

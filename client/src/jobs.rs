@@ -101,6 +101,7 @@ impl Client {
                     png_compression: job.png_compression.clone().unwrap_or_default(),
                     lossless: job.lossless,
                     progressive: job.progressive,
+                    effort: None,
                 }),
                 draft: job.draft,
             }),

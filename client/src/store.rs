@@ -197,6 +197,7 @@ impl Client {
                 png_compression: options.png_compression.clone().unwrap_or_default(),
                 lossless: options.lossless,
                 progressive: options.progressive,
+                effort: None,
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
             draft: options.draft,

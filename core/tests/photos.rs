@@ -117,3 +117,108 @@ fn photos_tagged_with_wide_gamut_profiles_decode_to_srgb() {
         );
     }
 }
+
+#[test]
+fn photos_with_an_icc_profile_in_jpeg_app2_segments_decode_to_srgb() {
+    use image::ImageEncoder;
+    use moxcms::{ColorProfile, Layout, TransformOptions};
+    use nlimage_core::Limits;
+    let photo = corpus().into_iter().nth(1).unwrap();
+    let img = image::open(&photo).unwrap().thumbnail(640, 640).to_rgb8();
+    let (w, h) = img.dimensions();
+    let icc = profile("AdobeRGB1998.icc");
+    let to = ColorProfile::new_srgb()
+        .create_transform_8bit(
+            Layout::Rgb,
+            &ColorProfile::new_from_slice(&icc).unwrap(),
+            Layout::Rgb,
+            TransformOptions::default(),
+        )
+        .unwrap();
+    let mut wide = vec![0u8; img.len()];
+    to.transform(img.as_raw(), &mut wide).unwrap();
+    let mut file = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 95);
+    enc.set_icc_profile(icc).unwrap();
+    enc.write_image(&wide, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let mean = |a: &[u8]| {
+        a.iter()
+            .zip(img.as_raw())
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum::<f64>()
+            / a.len() as f64
+    };
+    let back = nlimage_core::decode(std::io::Cursor::new(&file), &Limits::DEFAULT).unwrap();
+    let untagged = mean(&wide);
+    let converted = mean(back.data());
+    // JPEG at 95 costs about a level; ignoring the profile costs several.
+    assert!(
+        converted < 2.0 && untagged > 2.0 * converted,
+        "converted {converted:.2}, untagged {untagged:.2}"
+    );
+}
+
+/// The corpus's HEIC and AVIF files (`bench/photo_corpus.sh` writes them
+/// with Debian's heif-enc) with the JPEG each was made from.
+fn phone_files() -> Vec<(PathBuf, PathBuf)> {
+    let first = corpus().remove(0);
+    let dir = first.parent().unwrap().join("phone");
+    let mut files: Vec<(PathBuf, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run bench/photo_corpus.sh", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "heic" || x == "avif"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_str().unwrap();
+            (p.clone(), dir.parent().unwrap().join(format!("{stem}.jpg")))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{} phone files", files.len());
+    files
+}
+
+#[test]
+fn heic_and_avif_photos_decode_upright_and_close_to_their_source() {
+    use nlimage_core::{Limits, PixelFormat};
+    for (path, source) in phone_files() {
+        let file = std::fs::read(&path).unwrap();
+        // The streaming scanner finds the size, in any chunking.
+        let img = nlimage_core::decode(std::io::Cursor::new(&file), &Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for chunk in [1, 7, 64 << 10] {
+            let mut scan = HeadScan::new();
+            let found = file
+                .chunks(chunk)
+                .find_map(|c| scan.push(c).unwrap())
+                .unwrap_or_else(|| panic!("{}: no header", path.display()));
+            assert_eq!(
+                (found.width, found.height),
+                (img.info().width(), img.info().height()),
+                "{}",
+                path.display()
+            );
+        }
+        let want = nlimage_core::decode(
+            std::io::Cursor::new(std::fs::read(&source).unwrap()),
+            &Limits::DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(img.info().format(), PixelFormat::Rgb8);
+        assert_eq!(
+            (img.info().width(), img.info().height()),
+            (want.info().width(), want.info().height()),
+            "{}",
+            path.display()
+        );
+        let mean = img
+            .data()
+            .iter()
+            .zip(want.data())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / img.data().len() as f64;
+        // Quality 60 costs a level or two on average.
+        assert!(mean < 4.0, "{}: mean {mean:.2}", path.display());
+    }
+}

@@ -3,7 +3,7 @@
 //! `format=auto` URLs of real photographs and an image with alpha. Every
 //! image must decode in the browser at the thumbnail's size (read back from
 //! the page), and the server's metrics must show that Chromium was given
-//! WebP, the format its `Accept` header lists.
+//! AVIF, the first format its `Accept` header lists.
 
 mod common;
 #[path = "common/services.rs"]
@@ -128,7 +128,7 @@ window.addEventListener("load", () => {{
         .split_whitespace()
         .collect();
     assert_eq!(shown, expected, "what Chromium decoded");
-    // The server says what it gave: WebP for each image.
+    // The server says what it gave: AVIF for each image.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let text = client
         .get(format!("http://127.0.0.1:{metrics}/metrics"))
@@ -138,13 +138,13 @@ window.addEventListener("load", () => {{
         .text()
         .await
         .unwrap();
-    let webp = text
+    let avif = text
         .lines()
-        .find(|l| l.starts_with("nlimage_negotiated_total") && l.contains("format=\"webp\""))
+        .find(|l| l.starts_with("nlimage_negotiated_total") && l.contains("format=\"avif\""))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(
-        webp >= files.len() as f64,
-        "WebP given {webp} times:\n{text}"
+        avif >= files.len() as f64,
+        "AVIF given {avif} times:\n{text}"
     );
 }

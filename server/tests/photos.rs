@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use nlimage::v1::image_store_client::ImageStoreClient;
 use nlimage::v1::{PutHeader, PutRequest, put_request};
+use nlimage_core::Limits;
 use nlimage_server::Config;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 
@@ -184,21 +185,31 @@ async fn format_auto_gives_each_client_the_format_it_accepts() {
             format!("{base}/v1/images/{id}?op=thumbnail:128&format=auto"),
         ] {
             let (h, body) = get(url.clone(), chromium).await;
-            assert_eq!(h["content-type"], "image/webp", "{url}");
+            assert_eq!(h["content-type"], "image/avif", "{url}");
             assert_eq!(h["vary"], "accept");
+            assert_eq!(&body[4..12], b"ftypavif");
+            let avif = nlimage_core::decode(std::io::Cursor::new(&body), &Limits::DEFAULT).unwrap();
+            assert!(avif.info().width() <= 128 && avif.info().height() <= 128);
+            let avif_tag = h["etag"].clone();
+            // A browser without AVIF: WebP.
+            let (h, body) = get(url.clone(), "image/webp,*/*").await;
+            assert_eq!(h["content-type"], "image/webp", "{url}");
             assert_eq!(&body[..4], b"RIFF");
             let webp_tag = h["etag"].clone();
+            assert_ne!(webp_tag, avif_tag, "each variant its own tag");
             let (h, body) = get(url.clone(), "*/*").await;
             assert_eq!(h["content-type"], plain, "{url}");
             assert_ne!(h["etag"], webp_tag, "each variant its own tag");
             let img = image::load_from_memory(&body).unwrap();
             assert!(img.width() <= 128 && img.height() <= 128);
             // Each variant its own cache entry.
-            let (h, _) = get(url, chromium).await;
-            assert_eq!(
-                (h["content-type"].clone(), h["x-nlimage-cache"].clone()),
-                ("image/webp".parse().unwrap(), "hit".parse().unwrap())
-            );
+            for (accept, media) in [(chromium, "image/avif"), ("image/webp", "image/webp")] {
+                let (h, _) = get(url.clone(), accept).await;
+                assert_eq!(
+                    (h["content-type"].clone(), h["x-nlimage-cache"].clone()),
+                    (media.parse().unwrap(), "hit".parse().unwrap())
+                );
+            }
         }
     }
     // gRPC: format "auto" with the accepted list.
@@ -224,5 +235,116 @@ async fn format_auto_gives_each_client_the_format_it_accepts() {
         panic!("no header")
     };
     assert_eq!(h.content_type, "image/webp");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn phone_photos_upload_and_come_back_in_every_format_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    let mut store = ImageStoreClient::new(common::channel(&server).await)
+        .max_decoding_message_size(2 << 20)
+        .max_encoding_message_size(2 << 20);
+    let phone = common::photo_corpus()[0].parent().unwrap().join("phone");
+    let mut files: Vec<_> = std::fs::read_dir(&phone)
+        .unwrap_or_else(|e| panic!("{}: {e}: run bench/photo_corpus.sh", phone.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "heic" || x == "avif"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8);
+    for path in files {
+        let file = std::fs::read(&path).unwrap();
+        let format = path.extension().unwrap().to_str().unwrap().to_owned();
+        // HTTP in 1000-byte frames, gRPC in 7-byte chunks.
+        let frames: Vec<Result<Bytes, std::io::Error>> = file
+            .chunks(1000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let r = http
+            .post(format!("{base}/v1/images"))
+            .body(reqwest::Body::wrap_stream(tokio_stream::iter(frames)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", path.display());
+        let meta: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(meta["format"], format.as_str());
+        let id = meta["id"].as_str().unwrap().to_owned();
+        let stored = store
+            .put(tokio_stream::iter(messages(&file, 7, file.len(), 64 << 10)))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into_inner();
+        assert_eq!(stored.id, id);
+        let (w, h) = (
+            meta["width"].as_u64().unwrap(),
+            meta["height"].as_u64().unwrap(),
+        );
+        // Thumbnails in each output format, decodable, at the right size.
+        for (ext, magic) in [
+            ("jpg", &b"\xFF\xD8\xFF"[..]),
+            ("webp", b"RIFF"),
+            ("avif", b"\0\0\0"),
+            ("png", b"\x89PNG"),
+        ] {
+            let r = http
+                .get(format!("{base}/v1/images/{id}.{ext}?op=thumbnail:200"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            if status != 200 {
+                panic!(
+                    "{} as {ext}: {status} {}",
+                    path.display(),
+                    r.text().await.unwrap()
+                );
+            }
+            let body = r.bytes().await.unwrap();
+            assert!(body.starts_with(magic), "{} as {ext}", path.display());
+            let img = nlimage_core::decode(std::io::Cursor::new(&body), &Limits::DEFAULT).unwrap();
+            let scale = 200.0 / w.max(h) as f64;
+            let want = |v: u64| (v as f64 * scale).round() as u32;
+            assert_eq!(
+                (img.info().width(), img.info().height()),
+                (want(w), want(h)),
+                "{} as {ext}",
+                path.display()
+            );
+        }
+    }
+    // JPEG output options: progressive on request, AVIF effort checked.
+    let photo = std::fs::read(&common::photo_corpus()[3]).unwrap();
+    let r = http
+        .post(format!("{base}/v1/images"))
+        .body(photo)
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |q: &str| {
+        http.get(format!("{base}/v1/images/{id}.jpg?op=thumbnail:300{q}"))
+            .send()
+    };
+    let base_jpeg = get("").await.unwrap().bytes().await.unwrap();
+    let prog = get("&progressive=1").await.unwrap().bytes().await.unwrap();
+    let sof = |b: &[u8], m: u8| b.windows(2).any(|w| w == [0xFF, m]);
+    assert!(sof(&base_jpeg, 0xC0) && !sof(&base_jpeg, 0xC2));
+    assert!(sof(&prog, 0xC2), "a progressive frame header");
+    let r = http
+        .get(format!(
+            "{base}/v1/images/{id}.avif?op=thumbnail:100&effort=10"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("effort 10"));
     server.shutdown().await.unwrap();
 }

@@ -69,6 +69,12 @@ fn is_identity(t: &dyn moxcms::TransformExecutor<u8>, format: PixelFormat) -> bo
 pub fn to_srgb(img: &mut ImageBuf, icc: &[u8]) -> Result<()> {
     let source = ColorProfile::new_from_slice(icc)
         .map_err(|e| CoreError::Decode(format!("the embedded ICC profile cannot be read: {e}")))?;
+    profile_to_srgb(img, &source)
+}
+
+/// Converts `img`, whose pixels are in the space of `source`, to sRGB in
+/// place (nothing to do when `source` is sRGB).
+pub(crate) fn profile_to_srgb(img: &mut ImageBuf, source: &ColorProfile) -> Result<()> {
     let info = img.info();
     let format = info.format();
     let l = layout(format);
@@ -148,7 +154,12 @@ fn cmyk_transform(icc: &[u8]) -> Option<std::sync::Arc<moxcms::Transform8BitExec
         ..TransformOptions::default()
     };
     source
-        .create_transform_8bit(Layout::Rgba, &ColorProfile::new_srgb(), Layout::Rgb, options)
+        .create_transform_8bit(
+            Layout::Rgba,
+            &ColorProfile::new_srgb(),
+            Layout::Rgb,
+            options,
+        )
         .ok()
 }
 

@@ -452,13 +452,8 @@ impl HeadScan {
             };
         }
         if &b[4..8] == b"ftyp" {
-            self.format = match &b[8..12] {
-                b"avif" | b"avis" => "avif",
-                b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"mif1" | b"msf1" => {
-                    "heic"
-                }
-                _ => return Err(bad("an ISO media file that is not a HEIF or AVIF image")),
-            };
+            self.format = heif_brand(&b[8..12])
+                .ok_or_else(|| bad("an ISO media file that is not a HEIF or AVIF image"))?;
             let size = u64::from(be32(0));
             if size < 16 {
                 return Err(bad("a HEIF file whose ftyp box is too short"));
@@ -610,6 +605,18 @@ fn parse_ipma(b: &[u8]) -> Vec<(u32, Vec<u16>)> {
         out.push((item, props));
     }
     out
+}
+
+/// The format an ISO media file's major brand (the four bytes after
+/// `ftyp`) says it is: "avif" or "heic" (any HEIF), or none.
+pub(crate) fn heif_brand(brand: &[u8]) -> Option<&'static str> {
+    match brand {
+        b"avif" | b"avis" => Some("avif"),
+        b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"mif1" | b"msf1" => {
+            Some("heic")
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

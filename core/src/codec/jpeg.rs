@@ -258,11 +258,9 @@ mod tests {
                 let max = u32::from(*p.iter().max().unwrap());
                 let k = 255 - max;
                 let ink = |v: u8| {
-                    if max == 0 {
-                        0
-                    } else {
-                        (255 - (u32::from(v) * 255 + max / 2) / max) as u8
-                    }
+                    (u32::from(v) * 255 + max / 2)
+                        .checked_div(max)
+                        .map_or(0, |c| (255 - c) as u8)
                 };
                 [ink(p[0]), ink(p[1]), ink(p[2]), k as u8]
             })
@@ -313,7 +311,11 @@ mod tests {
         // Read the wrong way round, the picture would be far off: the test
         // can tell.
         let wrong = decode(&without_adobe(&ycck), &Limits::DEFAULT, None).unwrap();
-        assert!(mean_diff(&wrong, &rgb) > 40.0, "{}", mean_diff(&wrong, &rgb));
+        assert!(
+            mean_diff(&wrong, &rgb) > 40.0,
+            "{}",
+            mean_diff(&wrong, &rgb)
+        );
         // Scaled decoding works on CMYK too.
         let small = decode(&ycck, &Limits::DEFAULT, Some((20, 10))).unwrap();
         assert_eq!((small.info().width(), small.info().height()), (25, 16));

@@ -17,7 +17,10 @@ pub mod colour;
 pub mod frames;
 mod gather;
 pub mod head;
+mod heif;
 mod jpeg;
+
+pub use heif::{AVIF_EFFORT, AVIF_QUALITY};
 
 use std::io::{BufRead, Seek, Write};
 use std::path::Path;
@@ -49,11 +52,14 @@ pub enum OutputFormat {
     WebP,
     /// GIF (palette quantised, first and only frame).
     Gif,
+    /// AVIF (libheif with libaom): lossy at the quality asked (50 by
+    /// default) and effort (4).
+    Avif,
 }
 
 impl OutputFormat {
     /// Extensions the encoder knows, for help texts and messages.
-    pub const EXTENSIONS: &'static str = "png, jpg, jpeg, bmp, tif, tiff, webp, gif";
+    pub const EXTENSIONS: &'static str = "png, jpg, jpeg, bmp, tif, tiff, webp, gif, avif";
 
     /// The format an extension (without dot, any case) names.
     pub fn from_extension(ext: &str) -> Option<Self> {
@@ -64,6 +70,7 @@ impl OutputFormat {
             "tif" | "tiff" => Self::Tiff,
             "webp" => Self::WebP,
             "gif" => Self::Gif,
+            "avif" => Self::Avif,
             _ => return None,
         })
     }
@@ -77,6 +84,7 @@ impl OutputFormat {
             Self::Tiff => "tiff",
             Self::WebP => "webp",
             Self::Gif => "gif",
+            Self::Avif => "avif",
         }
     }
 
@@ -89,6 +97,7 @@ impl OutputFormat {
             Self::Tiff => "image/tiff",
             Self::WebP => "image/webp",
             Self::Gif => "image/gif",
+            Self::Avif => "image/avif",
         }
     }
 
@@ -166,6 +175,9 @@ pub struct EncodeOptions {
     pub lossless: bool,
     /// JPEG: progressive scans (an image that sharpens as it loads).
     pub progressive: bool,
+    /// AVIF: encoder effort 0 (fastest) to 9 (smallest files); `None`:
+    /// [`AVIF_EFFORT`].
+    pub effort: Option<u8>,
 }
 
 /// WebP quality when none is asked for (libwebp's and sharp's default).
@@ -186,6 +198,7 @@ impl EncodeOptions {
             png,
             lossless,
             progressive: false,
+            effort: None,
         })
     }
 
@@ -199,9 +212,26 @@ impl EncodeOptions {
         self.quality.unwrap_or(WEBP_QUALITY)
     }
 
+    /// The AVIF quality these options give.
+    pub fn avif_quality(self) -> u8 {
+        self.quality.unwrap_or(AVIF_QUALITY)
+    }
+
+    /// Sets the AVIF effort, checking it (0-9).
+    pub fn with_effort(self, effort: Option<u8>) -> Result<Self> {
+        if let Some(e) = effort
+            && e > 9
+        {
+            return Err(CoreError::InvalidInput(format!(
+                "effort {e} is out of range: use 0 (fastest) to 9 (smallest)"
+            )));
+        }
+        Ok(Self { effort, ..self })
+    }
+
     /// A stable byte form, for cache keys: the quality (0: the default),
-    /// the PNG level, lossless, progressive.
-    pub fn canonical_bytes(self) -> [u8; 4] {
+    /// the PNG level, lossless, progressive, the effort (255: the default).
+    pub fn canonical_bytes(self) -> [u8; 5] {
         let png = match self.png {
             PngCompression::None => 0,
             PngCompression::Fast => 1,
@@ -213,6 +243,7 @@ impl EncodeOptions {
             png,
             u8::from(self.lossless),
             u8::from(self.progressive),
+            self.effort.unwrap_or(255),
         ]
     }
 }
@@ -274,10 +305,15 @@ pub fn probe(head: &[u8], limits: &Limits) -> Result<Probe> {
 
 /// The EXIF orientation of an encoded image (JPEG, PNG, TIFF, WebP) as the
 /// [`Orientation`] that shows it upright, as browsers do (identity when the
-/// file has none). Reads the headers only.
-pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
+/// file has none, and for HEIF and AVIF, which [`decode`] turns upright).
+/// Reads the headers only.
+pub fn orientation<R: BufRead + Seek>(mut reader: R) -> Result<Orientation> {
     use image::ImageDecoder;
     use image::metadata::Orientation as Exif;
+    if heif::is_heif(reader.fill_buf()?) {
+        // Decoding applies a HEIF's rotation and mirror boxes.
+        return Ok(Orientation::default());
+    }
     let mut decoder = ImageReader::new(reader)
         .with_guessed_format()?
         .into_decoder()
@@ -302,10 +338,16 @@ pub fn orientation<R: BufRead + Seek>(reader: R) -> Result<Orientation> {
 /// Decodes an image, guessing the format from its first bytes, refusing it
 /// if its header declares more than `limits` allow (before decoding pixels).
 pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<ImageBuf> {
-    if reader.fill_buf()?.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    let start = reader.fill_buf()?;
+    let is_jpeg = start.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if is_jpeg || heif::is_heif(start) {
         let mut file = Vec::new();
         reader.read_to_end(&mut file)?;
-        return jpeg::decode(&file, limits, None);
+        return if is_jpeg {
+            jpeg::decode(&file, limits, None)
+        } else {
+            heif::decode(&file, limits)
+        };
     }
     crate::png_guard::check(&mut reader)?;
     check_frames(&mut reader, limits)?;
@@ -452,6 +494,13 @@ pub fn encode_options<W: Write + Seek>(
             image::codecs::tiff::TiffEncoder::new(out).write_image(data, w, h, color)
         }
         OutputFormat::WebP => return encode_webp(img, options, out),
+        OutputFormat::Avif => {
+            let effort = options.effort.unwrap_or(AVIF_EFFORT);
+            let file = heif::encode_avif(img, options.avif_quality(), effort, options.lossless)?;
+            let mut out = out;
+            out.write_all(&file)?;
+            return Ok(());
+        }
         OutputFormat::Gif => {
             let mut enc = image::codecs::gif::GifEncoder::new(out);
             if info.format() == PixelFormat::Gray8 {

@@ -1,9 +1,9 @@
 //! The format a client wants, from its `Accept` header (`format=auto`): the
-//! most compact format it says it takes -- WebP where accepted (Chromium,
-//! Firefox, Safari and Edge send `image/webp` with their image requests),
-//! else JPEG, or PNG for an image with alpha. (AVIF comes first once this
-//! build encodes it.) A bare `*/*` or `image/*` is not taken as a promise to
-//! decode WebP: such clients get JPEG or PNG, which everything reads.
+//! most compact format it says it takes -- AVIF where accepted (Chromium,
+//! Firefox and Safari send `image/avif` with their image requests), else
+//! WebP, else JPEG, or PNG for an image with alpha. A bare `*/*` or
+//! `image/*` is not taken as a promise to decode AVIF or WebP: such clients
+//! get JPEG or PNG, which everything reads.
 
 use nlimage_core::OutputFormat;
 
@@ -29,7 +29,9 @@ pub fn accepted(accept: &str) -> Vec<String> {
 /// [`accepted`] gives them), for an image with or without alpha.
 pub fn choose(accepted: &[String], alpha: bool) -> OutputFormat {
     let takes = |m: &str| accepted.iter().any(|a| a == m);
-    if takes("image/webp") {
+    if takes("image/avif") {
+        OutputFormat::Avif
+    } else if takes("image/webp") {
         OutputFormat::WebP
     } else if alpha {
         OutputFormat::Png
@@ -43,10 +45,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn browsers_get_webp_and_others_what_everything_reads() {
+    fn browsers_get_avif_or_webp_and_others_what_everything_reads() {
         let chromium = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
-        assert_eq!(choose(&accepted(chromium), false), OutputFormat::WebP);
-        assert_eq!(choose(&accepted(chromium), true), OutputFormat::WebP);
+        assert_eq!(choose(&accepted(chromium), false), OutputFormat::Avif);
+        assert_eq!(choose(&accepted(chromium), true), OutputFormat::Avif);
+        let old = "image/webp,*/*";
+        assert_eq!(choose(&accepted(old), false), OutputFormat::WebP);
+        let no_avif = "image/avif;q=0,image/webp";
+        assert_eq!(choose(&accepted(no_avif), true), OutputFormat::WebP);
         assert_eq!(choose(&accepted("*/*"), false), OutputFormat::Jpeg);
         assert_eq!(choose(&accepted("*/*"), true), OutputFormat::Png);
         assert_eq!(choose(&accepted(""), false), OutputFormat::Jpeg);

@@ -192,8 +192,8 @@ fn parse_query(
                     .parse::<u8>()
                     .map_err(|_| Error::invalid(format!("q={v}: use 1 to 100")))?;
                 options = EncodeOptions {
-                    progressive: options.progressive,
-                    ..EncodeOptions::new(Some(q), options.png, options.lossless)?
+                    quality: EncodeOptions::new(Some(q), options.png, options.lossless)?.quality,
+                    ..options
                 };
             }
             "png" => {
@@ -214,6 +214,12 @@ fn parse_query(
                     _ => return Err(Error::invalid(format!("lossless={v}: use 1 or 0"))),
                 }
             }
+            "effort" => {
+                let e = v
+                    .parse::<u8>()
+                    .map_err(|_| Error::invalid(format!("effort={v}: use 0 to 9")))?;
+                options = options.with_effort(Some(e))?;
+            }
             "progressive" => {
                 options.progressive = match &*v {
                     "1" | "true" => true,
@@ -230,7 +236,7 @@ fn parse_query(
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, format, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, effort, format, draft (and sig)"
                 )));
             }
         }
