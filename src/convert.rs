@@ -2,6 +2,7 @@
 //! domain types, shared by the server and the client so that both validate
 //! and describe headers and operations the same way.
 
+use nlimage_core::codec::meta::MetaKeep;
 use nlimage_core::{
     CoreError, CropBox, EncodeOptions, Flip, ImageInfo, Kernel, Operation, OutputFormat,
     PixelFormat, PngCompression, Rotation,
@@ -42,8 +43,20 @@ pub fn encode_options(o: Option<&v1::EncodeOptions>) -> Result<EncodeOptions, Co
         })?
     };
     let effort = o.effort.map(|e| u8::try_from(e).unwrap_or(u8::MAX));
+    let meta = if o.meta.is_empty() {
+        MetaKeep::default()
+    } else {
+        MetaKeep::from_name(&o.meta).ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "unknown metadata choice '{}': use strip, copyright or keep",
+                o.meta
+            ))
+        })?
+    };
     EncodeOptions {
         progressive: o.progressive,
+        meta,
+        keep_icc: o.keep_icc,
         ..EncodeOptions::new(quality, png, o.lossless)?
     }
     .with_effort(effort)

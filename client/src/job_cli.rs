@@ -129,6 +129,8 @@ pub async fn run(client: Client, command: &JobCommand, retries: usize) -> Result
             template.png_compression = rendering.png_compression.clone();
             template.lossless = rendering.lossless;
             template.progressive = rendering.progressive;
+            template.meta = rendering.meta.clone();
+            template.keep_icc = rendering.keep_icc;
             template.draft = rendering.draft;
             template.labels = labels.iter().cloned().collect();
             let run_key = idempotency_key.clone().unwrap_or_else(fresh_key);

@@ -44,6 +44,11 @@ pub struct JobRequest {
     pub lossless: bool,
     /// JPEG: progressive scans instead of baseline.
     pub progressive: bool,
+    /// What of the source's EXIF and XMP the result keeps: strip (the
+    /// default), copyright or keep.
+    pub meta: Option<String>,
+    /// Keep the source's ICC profile instead of converting to sRGB.
+    pub keep_icc: bool,
     /// Allow DCT-scaled JPEG decoding before a first downscale.
     pub draft: bool,
     /// Labels to find it by.
@@ -63,6 +68,8 @@ impl JobRequest {
             png_compression: None,
             lossless: false,
             progressive: false,
+            meta: None,
+            keep_icc: false,
             draft: false,
             labels: HashMap::new(),
             idempotency_key: None,
@@ -102,6 +109,8 @@ impl Client {
                     lossless: job.lossless,
                     progressive: job.progressive,
                     effort: None,
+                    meta: job.meta.clone().unwrap_or_default(),
+                    keep_icc: job.keep_icc,
                 }),
                 draft: job.draft,
             }),

@@ -38,6 +38,11 @@ pub struct GetOptions {
     pub lossless: bool,
     /// JPEG: progressive scans instead of baseline.
     pub progressive: bool,
+    /// What of the source's EXIF and XMP the result keeps: strip (the
+    /// default), copyright or keep.
+    pub meta: Option<String>,
+    /// Keep the source's ICC profile instead of converting to sRGB.
+    pub keep_icc: bool,
     /// With format "auto": the media types this caller accepts
     /// ("image/webp", ...); the server picks the most compact it encodes.
     pub accept: Vec<String>,
@@ -198,6 +203,8 @@ impl Client {
                 lossless: options.lossless,
                 progressive: options.progressive,
                 effort: None,
+                meta: options.meta.clone().unwrap_or_default(),
+                keep_icc: options.keep_icc,
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
             draft: options.draft,

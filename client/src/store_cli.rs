@@ -52,6 +52,14 @@ pub struct Rendering {
     /// JPEG: progressive scans instead of baseline.
     #[arg(long)]
     pub progressive: bool,
+    /// What of the source's EXIF and XMP the result keeps: strip (the
+    /// default: nothing, no GPS), copyright, keep.
+    #[arg(long, value_name = "WHAT")]
+    pub meta: Option<String>,
+    /// Keep the source's ICC profile (pixels in its space) instead of
+    /// converting to sRGB.
+    #[arg(long)]
+    pub keep_icc: bool,
     /// PNG compression: none, fast, balanced or best.
     #[arg(long)]
     pub png_compression: Option<String>,
@@ -145,6 +153,8 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 png_compression: rendering.png_compression.clone(),
                 lossless: rendering.lossless,
                 progressive: rendering.progressive,
+                meta: rendering.meta.clone(),
+                keep_icc: rendering.keep_icc,
                 accept: Vec::new(),
                 if_none_match: None,
                 draft: rendering.draft,

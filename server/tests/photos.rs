@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use nlimage::v1::image_store_client::ImageStoreClient;
 use nlimage::v1::{PutHeader, PutRequest, put_request};
-use nlimage_core::Limits;
+use nlimage_core::{Limits, OutputFormat};
 use nlimage_server::Config;
 use nlimage_server::store::{StoreConfig, StoreLocation};
 
@@ -346,5 +346,164 @@ async fn phone_photos_upload_and_come_back_in_every_format_asked() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("effort 10"));
+    server.shutdown().await.unwrap();
+}
+
+/// A little-endian EXIF: orientation 1, an artist, a copyright and a GPS
+/// directory with a latitude, as a phone writes one.
+fn exif_with_gps() -> Vec<u8> {
+    let mut e = b"II*\0".to_vec();
+    e.extend(8u32.to_le_bytes());
+    // IFD0: 4 entries at 8, values after it (8 + 2 + 48 + 4 = 62).
+    e.extend(4u16.to_le_bytes());
+    let entry = |e: &mut Vec<u8>, tag: u16, typ: u16, count: u32, value: u32| {
+        e.extend(tag.to_le_bytes());
+        e.extend(typ.to_le_bytes());
+        e.extend(count.to_le_bytes());
+        e.extend(value.to_le_bytes());
+    };
+    let artist = b"A. Photographer\0";
+    let copyright = b"(c) 2026 A. Photographer\0";
+    entry(&mut e, 0x0112, 3, 1, 1);
+    entry(&mut e, 0x013B, 2, artist.len() as u32, 62);
+    entry(
+        &mut e,
+        0x8298,
+        2,
+        copyright.len() as u32,
+        62 + artist.len() as u32,
+    );
+    let gps_at = 62 + (artist.len() + copyright.len()) as u32;
+    entry(&mut e, 0x8825, 4, 1, gps_at);
+    e.extend(0u32.to_le_bytes());
+    e.extend_from_slice(artist);
+    e.extend_from_slice(copyright);
+    // The GPS directory: latitude ref "N" and a latitude of 3 rationals.
+    e.extend(2u16.to_le_bytes());
+    entry(&mut e, 0x0001, 2, 2, u32::from_le_bytes(*b"N\0\0\0"));
+    entry(&mut e, 0x0002, 5, 3, gps_at + 2 + 24 + 4);
+    e.extend(0u32.to_le_bytes());
+    for v in [48u32, 1, 51, 1, 2999, 100] {
+        e.extend(v.to_le_bytes());
+    }
+    e
+}
+
+#[tokio::test]
+async fn derived_images_carry_no_gps_unless_asked_and_profiles_only_on_request() {
+    use nlimage_core::codec::meta::{self, Metadata};
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    // A real photo, re-tagged with GPS EXIF and the Adobe RGB profile (its
+    // pixels left as they are: this is about what travels, not colour).
+    // The smallest, as a dozen renders of it follow.
+    let smallest = common::photo_corpus()
+        .into_iter()
+        .min_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let photo = std::fs::read(smallest).unwrap();
+    let adobe = std::fs::read("/usr/share/color/icc/colord/AdobeRGB1998.icc")
+        .expect("colord-data (./setup.sh test installs it)");
+    let exif = exif_with_gps();
+    let tagged = meta::embed(
+        OutputFormat::Jpeg,
+        photo,
+        &Metadata {
+            icc: Some(adobe.clone()),
+            exif: Some(exif.clone()),
+            xmp: Some(b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>where</x:xmpmeta>".to_vec()),
+        },
+    )
+    .unwrap();
+    assert_eq!(meta::read(&tagged).exif.as_deref(), Some(&exif[..]));
+    let r = http
+        .post(format!("{base}/v1/images"))
+        .body(tagged.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        }
+    };
+    // The original is served as stored.
+    assert_eq!(get(format!("{base}/v1/images/{id}")).await, tagged);
+    let gps = |e: &[u8]| e.windows(2).any(|w| w == 0x8825u16.to_le_bytes());
+    for ext in ["jpg", "png", "webp", "avif"] {
+        // By default: nothing travels.
+        let out = get(format!("{base}/v1/images/{id}.{ext}?op=thumbnail:160")).await;
+        assert!(meta::read(&out).is_empty(), "{ext}: {:?}", meta::read(&out));
+        // Copyright: the artist and copyright, no GPS.
+        let out = get(format!(
+            "{base}/v1/images/{id}.{ext}?op=thumbnail:160&meta=copyright"
+        ))
+        .await;
+        let m = meta::read(&out);
+        let e = m.exif.unwrap_or_else(|| panic!("{ext}: no EXIF"));
+        assert!(e.windows(8).any(|w| w == b"(c) 2026"), "{ext}");
+        assert!(!gps(&e), "{ext}: GPS left with the copyright");
+        assert_eq!((m.icc, m.xmp), (None, None), "{ext}");
+        // Keep: all of it; icc=keep: the profile too.
+        let out = get(format!(
+            "{base}/v1/images/{id}.{ext}?op=thumbnail:160&meta=keep&icc=keep"
+        ))
+        .await;
+        let m = meta::read(&out);
+        assert_eq!(m.exif.as_deref(), Some(&exif[..]), "{ext}");
+        assert!(m.xmp.is_some(), "{ext}");
+        assert_eq!(m.icc.as_deref(), Some(&adobe[..]), "{ext}");
+    }
+    // icc=keep leaves the pixels in the source's space: the default
+    // converts them (Adobe RGB to sRGB changes saturated colours).
+    let kept = get(format!(
+        "{base}/v1/images/{id}.png?op=thumbnail:160&icc=keep"
+    ))
+    .await;
+    let srgb = get(format!("{base}/v1/images/{id}.png?op=thumbnail:160")).await;
+    let src = nlimage_core::codec::Colour::Source;
+    let a =
+        nlimage_core::codec::decode_in(std::io::Cursor::new(&kept), &Limits::DEFAULT, src).unwrap();
+    let b =
+        nlimage_core::codec::decode_in(std::io::Cursor::new(&srgb), &Limits::DEFAULT, src).unwrap();
+    assert_ne!(a, b);
+    // And a viewer that applies the kept profile sees what sRGB shows.
+    let shown = nlimage_core::decode(std::io::Cursor::new(&kept), &Limits::DEFAULT).unwrap();
+    // (Up to resampling in another space: a level on average.)
+    let mean = shown
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum::<f64>()
+        / b.data().len() as f64;
+    let unconverted = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum::<f64>()
+        / b.data().len() as f64;
+    assert!(
+        mean < 1.0 && unconverted > 2.0 * mean,
+        "{mean:.2} vs {unconverted:.2}"
+    );
+    // Wrong values are named.
+    let r = http
+        .get(format!("{base}/v1/images/{id}.jpg?meta=gps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     server.shutdown().await.unwrap();
 }

@@ -46,7 +46,7 @@ fn heif(e: libheif_rs::HeifError) -> CoreError {
 
 /// Decodes the primary image of the HEIF or AVIF `file`, refusing one whose
 /// declared size is over `limits` before a pixel is decoded.
-pub(crate) fn decode(file: &[u8], limits: &Limits) -> Result<ImageBuf> {
+pub(crate) fn decode(file: &[u8], limits: &Limits, colour: super::Colour) -> Result<ImageBuf> {
     let lib = lib();
     let mut ctx = HeifContext::new().map_err(heif)?;
     // libheif's own guard on the pixels of what it decodes, near ours: the
@@ -91,9 +91,11 @@ pub(crate) fn decode(file: &[u8], limits: &Limits) -> Result<ImageBuf> {
         })?);
     }
     let mut img = ImageBuf::new(info, data)?;
-    if let Some(icc) = handle.color_profile_raw() {
+    if let Some(icc) = handle.color_profile_raw().filter(|r| !r.data.is_empty()) {
         // As for other formats: an unusable profile leaves the pixels.
-        let _ = colour::to_srgb(&mut img, &icc.data);
+        if colour == super::Colour::Srgb {
+            let _ = colour::to_srgb(&mut img, &icc.data);
+        }
     } else if let Some(nclx) = handle.color_profile_nclx()
         && let Some(profile) = nclx_profile(
             nclx.color_primaries() as u8,
@@ -103,6 +105,35 @@ pub(crate) fn decode(file: &[u8], limits: &Limits) -> Result<ImageBuf> {
         let _ = colour::profile_to_srgb(&mut img, &profile);
     }
     Ok(img)
+}
+
+/// The ICC profile, EXIF and XMP of the HEIF or AVIF `file`'s primary
+/// image (none where it cannot be read).
+pub(crate) fn metadata(file: &[u8]) -> super::meta::Metadata {
+    let mut meta = super::meta::Metadata::default();
+    let Ok(ctx) = HeifContext::read_from_bytes(file) else {
+        return meta;
+    };
+    let Ok(handle) = ctx.primary_image_handle() else {
+        return meta;
+    };
+    meta.icc = handle
+        .color_profile_raw()
+        .map(|r| r.data)
+        .filter(|d| !d.is_empty());
+    for m in handle.all_metadata() {
+        if &m.item_type.0 == b"Exif" && meta.exif.is_none() {
+            // A 4-byte offset from its end to the TIFF header comes first.
+            let skip = m
+                .raw_data
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize + 4);
+            meta.exif = skip.and_then(|s| m.raw_data.get(s..)).map(<[u8]>::to_vec);
+        } else if &m.item_type.0 == b"mime" && m.content_type == "application/rdf+xml" {
+            meta.xmp = Some(m.raw_data);
+        }
+    }
+    meta
 }
 
 /// The colour space an NCLX (CICP) description names, when it is not
@@ -136,6 +167,7 @@ pub(crate) fn encode_avif(
     quality: u8,
     effort: u8,
     lossless: bool,
+    meta: &super::meta::Metadata,
 ) -> Result<Vec<u8>> {
     if lossless {
         return Err(CoreError::InvalidInput(
@@ -186,8 +218,19 @@ pub(crate) fn encode_avif(
             EncoderParameterValue::Int(9 - i32::from(effort.min(9))),
         )
         .map_err(enc)?;
+    if let Some(icc) = &meta.icc {
+        let raw =
+            libheif_rs::ColorProfileRaw::new(libheif_rs::color_profile_types::PROF, icc.clone());
+        image.set_color_profile_raw(&raw).map_err(enc)?;
+    }
     let mut ctx = HeifContext::new().map_err(enc)?;
-    ctx.encode_image(&image, &mut encoder, None).map_err(enc)?;
+    let handle = ctx.encode_image(&image, &mut encoder, None).map_err(enc)?;
+    if let Some(exif) = &meta.exif {
+        ctx.add_exif_metadata(&handle, exif).map_err(enc)?;
+    }
+    if let Some(xmp) = &meta.xmp {
+        ctx.add_xmp_metadata(&handle, xmp).map_err(enc)?;
+    }
     ctx.write_to_bytes().map_err(enc)
 }
 
@@ -227,12 +270,12 @@ mod tests {
     fn avif_roundtrips_close_at_odd_sizes_with_alpha_and_quality_tells() {
         for format in [PixelFormat::Rgb8, PixelFormat::Rgba8] {
             let img = picture(97, 43, format);
-            let file = encode_avif(&img, 80, 8, false).unwrap();
+            let file = encode_avif(&img, 80, 8, false, &Default::default()).unwrap();
             assert_eq!(&file[4..8], b"ftyp");
-            let back = decode(&file, &Limits::DEFAULT).unwrap();
+            let back = decode(&file, &Limits::DEFAULT, super::super::Colour::Srgb).unwrap();
             assert_eq!(back.info(), img.info());
             assert!(mean_diff(&back, &img) < 4.0, "{}", mean_diff(&back, &img));
-            let small = encode_avif(&img, 10, 8, false).unwrap();
+            let small = encode_avif(&img, 10, 8, false, &Default::default()).unwrap();
             assert!(
                 small.len() < file.len(),
                 "{} vs {}",
@@ -242,24 +285,34 @@ mod tests {
         }
         // Lossless is refused, not faked.
         let img = picture(33, 17, PixelFormat::Gray8);
-        let e = encode_avif(&img, 100, 8, true).unwrap_err();
+        let e = encode_avif(&img, 100, 8, true, &Default::default()).unwrap_err();
         assert!(matches!(e, CoreError::InvalidInput(_)), "{e}");
         // Gray is written as RGB.
-        let back = decode(&encode_avif(&img, 90, 8, false).unwrap(), &Limits::DEFAULT).unwrap();
+        let back = decode(
+            &encode_avif(&img, 90, 8, false, &Default::default()).unwrap(),
+            &Limits::DEFAULT,
+            super::super::Colour::Srgb,
+        )
+        .unwrap();
         assert_eq!(back.info().format(), PixelFormat::Rgb8);
     }
 
     #[test]
     fn limits_are_checked_before_decoding_and_garbage_is_named() {
         let img = picture(300, 200, PixelFormat::Rgb8);
-        let file = encode_avif(&img, 50, 9, false).unwrap();
+        let file = encode_avif(&img, 50, 9, false, &Default::default()).unwrap();
         let tight = Limits {
             max_pixels: 10_000,
             max_dimension: 1000,
         };
-        let e = decode(&file, &tight).unwrap_err();
+        let e = decode(&file, &tight, super::super::Colour::Srgb).unwrap_err();
         assert!(matches!(e, CoreError::LimitExceeded(_)), "{e}");
-        let e = decode(&file[..file.len() / 2], &Limits::DEFAULT).unwrap_err();
+        let e = decode(
+            &file[..file.len() / 2],
+            &Limits::DEFAULT,
+            super::super::Colour::Srgb,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("HEIF"), "{e}");
     }
 

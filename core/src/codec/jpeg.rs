@@ -28,6 +28,10 @@ pub(crate) struct Markers {
     /// An APP14 "Adobe" segment is present: CMYK values are stored
     /// inverted, as Photoshop writes them.
     pub adobe: bool,
+    /// The EXIF APP1 segment's TIFF structure.
+    pub exif: Option<Vec<u8>>,
+    /// The XMP APP1 segment's packet.
+    pub xmp: Option<Vec<u8>>,
 }
 
 /// Walks the segments of `file` up to its first scan. A file cut short or
@@ -36,6 +40,7 @@ pub(crate) struct Markers {
 pub(crate) fn markers(file: &[u8]) -> Markers {
     let mut chunks: Vec<(u8, &[u8])> = Vec::new();
     let mut adobe = false;
+    let (mut exif, mut xmp) = (None, None);
     let mut i = 2;
     while i + 4 <= file.len() && file[i] == 0xFF {
         let marker = file[i + 1];
@@ -55,6 +60,12 @@ pub(crate) fn markers(file: &[u8]) -> Markers {
                 chunks.push((body[12], &body[14..]));
             }
             0xEE if body.starts_with(b"Adobe") => adobe = true,
+            0xE1 if exif.is_none() && body.starts_with(b"Exif\0\0") => {
+                exif = Some(body[6..].to_vec());
+            }
+            0xE1 if xmp.is_none() && body.starts_with(b"http://ns.adobe.com/xap/1.0/\0") => {
+                xmp = Some(body[29..].to_vec());
+            }
             _ => {}
         }
         i += 2 + len;
@@ -63,7 +74,12 @@ pub(crate) fn markers(file: &[u8]) -> Markers {
     // them all 0 (some writers do) in file order.
     chunks.sort_by_key(|c| c.0);
     let icc = (!chunks.is_empty()).then(|| chunks.iter().flat_map(|c| c.1).copied().collect());
-    Markers { icc, adobe }
+    Markers {
+        icc,
+        adobe,
+        exif,
+        xmp,
+    }
 }
 
 /// The smallest DCT scaling (1/8, 1/4, 1/2: the factors with a fast
@@ -87,7 +103,12 @@ fn tj(e: turbojpeg::Error) -> CoreError {
 /// `min` when given (the whole size when none is smaller), checking its
 /// declared size against `limits` before a pixel is decoded. Gray stays
 /// gray; everything else becomes sRGB.
-pub(crate) fn decode(file: &[u8], limits: &Limits, min: Option<(u32, u32)>) -> Result<ImageBuf> {
+pub(crate) fn decode(
+    file: &[u8],
+    limits: &Limits,
+    min: Option<(u32, u32)>,
+    colour: super::Colour,
+) -> Result<ImageBuf> {
     let mut d = turbojpeg::Decompressor::new().map_err(tj)?;
     let header = d.read_header(file).map_err(tj)?;
     let (w, h) = (header.width, header.height);
@@ -128,7 +149,7 @@ pub(crate) fn decode(file: &[u8], limits: &Limits, min: Option<(u32, u32)>) -> R
         PixelFormat::Rgb8
     };
     let mut img = ImageBuf::new(ImageInfo::new(sw, sh, pf)?, pixels)?;
-    if let Some(icc) = markers.icc {
+    if let Some(icc) = markers.icc.filter(|_| colour == super::Colour::Srgb) {
         // An unreadable profile or one for other pixels leaves them as
         // decoded, as a browser shows them.
         let _ = colour::to_srgb(&mut img, &icc);
@@ -209,6 +230,14 @@ mod tests {
         // Cut inside a segment: what came before it.
         let cut = markers(&file[..30]);
         assert_eq!(cut, Markers::default());
+        // EXIF and XMP APP1 segments.
+        let mut file = vec![0xFF, 0xD8];
+        file.extend(segment(0xE1, b"Exif\0\0II*\0"));
+        file.extend(segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x/>"));
+        file.extend([0xFF, 0xDA, 0, 2]);
+        let m = markers(&file);
+        assert_eq!(m.exif.as_deref(), Some(&b"II*\0"[..]));
+        assert_eq!(m.xmp.as_deref(), Some(&b"<x/>"[..]));
     }
 
     #[test]
@@ -301,23 +330,35 @@ mod tests {
         let inverted: Vec<u8> = ink.iter().map(|v| !v).collect();
         let ycck = cmyk_jpeg(&inverted, w, h, turbojpeg::Colorspace::YCCK);
         assert!(markers(&ycck).adobe);
-        let out = decode(&ycck, &Limits::DEFAULT, None).unwrap();
+        let out = decode(&ycck, &Limits::DEFAULT, None, super::super::Colour::Srgb).unwrap();
         assert!(mean_diff(&out, &rgb) < 2.0, "{}", mean_diff(&out, &rgb));
         // Plain CMYK, no Adobe marker: values are ink as they stand.
         let plain = without_adobe(&cmyk_jpeg(&ink, w, h, turbojpeg::Colorspace::CMYK));
         assert!(!markers(&plain).adobe);
-        let out = decode(&plain, &Limits::DEFAULT, None).unwrap();
+        let out = decode(&plain, &Limits::DEFAULT, None, super::super::Colour::Srgb).unwrap();
         assert!(mean_diff(&out, &rgb) < 2.0, "{}", mean_diff(&out, &rgb));
         // Read the wrong way round, the picture would be far off: the test
         // can tell.
-        let wrong = decode(&without_adobe(&ycck), &Limits::DEFAULT, None).unwrap();
+        let wrong = decode(
+            &without_adobe(&ycck),
+            &Limits::DEFAULT,
+            None,
+            super::super::Colour::Srgb,
+        )
+        .unwrap();
         assert!(
             mean_diff(&wrong, &rgb) > 40.0,
             "{}",
             mean_diff(&wrong, &rgb)
         );
         // Scaled decoding works on CMYK too.
-        let small = decode(&ycck, &Limits::DEFAULT, Some((20, 10))).unwrap();
+        let small = decode(
+            &ycck,
+            &Limits::DEFAULT,
+            Some((20, 10)),
+            super::super::Colour::Srgb,
+        )
+        .unwrap();
         assert_eq!((small.info().width(), small.info().height()), (25, 16));
     }
 
@@ -332,8 +373,8 @@ mod tests {
         let header = turbojpeg::read_header(&prog).unwrap();
         assert!(header.is_progressive);
         assert_eq!(header.subsamp, turbojpeg::Subsamp::Sub2x2);
-        let a = decode(&base, &Limits::DEFAULT, None).unwrap();
-        let b = decode(&prog, &Limits::DEFAULT, None).unwrap();
+        let a = decode(&base, &Limits::DEFAULT, None, super::super::Colour::Srgb).unwrap();
+        let b = decode(&prog, &Limits::DEFAULT, None, super::super::Colour::Srgb).unwrap();
         // The same coefficients, scanned in another order.
         assert_eq!(a, b);
         assert!(mean_diff(&a, &img) < 3.0);
@@ -355,7 +396,7 @@ mod tests {
             bomb.extend_from_slice(&scan);
         }
         bomb.extend([0xFF, 0xD9]);
-        let e = decode(&bomb, &Limits::DEFAULT, None).unwrap_err();
+        let e = decode(&bomb, &Limits::DEFAULT, None, super::super::Colour::Srgb).unwrap_err();
         assert!(e.to_string().contains("scans"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ mod gather;
 pub mod head;
 mod heif;
 mod jpeg;
+pub mod meta;
 
 pub use heif::{AVIF_EFFORT, AVIF_QUALITY};
 
@@ -36,6 +37,17 @@ use crate::pixel::{ImageBuf, ImageInfo, PixelFormat};
 
 /// JPEG quality used when writing JPEG files.
 pub const JPEG_QUALITY: u8 = 90;
+
+/// The colour space decoded pixels are given in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Colour {
+    /// sRGB: an embedded profile is applied (the default).
+    #[default]
+    Srgb,
+    /// As stored, in the space of the embedded profile (`icc=keep`: the
+    /// output then carries the profile).
+    Source,
+}
 
 /// A file format the encoder writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,6 +190,11 @@ pub struct EncodeOptions {
     /// AVIF: encoder effort 0 (fastest) to 9 (smallest files); `None`:
     /// [`AVIF_EFFORT`].
     pub effort: Option<u8>,
+    /// How much of the source's EXIF and XMP the output keeps.
+    pub meta: meta::MetaKeep,
+    /// Keep the source's ICC profile (pixels stay in its space) instead of
+    /// converting to sRGB.
+    pub keep_icc: bool,
 }
 
 /// WebP quality when none is asked for (libwebp's and sharp's default).
@@ -199,7 +216,18 @@ impl EncodeOptions {
             lossless,
             progressive: false,
             effort: None,
+            meta: meta::MetaKeep::Strip,
+            keep_icc: false,
         })
+    }
+
+    /// The colour space decoding for these options gives.
+    pub fn colour(self) -> Colour {
+        if self.keep_icc {
+            Colour::Source
+        } else {
+            Colour::Srgb
+        }
     }
 
     /// The JPEG quality these options give.
@@ -230,8 +258,9 @@ impl EncodeOptions {
     }
 
     /// A stable byte form, for cache keys: the quality (0: the default),
-    /// the PNG level, lossless, progressive, the effort (255: the default).
-    pub fn canonical_bytes(self) -> [u8; 5] {
+    /// the PNG level, lossless, progressive, the effort (255: the default),
+    /// the metadata kept, the profile kept.
+    pub fn canonical_bytes(self) -> [u8; 7] {
         let png = match self.png {
             PngCompression::None => 0,
             PngCompression::Fast => 1,
@@ -244,6 +273,12 @@ impl EncodeOptions {
             u8::from(self.lossless),
             u8::from(self.progressive),
             self.effort.unwrap_or(255),
+            match self.meta {
+                meta::MetaKeep::Strip => 0,
+                meta::MetaKeep::Copyright => 1,
+                meta::MetaKeep::Keep => 2,
+            },
+            u8::from(self.keep_icc),
         ]
     }
 }
@@ -337,16 +372,25 @@ pub fn orientation<R: BufRead + Seek>(mut reader: R) -> Result<Orientation> {
 
 /// Decodes an image, guessing the format from its first bytes, refusing it
 /// if its header declares more than `limits` allow (before decoding pixels).
-pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<ImageBuf> {
+pub fn decode<R: BufRead + Seek>(reader: R, limits: &Limits) -> Result<ImageBuf> {
+    decode_in(reader, limits, Colour::Srgb)
+}
+
+/// [`decode`], with the pixels in the colour space `colour` says.
+pub fn decode_in<R: BufRead + Seek>(
+    mut reader: R,
+    limits: &Limits,
+    colour: Colour,
+) -> Result<ImageBuf> {
     let start = reader.fill_buf()?;
     let is_jpeg = start.starts_with(&[0xFF, 0xD8, 0xFF]);
     if is_jpeg || heif::is_heif(start) {
         let mut file = Vec::new();
         reader.read_to_end(&mut file)?;
         return if is_jpeg {
-            jpeg::decode(&file, limits, None)
+            jpeg::decode(&file, limits, None, colour)
         } else {
-            heif::decode(&file, limits)
+            heif::decode(&file, limits, colour)
         };
     }
     crate::png_guard::check(&mut reader)?;
@@ -378,7 +422,7 @@ pub fn decode<R: BufRead + Seek>(mut reader: R, limits: &Limits) -> Result<Image
         PixelFormat::Rgba8 => dynamic.into_rgba8().into_raw(),
     };
     let mut img = ImageBuf::new(info, data)?;
-    if let Some(icc) = icc {
+    if let Some(icc) = icc.filter(|_| colour == Colour::Srgb) {
         // Into sRGB, the space of every output. A profile that cannot be
         // applied (unreadable, or for other pixels than these, say CMYK on
         // pixels the decoder converted to RGB) leaves them as decoded, as a
@@ -419,11 +463,12 @@ pub fn decode_jpeg_reduced(
     min_width: u32,
     min_height: u32,
     limits: &Limits,
+    colour: Colour,
 ) -> Result<Option<ImageBuf>> {
     if !file.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return Ok(None);
     }
-    let img = jpeg::decode(file, limits, Some((min_width, min_height)))?;
+    let img = jpeg::decode(file, limits, Some((min_width, min_height)), colour)?;
     let Ok(full) = turbojpeg::read_header(file) else {
         return Ok(None);
     };
@@ -495,8 +540,7 @@ pub fn encode_options<W: Write + Seek>(
         }
         OutputFormat::WebP => return encode_webp(img, options, out),
         OutputFormat::Avif => {
-            let effort = options.effort.unwrap_or(AVIF_EFFORT);
-            let file = heif::encode_avif(img, options.avif_quality(), effort, options.lossless)?;
+            let file = encode_avif(img, options, &meta::Metadata::default())?;
             let mut out = out;
             out.write_all(&file)?;
             return Ok(());
@@ -515,6 +559,27 @@ pub fn encode_options<W: Write + Seek>(
         ImageError::IoError(io) => CoreError::Io(io),
         other => CoreError::Encode(other.to_string()),
     })
+}
+
+fn encode_avif(img: &ImageBuf, options: EncodeOptions, meta: &meta::Metadata) -> Result<Vec<u8>> {
+    let effort = options.effort.unwrap_or(AVIF_EFFORT);
+    heif::encode_avif(img, options.avif_quality(), effort, options.lossless, meta)
+}
+
+/// Encodes `img` as `format` with `options`, carrying `meta` (see
+/// [`meta::select`] for what a derived image keeps) where the format can.
+pub fn encode_with_meta(
+    img: &ImageBuf,
+    format: OutputFormat,
+    options: EncodeOptions,
+    meta: &meta::Metadata,
+) -> Result<Vec<u8>> {
+    if format == OutputFormat::Avif {
+        return encode_avif(img, options, meta);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    encode_options(img, format, options, &mut out)?;
+    meta::embed(format, out.into_inner(), meta)
 }
 
 /// WebP through libwebp: lossy at `options.webp_quality()` (libwebp's
@@ -794,7 +859,7 @@ mod tests {
         encode(&img, OutputFormat::Jpeg, &mut jpg).unwrap();
         let jpg = jpg.into_inner();
         // 1/4 of 203x150 is 51x38 (rounded up); at least 40x30 asked for.
-        let r = decode_jpeg_reduced(&jpg, 40, 30, &Limits::DEFAULT)
+        let r = decode_jpeg_reduced(&jpg, 40, 30, &Limits::DEFAULT, Colour::Srgb)
             .unwrap()
             .unwrap();
         assert_eq!((r.info().width(), r.info().height()), (51, 38));
@@ -807,14 +872,14 @@ mod tests {
         assert!((want - got).abs() <= 8, "{want} vs {got}");
         // No reduction fits, not a JPEG, or over the limits.
         assert!(
-            decode_jpeg_reduced(&jpg, 150, 100, &Limits::DEFAULT)
+            decode_jpeg_reduced(&jpg, 150, 100, &Limits::DEFAULT, Colour::Srgb)
                 .unwrap()
                 .is_none()
         );
         let mut png = Cursor::new(Vec::new());
         encode(&img, OutputFormat::Png, &mut png).unwrap();
         assert!(
-            decode_jpeg_reduced(png.get_ref(), 10, 10, &Limits::DEFAULT)
+            decode_jpeg_reduced(png.get_ref(), 10, 10, &Limits::DEFAULT, Colour::Srgb)
                 .unwrap()
                 .is_none()
         );
@@ -822,7 +887,7 @@ mod tests {
             max_pixels: 100,
             max_dimension: 1000,
         };
-        assert!(decode_jpeg_reduced(&jpg, 10, 10, &tight).is_err());
+        assert!(decode_jpeg_reduced(&jpg, 10, 10, &tight, Colour::Srgb).is_err());
     }
 
     #[test]

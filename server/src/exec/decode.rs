@@ -6,6 +6,7 @@
 
 use std::io::Cursor;
 
+use nlimage_core::codec::Colour;
 use nlimage_core::ops::orient::Orientation;
 use nlimage_core::ops::resize::{Fit, Resize};
 use nlimage_core::{ImageBuf, Limits, Operation, Pipeline, Run};
@@ -19,20 +20,21 @@ pub fn decode_apply(
     ops: &[Operation],
     limits: &Limits,
     draft: bool,
+    colour: Colour,
     run: &Run,
 ) -> nlimage_core::Result<ImageBuf> {
     let orientation = nlimage_core::codec::orientation(Cursor::new(file))?;
     let mut all = orientation.operations();
     if draft
         && let Some(Operation::Resize(r)) = ops.first()
-        && let Some(img) = reduced(file, orientation, r, limits)?
+        && let Some(img) = reduced(file, orientation, r, limits, colour)?
     {
         all.extend(img.1);
         all.extend_from_slice(&ops[1..]);
         return process(&img.0, &all, run);
     }
     let img = tracing::info_span!("decode", bytes = file.len())
-        .in_scope(|| nlimage_core::decode(Cursor::new(file), limits))?;
+        .in_scope(|| nlimage_core::codec::decode_in(Cursor::new(file), limits, colour))?;
     run.stop.check()?;
     all.extend_from_slice(ops);
     process(&img, &all, run)
@@ -71,6 +73,7 @@ fn reduced(
     orientation: Orientation,
     r: &Resize,
     limits: &Limits,
+    colour: Colour,
 ) -> nlimage_core::Result<Option<(ImageBuf, Vec<Operation>)>> {
     let probe = nlimage_core::codec::probe(file, limits)?;
     let turned = orientation.rotation.quarter_turns() % 2 == 1;
@@ -90,7 +93,7 @@ fn reduced(
         (2 * a, 2 * b)
     };
     let reduced = tracing::info_span!("decode", bytes = file.len(), draft = true)
-        .in_scope(|| nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits))?;
+        .in_scope(|| nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits, colour))?;
     let Some(img) = reduced else {
         return Ok(None);
     };

@@ -5,10 +5,8 @@
 //! its worker slot and memory until it has really stopped, and stops at its
 //! next band when its caller goes away.
 
-use std::io::Cursor;
-
 use bytes::Bytes;
-use nlimage_core::{EncodeOptions, ImageInfo, Operation, OutputFormat, PixelFormat};
+use nlimage_core::{EncodeOptions, ImageInfo, Operation, OutputFormat, PixelFormat, codec};
 use tokio::time::Instant;
 
 use super::Executor;
@@ -192,13 +190,16 @@ impl Executor {
                     cpu,
                     stop: stop.clone(),
                 };
-                let img = decode_apply(&file, &ops, &limits, draft, &run)?;
+                let img = decode_apply(&file, &ops, &limits, draft, options.colour(), &run)?;
+                // What of the source's profile, EXIF and XMP the result
+                // keeps (by default nothing).
+                let meta =
+                    codec::meta::select(codec::meta::read(&file), options.meta, options.keep_icc);
                 drop(file);
                 stop.check()?;
-                let mut out = Cursor::new(Vec::new());
-                tracing::info_span!("encode", format = format.extension())
-                    .in_scope(|| nlimage_core::encode_options(&img, format, options, &mut out))?;
-                Ok((out.into_inner(), img.info().width(), img.info().height()))
+                let out = tracing::info_span!("encode", format = format.extension())
+                    .in_scope(|| codec::encode_with_meta(&img, format, options, &meta))?;
+                Ok((out, img.info().width(), img.info().height()))
             })
             .await?;
         let bytes = Bytes::from(bytes);
@@ -258,7 +259,14 @@ impl Executor {
                 cpu,
                 stop: stop.clone(),
             };
-            Ok(decode_apply(&file, &ops, &limits, false, &run)?)
+            Ok(decode_apply(
+                &file,
+                &ops,
+                &limits,
+                false,
+                codec::Colour::Srgb,
+                &run,
+            )?)
         })
         .await
     }
@@ -275,14 +283,13 @@ async fn cached(
     let Some((bytes, tag)) = store.cache.get(path).await? else {
         return Ok(None);
     };
-    let (width, height) = nlimage_core::codec::probe(
-        &bytes[..bytes.len().min(1 << 16)],
-        &nlimage_core::Limits {
-            max_pixels: u64::MAX,
-            max_dimension: u32::MAX,
-        },
-    )
-    .map_or((0, 0), |p| (p.width, p.height));
+    // The streaming scanner reads every output format's header (AVIF's
+    // size may lie past the first bytes).
+    let (width, height) = codec::head::HeadScan::new()
+        .push(&bytes)
+        .ok()
+        .flatten()
+        .map_or((0, 0), |h| (h.width, h.height));
     store
         .cache
         .put_hot(path, bytes.clone(), tag.clone(), width, height);

@@ -214,6 +214,19 @@ fn parse_query(
                     _ => return Err(Error::invalid(format!("lossless={v}: use 1 or 0"))),
                 }
             }
+            "meta" => {
+                options.meta =
+                    nlimage_core::codec::meta::MetaKeep::from_name(&v).ok_or_else(|| {
+                        Error::invalid(format!("meta={v}: use strip, copyright or keep"))
+                    })?;
+            }
+            "icc" => {
+                options.keep_icc = match &*v {
+                    "keep" => true,
+                    "srgb" => false,
+                    _ => return Err(Error::invalid(format!("icc={v}: use srgb or keep"))),
+                }
+            }
             "effort" => {
                 let e = v
                     .parse::<u8>()
@@ -236,7 +249,7 @@ fn parse_query(
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, effort, format, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, effort, meta, icc, format, draft (and sig)"
                 )));
             }
         }
