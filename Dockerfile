@@ -17,7 +17,7 @@ FROM rust:1.91-slim-bookworm AS chef
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config cmake nasm \
-      libde265-dev libdav1d-dev libaom-dev \
+      libde265-dev libdav1d-dev libaom-dev libtiff-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
@@ -37,10 +37,11 @@ RUN cargo build --release --locked -p nlimage-server -p nlimage-client
 
 # ---- runtime base: small, non-root (numeric uid, so hosts can resolve it)
 FROM debian:bookworm-slim AS runtime
-# The codecs libheif calls at run time (HEVC decode, AV1 decode and encode).
+# The codecs libheif calls at run time (HEVC decode, AV1 decode and
+# encode), and libtiff.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libde265-0 libdav1d6 libaom3 \
+ && apt-get install -y --no-install-recommends libde265-0 libdav1d6 libaom3 libtiff6 \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /var/lib/nlimage --create-home nlimage
 WORKDIR /var/lib/nlimage

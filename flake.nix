@@ -25,9 +25,10 @@
         # libjpeg-turbo 3 from nixpkgs, found by the turbojpeg crate through
         # pkg-config; cmake and nasm in case it builds its bundled copy;
         # libheif is built from the libheif-sys crate's bundled sources with
-        # cmake, against nixpkgs' libde265, dav1d and libaom.
+        # cmake, against nixpkgs' libde265, dav1d and libaom; libtiff is
+        # linked as it is.
         nativeBuildInputs = [ pkgs.pkg-config pkgs.cmake pkgs.nasm ];
-        buildInputs = [ pkgs.libjpeg_turbo pkgs.libde265 pkgs.dav1d pkgs.libaom ];
+        buildInputs = [ pkgs.libjpeg_turbo pkgs.libde265 pkgs.dav1d pkgs.libaom pkgs.libtiff ];
         dontUseCmakeConfigure = true;
         cargoBuildFlags = [ "-p" "nlimage-server" "-p" "nlimage-client" ];
         doCheck = true;

@@ -40,6 +40,7 @@ codec_package() {
     libde265) echo libde265-dev ;;
     dav1d) echo libdav1d-dev ;;
     aom) echo libaom-dev ;;
+    libtiff-4) echo libtiff-dev ;;
   esac
 }
 
@@ -54,8 +55,9 @@ setup_host() {
   command -v nasm >/dev/null 2>&1 || need+=(nasm)
   # libheif (HEIF and AVIF) is built from its crate's bundled sources with
   # cmake against the distribution's HEVC and AV1 codecs.
+  # libtiff (every TIFF layout) is the system's.
   local lib
-  for lib in libde265 dav1d aom; do
+  for lib in libde265 dav1d aom libtiff-4; do
     pkg-config --exists "$lib" 2>/dev/null || need+=("$(codec_package "$lib")")
   done
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else say "C toolchain present"; fi
@@ -129,8 +131,10 @@ setup_test() {
   # real browser for the format negotiation's.
   [ -f /usr/share/color/icc/colord/AdobeRGB1998.icc ] || apt_install colord-data
   [ -x /usr/bin/chromium ] || apt_install chromium
-  # heif-enc writes the corpus's HEIC and AVIF files.
+  # heif-enc writes the corpus's HEIC and AVIF files, tiffcp the TIFF
+  # layouts scanners write.
   command -v heif-enc >/dev/null 2>&1 || apt_install libheif-examples
+  command -v tiffcp >/dev/null 2>&1 || apt_install libtiff-tools
   command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
   local venv=.ci/.venv
   if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then

@@ -222,3 +222,67 @@ fn heic_and_avif_photos_decode_upright_and_close_to_their_source() {
         assert!(mean < 4.0, "{}: mean {mean:.2}", path.display());
     }
 }
+
+/// `tiffcp` (Debian's libtiff-tools; `./setup.sh test` installs it) run
+/// on `input` with `args`, the output's bytes.
+fn tiffcp(input: &[u8], args: &[&str]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("nl-tiffcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (
+        dir.join("in.tif"),
+        dir.join(format!("out{}.tif", args.join("_"))),
+    );
+    std::fs::write(&a, input).unwrap();
+    let status = std::process::Command::new("tiffcp")
+        .args(args)
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .expect("tiffcp (apt install libtiff-tools; ./setup.sh test does)");
+    assert!(status.success(), "tiffcp {args:?}");
+    std::fs::read(&b).unwrap()
+}
+
+#[test]
+fn tiffs_as_scanners_write_them_decode_close_to_the_photo() {
+    use nlimage_core::Limits;
+    let photo = corpus().into_iter().nth(2).unwrap();
+    let img = image::open(&photo).unwrap().thumbnail(601, 601).to_rgb8();
+    let (w, h) = img.dimensions();
+    let mut plain = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut plain, image::ImageFormat::Tiff)
+        .unwrap();
+    let plain = plain.into_inner();
+    for args in [
+        // New-style JPEG, YCbCr with 2x2 chroma, as scanners write.
+        &["-c", "jpeg:90", "-r", "16"][..],
+        &["-c", "lzw"],
+        &["-c", "zip", "-p", "separate"],
+        &["-c", "packbits", "-t", "-w", "64", "-l", "64"],
+    ] {
+        let file = tiffcp(&plain, args);
+        let back = nlimage_core::decode(std::io::Cursor::new(&file), &Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("tiffcp {args:?}: {e}"));
+        assert_eq!(
+            (back.info().width(), back.info().height()),
+            (w, h),
+            "{args:?}"
+        );
+        let mean = back
+            .data()
+            .iter()
+            .zip(img.as_raw())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / img.len() as f64;
+        let lossless = args[1] != "jpeg:90";
+        assert!(
+            if lossless { mean == 0.0 } else { mean < 3.0 },
+            "{args:?}: mean {mean:.2}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("nl-tiffcp-{}", std::process::id())),
+    );
+}

@@ -20,6 +20,7 @@ pub mod head;
 mod heif;
 mod jpeg;
 pub mod meta;
+mod tiff;
 
 pub use heif::{AVIF_EFFORT, AVIF_QUALITY};
 
@@ -343,19 +344,20 @@ pub fn probe(head: &[u8], limits: &Limits) -> Result<Probe> {
 /// file has none, and for HEIF and AVIF, which [`decode`] turns upright).
 /// Reads the headers only.
 pub fn orientation<R: BufRead + Seek>(mut reader: R) -> Result<Orientation> {
-    use image::ImageDecoder;
     use image::metadata::Orientation as Exif;
-    if heif::is_heif(reader.fill_buf()?) {
+    let start = reader.fill_buf()?;
+    if heif::is_heif(start) {
         // Decoding applies a HEIF's rotation and mirror boxes.
         return Ok(Orientation::default());
     }
-    let mut decoder = ImageReader::new(reader)
-        .with_guessed_format()?
-        .into_decoder()
-        .map_err(|e| CoreError::Decode(e.to_string()))?;
-    let exif = decoder
-        .orientation()
-        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    let exif = if tiff::is_tiff(start) {
+        // libtiff reads every TIFF `image` may refuse.
+        let mut file = Vec::new();
+        reader.read_to_end(&mut file)?;
+        Exif::from_exif(tiff::orientation_tag(&file) as u8).unwrap_or(Exif::NoTransforms)
+    } else {
+        exif_orientation(reader)?
+    };
     // Ours rotates counter-clockwise, then mirrors left-right.
     let (rotation, mirror) = match exif {
         Exif::NoTransforms => (Rotation::None, false),
@@ -368,6 +370,18 @@ pub fn orientation<R: BufRead + Seek>(mut reader: R) -> Result<Orientation> {
         Exif::Rotate270 => (Rotation::Ccw90, false),
     };
     Ok(Orientation { rotation, mirror })
+}
+
+/// The EXIF orientation `image`'s decoder for the file reads.
+fn exif_orientation<R: BufRead + Seek>(reader: R) -> Result<image::metadata::Orientation> {
+    use image::ImageDecoder;
+    let mut decoder = ImageReader::new(reader)
+        .with_guessed_format()?
+        .into_decoder()
+        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    decoder
+        .orientation()
+        .map_err(|e| CoreError::Decode(e.to_string()))
 }
 
 /// Decodes an image, guessing the format from its first bytes, refusing it
@@ -384,11 +398,14 @@ pub fn decode_in<R: BufRead + Seek>(
 ) -> Result<ImageBuf> {
     let start = reader.fill_buf()?;
     let is_jpeg = start.starts_with(&[0xFF, 0xD8, 0xFF]);
-    if is_jpeg || heif::is_heif(start) {
+    let is_tiff = tiff::is_tiff(start);
+    if is_jpeg || is_tiff || heif::is_heif(start) {
         let mut file = Vec::new();
         reader.read_to_end(&mut file)?;
         return if is_jpeg {
             jpeg::decode(&file, limits, None, colour)
+        } else if is_tiff {
+            tiff::decode(&file, limits, colour)
         } else {
             heif::decode(&file, limits, colour)
         };
