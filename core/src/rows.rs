@@ -8,7 +8,7 @@
 //! the end. Either way the pixels are exactly what the whole-image codecs
 //! give (tested), with the same conversions into GRAY8 / RGB8 / RGBA8.
 
-use std::io::{BufRead, Seek, Write};
+use std::io::{BufRead, Read, Seek, Write};
 
 use crate::codec::{self, OutputFormat, PngCompression};
 use crate::error::{CoreError, Result};
@@ -51,7 +51,12 @@ pub fn open_reader<R: BufRead + Seek + Send + 'static>(
     let n = read_up_to(&mut input, &mut head)?;
     input.seek(std::io::SeekFrom::Start(0))?;
     let interlaced = head[28] != 0;
-    if n == 29 && head[..8] == *b"\x89PNG\r\n\x1a\n" && &head[12..16] == b"IHDR" && !interlaced {
+    if n == 29
+        && head[..8] == *b"\x89PNG\r\n\x1a\n"
+        && &head[12..16] == b"IHDR"
+        && !interlaced
+        && !png_has_profile(&mut input)?
+    {
         crate::png_guard::check(&mut input)?;
         let mut decoder = png::Decoder::new(input);
         decoder.set_transformations(png::Transformations::EXPAND);
@@ -72,8 +77,36 @@ pub fn open_reader<R: BufRead + Seek + Send + 'static>(
             sixteen: depth == png::BitDepth::Sixteen,
         }));
     }
-    // Interlaced PNGs (rows arrive in Adam7 passes) and other formats.
+    // Interlaced PNGs (rows arrive in Adam7 passes), PNGs with an ICC
+    // profile (converted to sRGB on the whole image, as every decode does)
+    // and other formats.
     whole(input, limits)
+}
+
+/// Whether the PNG `input` has an `iCCP` chunk before its pixels: its
+/// chunk headers walked, `input` left at the start.
+fn png_has_profile<R: Read + Seek>(input: &mut R) -> Result<bool> {
+    let mut at = 8u64;
+    let mut found = false;
+    loop {
+        input.seek(std::io::SeekFrom::Start(at))?;
+        let mut header = [0u8; 8];
+        if read_up_to(input, &mut header)? < 8 {
+            break;
+        }
+        match &header[4..] {
+            b"iCCP" => {
+                found = true;
+                break;
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        at += 12 + u64::from(len);
+    }
+    input.seek(std::io::SeekFrom::Start(0))?;
+    Ok(found)
 }
 
 fn read_up_to<R: std::io::Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
@@ -304,6 +337,40 @@ mod tests {
         let mut c = Cursor::new(Vec::new());
         img.write_to(&mut c, f).unwrap();
         c.into_inner()
+    }
+
+    #[test]
+    fn a_png_with_a_profile_is_read_whole_and_converted() {
+        let info = ImageInfo::new(29, 7, PixelFormat::Rgb8).unwrap();
+        let data: Vec<u8> = (0..info.byte_len()).map(|i| (i * 13 % 256) as u8).collect();
+        let img = ImageBuf::new(info, data).unwrap();
+        let meta = crate::codec::meta::Metadata {
+            icc: Some(moxcms::ColorProfile::new_adobe_rgb().encode().unwrap()),
+            ..Default::default()
+        };
+        let plain = crate::codec::encode_with_meta(
+            &img,
+            crate::OutputFormat::Png,
+            crate::EncodeOptions::default(),
+            &crate::codec::meta::Metadata::default(),
+        )
+        .unwrap();
+        let tagged = crate::codec::encode_with_meta(
+            &img,
+            crate::OutputFormat::Png,
+            crate::EncodeOptions::default(),
+            &meta,
+        )
+        .unwrap();
+        let (streamed, a) = read_all(plain);
+        assert!(streamed && a == img);
+        let (streamed, b) = read_all(tagged.clone());
+        assert!(!streamed, "a profile is applied on the whole image");
+        assert!(b != img);
+        assert_eq!(
+            b,
+            codec::decode(Cursor::new(tagged), &Limits::DEFAULT).unwrap()
+        );
     }
 
     fn read_all(bytes: Vec<u8>) -> (bool, ImageBuf) {
