@@ -24,10 +24,11 @@ use crate::pixel::{ImageBuf, ImageInfo, PixelFormat};
 /// AVIF quality when none is asked for (sharp's default).
 pub const AVIF_QUALITY: u8 = 50;
 
-/// AVIF effort when none is asked for, 0 (fastest) to 9 (smallest files):
-/// sharp's default, libaom's `cpu-used` 5 (`bench/README.md` measures the
-/// range).
-pub const AVIF_EFFORT: u8 = 4;
+/// AVIF effort when none is asked for, 0 (fastest) to 9 (slowest, the best
+/// quality per byte): libaom's `cpu-used` 6. Measured on the corpus
+/// (`bench/README.md`, "Codecs"), 3 is the knee: 4 (sharp's default, speed
+/// 5) takes 2.6-3.4x the time for 1-6% fewer bytes at the same PSNR.
+pub const AVIF_EFFORT: u8 = 3;
 
 /// Whether `file` starts as a HEIF or AVIF image does.
 pub(crate) fn is_heif(file: &[u8]) -> bool {
@@ -159,7 +160,7 @@ fn nclx_profile(primaries: u8, transfer: u8) -> Option<moxcms::ColorProfile> {
 }
 
 /// Encodes `img` as AVIF with libaom: `quality` 1-100, `effort` 0 (fastest)
-/// to 9 (slowest, smallest). Gray is written as RGB. Lossless is refused:
+/// to 9 (slowest). Gray is written as RGB. Lossless is refused:
 /// through libheif's API the pixels would still pass a lossy RGB to YCbCr
 /// conversion, and "lossless" that is not would mislead.
 pub(crate) fn encode_avif(

@@ -66,7 +66,7 @@ pub enum OutputFormat {
     /// GIF (palette quantised, first and only frame).
     Gif,
     /// AVIF (libheif with libaom): lossy at the quality asked (50 by
-    /// default) and effort (4).
+    /// default) and effort (3).
     Avif,
 }
 
@@ -188,8 +188,8 @@ pub struct EncodeOptions {
     pub lossless: bool,
     /// JPEG: progressive scans (an image that sharpens as it loads).
     pub progressive: bool,
-    /// AVIF: encoder effort 0 (fastest) to 9 (smallest files); `None`:
-    /// [`AVIF_EFFORT`].
+    /// AVIF: encoder effort 0 (fastest) to 9 (slowest, the best quality per
+    /// byte); `None`: [`AVIF_EFFORT`].
     pub effort: Option<u8>,
     /// How much of the source's EXIF and XMP the output keeps.
     pub meta: meta::MetaKeep,
@@ -252,7 +252,7 @@ impl EncodeOptions {
             && e > 9
         {
             return Err(CoreError::InvalidInput(format!(
-                "effort {e} is out of range: use 0 (fastest) to 9 (smallest)"
+                "effort {e} is out of range: use 0 (fastest) to 9 (slowest)"
             )));
         }
         Ok(Self { effort, ..self })
