@@ -508,6 +508,28 @@ async fn derived_images_carry_no_gps_unless_asked_and_profiles_only_on_request()
     server.shutdown().await.unwrap();
 }
 
+/// The photo at `path`, 1200 px, with its pixels converted into the space
+/// of colord-data's profile `name` and tagged with it, as a JPEG at 95.
+fn tagged_photo(path: &std::path::Path, name: &str) -> Vec<u8> {
+    use nlimage_core::codec::meta::{Metadata, embed};
+    let icc = std::fs::read(format!("/usr/share/color/icc/colord/{name}"))
+        .expect("colord-data (./setup.sh test installs it)");
+    let srgb = image::open(path).unwrap().thumbnail(1200, 1200).to_rgb8();
+    let (w, h) = srgb.dimensions();
+    // The pixels as a camera set to that space writes them.
+    let wide = nlimage_core::codec::colour::from_srgb(srgb.as_raw(), &icc).unwrap();
+    let img =
+        nlimage_core::ImageBuf::from_raw(w, h, nlimage_core::PixelFormat::Rgb8, wide).unwrap();
+    let options = nlimage_core::EncodeOptions::new(Some(95), Default::default(), false).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    nlimage_core::encode_options(&img, OutputFormat::Jpeg, options, &mut out).unwrap();
+    let meta = Metadata {
+        icc: Some(icc),
+        ..Metadata::default()
+    };
+    embed(OutputFormat::Jpeg, out.into_inner(), &meta).unwrap()
+}
+
 /// Pillow's reference thumbnails (`common/pillow_thumbs.py`, run with
 /// `.ci/.venv`'s Python) of `photos` at the sizes given.
 fn pillow_thumbnails(photos: &[(std::path::PathBuf, u32, u32)]) -> Vec<Vec<u8>> {
@@ -551,7 +573,15 @@ async fn thumbnails_of_every_photo_match_pillows_full_decode_lanczos() {
     let http = common::http();
     let mut ours = Vec::new();
     let mut sized = Vec::new();
-    for path in common::photo_corpus() {
+    let mut photos = common::photo_corpus();
+    // And a photo re-expressed in wide-gamut spaces, tagged with Debian's
+    // real profiles: moxcms against Pillow's ImageCms (LittleCMS).
+    for name in ["AdobeRGB1998.icc", "ProPhotoRGB.icc"] {
+        let path = dir.path().join(name.replace(".icc", ".jpg"));
+        std::fs::write(&path, tagged_photo(&photos[9], name)).unwrap();
+        photos.push(path);
+    }
+    for path in photos {
         let r = http
             .post(format!("{base}/v1/images"))
             .body(std::fs::read(&path).unwrap())
@@ -600,7 +630,8 @@ async fn thumbnails_of_every_photo_match_pillows_full_decode_lanczos() {
         worst_mean = worst_mean.max(mean);
         // libjpeg-turbo decodes as Pillow's does and the resampler computes
         // Pillow's integer sums: identical but for colour management
-        // (moxcms against LittleCMS) where a photo has a profile.
+        // (moxcms against LittleCMS) where a photo has a profile (measured:
+        // mean 0.045, 99th percentile 1 for Adobe RGB and ProPhoto).
         assert!(
             mean < 0.5 && p99 <= 4,
             "{}: mean {mean:.3}, p99 {p99}",

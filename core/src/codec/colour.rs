@@ -102,6 +102,24 @@ pub(crate) fn profile_to_srgb(img: &mut ImageBuf, source: &ColorProfile) -> Resu
         })
 }
 
+/// RGB pixels in sRGB re-expressed in the space of the RGB profile `icc`
+/// (perceptual): the inverse of [`to_srgb`], for making test images.
+pub fn from_srgb(rgb: &[u8], icc: &[u8]) -> Result<Vec<u8>> {
+    let target = ColorProfile::new_from_slice(icc)
+        .map_err(|e| CoreError::InvalidInput(format!("an ICC profile cannot be read: {e}")))?;
+    let options = TransformOptions {
+        rendering_intent: RenderingIntent::Perceptual,
+        ..TransformOptions::default()
+    };
+    let t = ColorProfile::new_srgb()
+        .create_transform_8bit(Layout::Rgb, &target, Layout::Rgb, options)
+        .map_err(|e| CoreError::InvalidInput(format!("no transform to the profile: {e}")))?;
+    let mut out = vec![0u8; rgb.len()];
+    t.transform(rgb, &mut out)
+        .map_err(|e| CoreError::InvalidInput(format!("colour conversion failed: {e}")))?;
+    Ok(out)
+}
+
 /// CMYK pixels (four bytes each, as a JPEG stores them: inverted when
 /// `adobe`, as Photoshop writes them) as an sRGB image: through the embedded
 /// CMYK profile `icc` where there is one moxcms can apply, else by the plain
