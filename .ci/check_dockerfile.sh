@@ -37,5 +37,5 @@ target="$PWD/target"
 mkdir "$scratch/cook"
 cp "$scratch/recipe.json" "$scratch/cook/"
 (cd "$scratch/cook" && CARGO_TARGET_DIR="$target" cargo chef cook --locked --recipe-path recipe.json \
-  -p nlimage-server -p nlimage-client --features nlimage-client/turbojpeg)
+  -p nlimage-server -p nlimage-client)
 echo "dockerfile: ok"
