@@ -342,10 +342,11 @@ impl HeadScan {
                 Ok(())
             }
             At::Pitm => {
-                self.primary = Some(if b[0] == 0 {
-                    u32::from(u16::from_be_bytes([b[4], b[5]]))
-                } else {
-                    u32::from_be_bytes([b[4], b[5], b[6], b[7]])
+                // Version 0: a 16-bit item id; 1: 32 bits, if the box has them.
+                self.primary = Some(match (b[0], b.get(4..8)) {
+                    (0, _) => u32::from(u16::from_be_bytes([b[4], b[5]])),
+                    (_, Some(id)) => u32::from_be_bytes([id[0], id[1], id[2], id[3]]),
+                    (_, None) => return Err(bad("a HEIF pitm box too short for its version")),
                 });
                 self.after_box()
             }
@@ -783,5 +784,15 @@ mod tests {
         f.extend(b"mdat");
         f.extend([0; 100]);
         assert!(scan(&f, 10).is_err());
+        // A version-1 pitm (32-bit id) cut to six bytes: an error, not a
+        // read past the box (found by the fuzzer).
+        let mut meta = vec![0, 0, 0, 0];
+        meta.extend(bmff(b"pitm", &[1, 0, 0, 0, 0, 1]));
+        let mut f = bmff(b"ftyp", b"heic\0\0\0\0mif1");
+        f.extend(bmff(b"meta", &meta));
+        for chunk in [1, 7, 4096] {
+            let e = scan(&f, chunk).unwrap_err();
+            assert!(e.to_string().contains("pitm"), "{e}");
+        }
     }
 }
