@@ -73,6 +73,7 @@
           packages = [
             pkgs.cargo pkgs.rustc pkgs.rustfmt pkgs.clippy pkgs.rust-analyzer
             pkgs.pkg-config pkgs.cmake pkgs.nasm pkgs.libjpeg_turbo
+            pkgs.libde265 pkgs.dav1d pkgs.libaom pkgs.libtiff
           ];
         };
       });

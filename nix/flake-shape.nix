@@ -1,7 +1,7 @@
 # Offline check of flake.nix: nix cannot fetch nixpkgs on the CI machine, so
 # this evaluates the flake's outputs against a stub nixpkgs and checks their
 # shape: which packages, apps and shells exist, that the build reads
-# Cargo.lock, runs the tests, and enables libjpeg-turbo.
+# Cargo.lock, runs the tests, and has the codecs' build tools and libraries.
 #   nix-instantiate --eval --strict nix/flake-shape.nix    # prints true
 let
   flake = import ../flake.nix;
@@ -17,7 +17,8 @@ let
     runCommand = name: env: script: drv name (env // { inherit script; });
     mkShell = a: drv "shell" a;
   } // builtins.listToAttrs (map (p: { name = p; value = p; }) [
-    "pkg-config" "cmake" "nasm" "libjpeg_turbo" "cargo" "rustc" "rustfmt" "clippy" "rust-analyzer"
+    "pkg-config" "cmake" "nasm" "libjpeg_turbo" "libde265" "dav1d" "libaom" "libtiff"
+    "cargo" "rustc" "rustfmt" "clippy" "rust-analyzer"
   ]);
   nixpkgs = {
     lib.genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
@@ -40,7 +41,12 @@ builtins.all (x: x) [
   (check (main.version == cargo.workspace.package.version) "version from Cargo.toml")
   (check (main.cargoLock.lockFile == ../Cargo.lock) "builds from Cargo.lock")
   (check main.doCheck "runs the tests in the build")
-  (check (builtins.elem "nlimage-client/turbojpeg" main.cargoBuildFlags) "JPEG with libjpeg-turbo")
+  (check (builtins.all (t: builtins.elem t main.nativeBuildInputs) [ "cmake" "nasm" "pkg-config" ])
+    "cmake and nasm build the bundled libjpeg-turbo and libheif")
+  (check (builtins.all (l: builtins.elem l main.buildInputs) [ "libjpeg_turbo" "libde265" "dav1d" "libaom" "libtiff" ])
+    "the codecs' libraries: libjpeg-turbo, libde265, dav1d, libaom, libtiff")
+  (check (builtins.all (l: builtins.elem l self.devShells.x86_64-linux.default.packages) [ "cmake" "libde265" "libtiff" ])
+    "nix develop has the codecs too")
   (check (builtins.match ".*bin/nl-server.*" pkgs.nl-server.script != null) "nl-server package holds bin/nl-server")
   (check (builtins.match ".*bin/nl-client.*" pkgs.nl-client.script != null) "nl-client package holds bin/nl-client")
   (check (self.apps.x86_64-linux.nl-server.program == "/stub/nlimage/bin/nl-server") "nix run .#nl-server")
