@@ -131,7 +131,7 @@ pub async fn run(client: Client, command: &JobCommand, retries: usize) -> Result
             template.progressive = rendering.progressive;
             template.meta = rendering.meta.clone();
             template.keep_icc = rendering.keep_icc;
-            template.draft = rendering.draft;
+            template.exact = rendering.exact;
             template.labels = labels.iter().cloned().collect();
             let run_key = idempotency_key.clone().unwrap_or_else(fresh_key);
             let single = all.len() == 1 && idempotency_key.is_some();

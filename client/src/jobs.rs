@@ -49,8 +49,8 @@ pub struct JobRequest {
     pub meta: Option<String>,
     /// Keep the source's ICC profile instead of converting to sRGB.
     pub keep_icc: bool,
-    /// Allow DCT-scaled JPEG decoding before a first downscale.
-    pub draft: bool,
+    /// Decode whole even before a first downscale (no shrink-on-load).
+    pub exact: bool,
     /// Labels to find it by.
     pub labels: HashMap<String, String>,
     /// Submitting again with the same key returns the same job.
@@ -70,7 +70,7 @@ impl JobRequest {
             progressive: false,
             meta: None,
             keep_icc: false,
-            draft: false,
+            exact: false,
             labels: HashMap::new(),
             idempotency_key: None,
         }
@@ -112,7 +112,8 @@ impl Client {
                     meta: job.meta.clone().unwrap_or_default(),
                     keep_icc: job.keep_icc,
                 }),
-                draft: job.draft,
+                exact: job.exact,
+                draft: false,
             }),
             labels: job.labels.clone(),
             idempotency_key: job.idempotency_key.clone().unwrap_or_default(),

@@ -48,9 +48,11 @@ pub struct GetOptions {
     pub accept: Vec<String>,
     /// A tag from an earlier fetch: if it still matches, no bytes come back.
     pub if_none_match: Option<String>,
-    /// Allow a JPEG to be shrunk while decoding before a first downscale
-    /// (DCT scaling: faster thumbnails, close to but not the exact result).
-    pub draft: bool,
+    /// Decode whole even before a first downscale. By default the server
+    /// shrinks a JPEG while decoding it (DCT scaling) when the operations
+    /// begin with a resize to half or less: faster thumbnails, as close to
+    /// a full-decode Lanczos as libvips', not identical to `exact`.
+    pub exact: bool,
 }
 
 /// A fetched image.
@@ -207,7 +209,8 @@ impl Client {
                 keep_icc: options.keep_icc,
             }),
             if_none_match: options.if_none_match.clone().unwrap_or_default(),
-            draft: options.draft,
+            exact: options.exact,
+            draft: false,
             accept: options.accept.clone(),
         };
         let mut stream = self.store_stub().get(self.request(req)).await?.into_inner();

@@ -63,10 +63,14 @@ pub struct Rendering {
     /// PNG compression: none, fast, balanced or best.
     #[arg(long)]
     pub png_compression: Option<String>,
-    /// Let the server shrink a JPEG while decoding it when the first
-    /// operation is a downscale (faster thumbnails, close to but not the
-    /// exact result).
+    /// Have the server decode a JPEG whole even when the first operation is
+    /// a downscale (by default it shrinks it while decoding: faster
+    /// thumbnails, close to but not the exact result).
     #[arg(long)]
+    pub exact: bool,
+    /// Accepted for older scripts and ignored: shrinking while decoding is
+    /// the default now (see --exact).
+    #[arg(long, hide = true, conflicts_with = "exact")]
     pub draft: bool,
 }
 
@@ -157,7 +161,7 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
                 keep_icc: rendering.keep_icc,
                 accept: Vec::new(),
                 if_none_match: None,
-                draft: rendering.draft,
+                exact: rendering.exact,
             };
             let fetched = (|| client.get(id, &options))
                 .retry(backoff(args.retries))

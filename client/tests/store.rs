@@ -315,7 +315,7 @@ async fn process_takes_a_stored_image_as_its_source() {
 }
 
 #[tokio::test]
-async fn draft_decoding_gives_the_same_size_and_close_pixels() {
+async fn shrink_on_load_gives_the_same_size_as_exact_and_close_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::server(with_store(dir.path())).await;
     let client = common::client(&server).await;
@@ -343,14 +343,15 @@ async fn draft_decoding_gives_the_same_size_and_close_pixels() {
         let exact = GetOptions {
             format: Some("png".into()),
             ops: vec![Operation::parse(spec).unwrap(), Operation::Gray],
+            exact: true,
             ..GetOptions::default()
         };
-        let draft = GetOptions {
-            draft: true,
+        let shrunk = GetOptions {
+            exact: false,
             ..exact.clone()
         };
         let a = decode(&client.get(&id, &exact).await.unwrap().bytes);
-        let fetched = client.get(&id, &draft).await.unwrap();
+        let fetched = client.get(&id, &shrunk).await.unwrap();
         assert!(!fetched.header.cached, "{spec}: a result of its own");
         let b = decode(&fetched.bytes);
         assert_eq!(a.info(), b.info(), "{spec}: the same size");
@@ -363,10 +364,55 @@ async fn draft_decoding_gives_the_same_size_and_close_pixels() {
         let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
         assert!(mean < 1.5, "{spec}: mean |diff| {mean}");
         if spec == "thumbnail=64" {
-            // 1/4 of 640x480 is still twice 64x48: the draft path ran.
+            // 1/4 of 640x480 is still twice 64x48: shrink-on-load ran.
             assert!(a.data() != b.data(), "{spec}: decoded at a reduced size");
         }
     }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_result_the_cache_cannot_keep_is_still_answered_whole() {
+    // No memory tier: what is not written to the store is not kept at all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_store(dir.path());
+    config.store.memory_cache = 0;
+    let server = common::server(config).await;
+    let client = common::client(&server).await;
+    let img = picture(61, 47, PixelFormat::Rgb8);
+    let id = client
+        .put(
+            Bytes::from(encoded(&img, OutputFormat::Png)),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    // A file where the image's results directory would go: every write of
+    // a result fails (as a full or broken disk would), behind the answer.
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::write(results.join(&id), b"in the way").unwrap();
+    let get = GetOptions {
+        format: Some("png".into()),
+        ops: vec![Operation::Gray],
+        ..GetOptions::default()
+    };
+    let want = nlimage_core::Pipeline::apply(&img, &[Operation::Gray]).unwrap();
+    for _ in 0..2 {
+        let r = client.get(&id, &get).await.unwrap();
+        assert!(!r.header.cached, "nothing could be kept, so it is computed");
+        assert_eq!(decode(&r.bytes).data(), want.data(), "answered whole");
+    }
+    // Once the store takes writes again, the result is kept (behind its
+    // answer) and the next request reads it.
+    std::fs::remove_file(results.join(&id)).unwrap();
+    let first = client.get(&id, &get).await.unwrap();
+    assert!(!first.header.cached);
+    let second = client.get(&id, &get).await.unwrap();
+    assert!(second.header.cached, "kept after the first answer");
+    assert_eq!(second.bytes, first.bytes);
+    assert_eq!(client.delete(&id).await.unwrap(), 1, "one result swept");
     server.shutdown().await.unwrap();
 }
 

@@ -402,6 +402,10 @@ pub(crate) async fn serve(
         if let Some(w) = worker {
             let _ = w.await;
         }
+        // Results written behind their answers are kept, not cut off.
+        if let Some(s) = &exec.store {
+            s.cache.settled().await;
+        }
         r
     };
     match tokio::time::timeout(config.shutdown_grace, both).await {

@@ -75,6 +75,7 @@ fn spec(source: &str, i: usize, heavy: &[&str]) -> JobSpec {
         format: "png".into(),
         encode: None,
         draft: false,
+        exact: false,
     }
 }
 

@@ -95,6 +95,14 @@ fn scaling(width: usize, height: usize, min: Option<(u32, u32)>) -> turbojpeg::S
         .unwrap_or(S::ONE)
 }
 
+/// Whether the JPEG `file` decodes smaller than whole while keeping at
+/// least `min` (a lossless JPEG, or a header that does not parse, does not).
+pub(crate) fn reduces(file: &[u8], min: (u32, u32)) -> bool {
+    turbojpeg::read_header(file).is_ok_and(|h| {
+        !h.is_lossless && scaling(h.width, h.height, Some(min)) != turbojpeg::ScalingFactor::ONE
+    })
+}
+
 fn tj(e: turbojpeg::Error) -> CoreError {
     CoreError::Decode(format!("JPEG: {e}"))
 }

@@ -498,17 +498,12 @@ pub fn decode_jpeg_reduced(
     limits: &Limits,
     colour: Colour,
 ) -> Result<Option<ImageBuf>> {
-    if !file.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    if !file.starts_with(&[0xFF, 0xD8, 0xFF]) || !jpeg::reduces(file, (min_width, min_height)) {
+        // Decided from the header alone: a file that does not shrink is
+        // decoded once, by the caller, not here and again there.
         return Ok(None);
     }
-    let img = jpeg::decode(file, limits, Some((min_width, min_height)), colour)?;
-    let Ok(full) = turbojpeg::read_header(file) else {
-        return Ok(None);
-    };
-    if (img.info().width() as usize, img.info().height() as usize) == (full.width, full.height) {
-        return Ok(None);
-    }
-    Ok(Some(img))
+    jpeg::decode(file, limits, Some((min_width, min_height)), colour).map(Some)
 }
 
 fn format_for(img: &DynamicImage) -> PixelFormat {

@@ -1,5 +1,5 @@
 //! A stored file turned into the pixels a request asks for: decoded (at a
-//! reduced size where the first operation allows, with `draft`), turned
+//! reduced size where the first operation allows, unless `exact`), turned
 //! upright by its EXIF orientation, and run through the core pipeline on the
 //! executor's code path with the request's stop. Runs on the calling thread:
 //! call it on the compute pool.
@@ -11,21 +11,22 @@ use nlimage_core::ops::orient::Orientation;
 use nlimage_core::ops::resize::{Fit, Resize};
 use nlimage_core::{ImageBuf, Limits, Operation, Pipeline, Run};
 
-/// Decodes `file`, orients it and applies `ops` as `run` says. With `draft`,
-/// a JPEG whose first operation resizes it to half or less is decoded at a
-/// reduced size (DCT scaling) of at least twice the resize's, and resized
-/// from there to exactly the size the exact path gives.
+/// Decodes `file`, orients it and applies `ops` as `run` says. Unless
+/// `exact`, a JPEG whose first operation resizes it to half or less is
+/// decoded at a reduced size (DCT scaling, shrink-on-load) of at least twice
+/// the resize's, and resized from there to exactly the size the exact path
+/// gives.
 pub fn decode_apply(
     file: &[u8],
     ops: &[Operation],
     limits: &Limits,
-    draft: bool,
+    exact: bool,
     colour: Colour,
     run: &Run,
 ) -> nlimage_core::Result<ImageBuf> {
     let orientation = nlimage_core::codec::orientation(Cursor::new(file))?;
     let mut all = orientation.operations();
-    if draft
+    if !exact
         && let Some(Operation::Resize(r)) = ops.first()
         && let Some(img) = reduced(file, orientation, r, limits, colour)?
     {
@@ -65,7 +66,7 @@ fn process(img: &ImageBuf, ops: &[Operation], run: &Run) -> nlimage_core::Result
     Pipeline::apply_with(img, ops, run)
 }
 
-/// The DCT-scaled decode for `draft` and the operations that replace the
+/// The DCT-scaled decode (shrink-on-load) and the operations that replace the
 /// first resize `r`: an exact resize to the size `r` gives on the full
 /// image (then `fill`'s crop), so the output has the same size either way.
 fn reduced(
@@ -92,7 +93,7 @@ fn reduced(
     } else {
         (2 * a, 2 * b)
     };
-    let reduced = tracing::info_span!("decode", bytes = file.len(), draft = true)
+    let reduced = tracing::info_span!("decode", bytes = file.len(), shrunk = true)
         .in_scope(|| nlimage_core::codec::decode_jpeg_reduced(file, mw, mh, limits, colour))?;
     let Some(img) = reduced else {
         return Ok(None);

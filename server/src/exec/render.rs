@@ -32,8 +32,8 @@ pub struct RenderRequest {
     pub options: EncodeOptions,
     /// An `If-None-Match` value.
     pub if_none_match: Option<String>,
-    /// Allow DCT-scaled JPEG decoding before a first downscale.
-    pub draft: bool,
+    /// Decode whole even before a first downscale (no shrink-on-load).
+    pub exact: bool,
     /// Do not keep the result in the result cache (a job stores its result
     /// as an image of its own; a second copy would cost a file per job).
     pub no_cache: bool,
@@ -119,7 +119,7 @@ impl Executor {
                 body,
             });
         };
-        let path = result_path(&req.id, &req.ops, format, req.options, req.draft);
+        let path = result_path(&req.id, &req.ops, format, req.options, req.exact);
         // A derived result is served only while its original is stored: a
         // delete takes effect at once for every derived URL, cached or not,
         // on every replica sharing the store.
@@ -181,7 +181,7 @@ impl Executor {
         let file = store.original(&req.id).await?;
         // The decoder may allocate what was reserved for it, no more.
         let (limits, cpu) = (meta.decode_limits(&self.limits), self.cpu);
-        let (ops, options, draft, no_cache) = (req.ops, req.options, req.draft, req.no_cache);
+        let (ops, options, exact, no_cache) = (req.ops, req.options, req.exact, req.no_cache);
         let parent = tracing::Span::current();
         let (bytes, width, height) = self
             .run_admitted(permit, deadline, move |stop| {
@@ -190,11 +190,16 @@ impl Executor {
                     cpu,
                     stop: stop.clone(),
                 };
-                let img = decode_apply(&file, &ops, &limits, draft, options.colour(), &run)?;
+                let img = decode_apply(&file, &ops, &limits, exact, options.colour(), &run)?;
                 // What of the source's profile, EXIF and XMP the result
-                // keeps (by default nothing).
-                let meta =
-                    codec::meta::select(codec::meta::read(&file), options.meta, options.keep_icc);
+                // keeps (by default nothing, and then the file is not read
+                // for it a second time).
+                let keeps = options.keep_icc || options.meta != codec::meta::MetaKeep::Strip;
+                let meta = if keeps {
+                    codec::meta::select(codec::meta::read(&file), options.meta, options.keep_icc)
+                } else {
+                    codec::meta::Metadata::default()
+                };
                 drop(file);
                 stop.check()?;
                 let out = tracing::info_span!("encode", format = format.extension())
@@ -204,20 +209,20 @@ impl Executor {
             .await?;
         let bytes = Bytes::from(bytes);
         let tag = id::tag_of(&bytes);
-        if !no_cache {
-            store.cache.insert(&path, bytes.clone(), tag.clone()).await;
-            // Deleted while this was computed: withdrawn, not published. (A
-            // delete that removes the original after this look removes this
-            // result too: it sweeps results after the metadata.)
+        if no_cache {
+            drop(flight);
+        } else {
+            // Deleted while this was computed: not answered, not kept.
             if !store.exists(&req.id).await? {
-                store.cache.remove(&path).await;
                 return Err(gone());
             }
             store
                 .cache
                 .put_hot(&path, bytes.clone(), tag.clone(), width, height);
+            // Stored after the answer is on its way (the flight goes along,
+            // so an identical request reads it rather than computing it).
+            store.cache_behind(&req.id, path, bytes.clone(), tag.clone(), flight);
         }
-        drop(flight);
         let body = (!not_modified(&req.if_none_match, &tag)).then_some(bytes);
         Ok(Rendered {
             content_type: format.mime(),

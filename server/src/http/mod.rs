@@ -163,8 +163,8 @@ fn url_operation(spec: &str) -> Result<Operation, String> {
 }
 
 /// What a GET's query asks for besides the image: operations (at most
-/// `max_ops`), encoder options, and whether a JPEG may be shrunk while
-/// decoding.
+/// `max_ops`), encoder options, whether to decode whole (`exact`, no
+/// shrink-on-load) and whether the format is `auto`.
 #[allow(clippy::type_complexity)]
 fn parse_query(
     query: &str,
@@ -172,7 +172,9 @@ fn parse_query(
 ) -> Result<(Vec<Operation>, EncodeOptions, bool, bool), Error> {
     let mut ops = Vec::new();
     let mut options = EncodeOptions::default();
-    let mut draft = false;
+    // `exact`, and what the older `draft` said (draft=1 is the default now,
+    // draft=0 the same as exact=1): both given must agree.
+    let (mut exact, mut draft) = (None, None);
     let mut auto = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
@@ -240,21 +242,40 @@ fn parse_query(
                     _ => return Err(Error::invalid(format!("progressive={v}: use 1 or 0"))),
                 }
             }
+            "exact" => {
+                exact = Some(match &*v {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(Error::invalid(format!("exact={v}: use 1 or 0"))),
+                })
+            }
             "draft" => {
-                draft = match &*v {
+                draft = Some(match &*v {
                     "1" | "true" => true,
                     "0" | "false" => false,
                     _ => return Err(Error::invalid(format!("draft={v}: use 1 or 0"))),
-                }
+                })
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, effort, meta, icc, format, draft (and sig)"
+                    "unknown query parameter '{other}': use op, q, png, lossless, progressive, effort, meta, icc, format, exact (and sig)"
                 )));
             }
         }
     }
-    Ok((ops, options, draft, auto))
+    let exact = match (exact, draft) {
+        (Some(e), Some(d)) if e == d => {
+            return Err(Error::invalid(format!(
+                "exact={} contradicts draft={}: give exact alone",
+                u8::from(e),
+                u8::from(d)
+            )));
+        }
+        (Some(e), _) => e,
+        (None, Some(d)) => !d,
+        (None, None) => false,
+    };
+    Ok((ops, options, exact, auto))
 }
 
 async fn fetch(
@@ -312,7 +333,7 @@ async fn fetch_inner(
         None => (file, ""),
     };
     let bad = |e: Error| from_error(&e);
-    let (ops, options, draft, auto_query) =
+    let (ops, options, exact, auto_query) =
         parse_query(&unsigned_query, app.exec.max_operations).map_err(bad)?;
     // `.auto` or `format=auto`: the format from the client's Accept header.
     let auto = (ext == "auto" || auto_query).then(|| {
@@ -344,7 +365,7 @@ async fn fetch_inner(
         ops,
         options,
         if_none_match,
-        draft,
+        exact,
         no_cache: false,
     };
     // Dropped with this request if the client goes away: the render then
@@ -504,14 +525,22 @@ mod tests {
 
     #[test]
     fn queries_name_operations_like_the_cli() {
-        let (ops, o, draft, auto) =
+        let (ops, o, exact, auto) =
             parse_query("op=resize:800x600:fit&op=blur:2&op=gray&q=70", 32).unwrap();
         assert!(!auto);
         assert!(parse_query("format=auto", 32).unwrap().3);
         assert!(parse_query("format=png", 32).is_err());
-        assert!(!draft);
-        assert!(parse_query("op=thumbnail:9&draft=1", 32).unwrap().2);
+        // Shrink-on-load unless exact; the older draft says the same in
+        // reverse, and contradicting it is refused rather than guessed.
+        assert!(!exact);
+        assert!(parse_query("op=thumbnail:9&exact=1", 32).unwrap().2);
+        assert!(!parse_query("op=thumbnail:9&draft=1", 32).unwrap().2);
+        assert!(parse_query("op=thumbnail:9&draft=0", 32).unwrap().2);
+        assert!(parse_query("exact=1&draft=0", 32).unwrap().2);
+        assert!(parse_query("exact=1&draft=1", 32).is_err());
+        assert!(parse_query("draft=0&exact=0", 32).is_err());
         assert!(parse_query("draft=yes", 32).is_err());
+        assert!(parse_query("exact=2", 32).is_err());
         assert_eq!(
             ops,
             [

@@ -303,7 +303,7 @@ async fn execute(jobs: &Jobs, exec: &Executor, id: &str, spec: &[u8]) -> Result<
         ops,
         options: convert::encode_options(spec.encode.as_ref())?,
         if_none_match: None,
-        draft: spec.draft,
+        exact: spec.exact,
         no_cache: true,
     };
     let rendered = exec.render(request, None).await?;

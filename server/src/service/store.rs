@@ -165,7 +165,7 @@ impl ImageStore for StoreService {
                 ops,
                 options: convert::encode_options(req.encode.as_ref())?,
                 if_none_match: (!req.if_none_match.is_empty()).then_some(req.if_none_match),
-                draft: req.draft,
+                exact: req.exact,
                 no_cache: false,
             };
             self.exec.render(r, deadline).await

@@ -156,7 +156,39 @@ pub struct ResultCache {
     index: Mutex<Index>,
     hot: Mutex<Hot>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// KiB of results waiting to be written behind their answers.
+    behind: Arc<tokio::sync::Semaphore>,
+    /// Writes behind answers under way, per image id, and a signal at the
+    /// end of each: a delete waits for its image's before it sweeps.
+    writing: Mutex<HashMap<String, usize>>,
+    written: tokio::sync::Notify,
 }
+
+/// One result being written behind its answer (see
+/// [`ResultCache::begin_write`]); its end is signalled when dropped.
+pub struct Writing {
+    cache: Arc<ResultCache>,
+    id: String,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let mut writing = self.cache.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = writing.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                writing.remove(&self.id);
+            }
+        }
+        drop(writing);
+        self.cache.written.notify_waiters();
+    }
+}
+
+/// At most this many KiB of results wait to be written behind their answers
+/// (64 MiB); past that a result is answered and not kept.
+const BEHIND_KIB: usize = 64 * 1024;
 
 /// The right to compute one result: other requests for it wait until this is
 /// dropped, then find it in the cache.
@@ -175,7 +207,7 @@ impl Drop for Flight {
 }
 
 /// Where the result of `ops` on `id`, encoded as `format` with `options`
-/// (decoded with DCT scaling if `draft`), is kept:
+/// (decoded whole if `exact`, else shrunk on load where it can be), is kept:
 /// `results/{id}/{key}.{ext}`, the key being 128 bits of the SHA-256 of the
 /// canonical request.
 pub fn result_path(
@@ -183,7 +215,7 @@ pub fn result_path(
     ops: &[Operation],
     format: OutputFormat,
     options: EncodeOptions,
-    draft: bool,
+    exact: bool,
 ) -> Path {
     let mut h = Sha256::new();
     h.update(b"nlimage-result\0");
@@ -192,7 +224,9 @@ pub fn result_path(
     h.update(format.extension().as_bytes());
     h.update([0]);
     h.update(options.canonical_bytes());
-    if draft {
+    // Shrink-on-load results keep the key `draft=1` gave them before they
+    // became the default, and exact ones the key they always had.
+    if !exact {
         h.update(b"\0draft");
     }
     let key = hex::encode(&h.finalize()[..16]);
@@ -220,7 +254,53 @@ impl ResultCache {
                 max: if shared { 0 } else { hot_bytes },
             }),
             flights: Mutex::new(HashMap::new()),
+            behind: Arc::new(tokio::sync::Semaphore::new(BEHIND_KIB)),
+            writing: Mutex::new(HashMap::new()),
+            written: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Room for a result of image `id`, `len` bytes, to be written behind
+    /// its answer, or `None` (counted) while [`BEHIND_KIB`] are waiting
+    /// already: the answer never waits for the cache.
+    pub fn begin_write(self: &Arc<Self>, id: &str, len: usize) -> Option<Writing> {
+        let kib = len.div_ceil(1024).clamp(1, BEHIND_KIB) as u32;
+        let Ok(permit) = Arc::clone(&self.behind).try_acquire_many_owned(kib) else {
+            metrics::counter!("nlimage_cache_writes_skipped_total").increment(1);
+            return None;
+        };
+        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        *writing.entry(id.to_owned()).or_default() += 1;
+        Some(Writing {
+            cache: Arc::clone(self),
+            id: id.to_owned(),
+            _permit: permit,
+        })
+    }
+
+    /// Waits until no result of `id` is being written behind its answer.
+    async fn written(&self, id: &str) {
+        loop {
+            let signal = self.written.notified();
+            tokio::pin!(signal);
+            // Registered before the look, so an end between the two wakes it.
+            signal.as_mut().enable();
+            if !self
+                .writing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(id)
+            {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// Waits until every result written behind its answer is stored (or
+    /// has failed): for a graceful shutdown.
+    pub async fn settled(&self) {
+        let _all = self.behind.acquire_many(BEHIND_KIB as u32).await;
     }
 
     fn hot(&self) -> std::sync::MutexGuard<'_, Hot> {
@@ -341,7 +421,13 @@ impl ResultCache {
                 self.index().remove(path.as_ref());
                 Ok(None)
             }
-            Err(e) => Err(Error::from(e)),
+            // The cache only saves work: a result it cannot read is
+            // computed again, not refused (counted and logged).
+            Err(e) => {
+                metrics::counter!("nlimage_cache_read_failures_total").increment(1);
+                tracing::warn!("cannot read the cached result {path}: {e}");
+                Ok(None)
+            }
         }
     }
 
@@ -374,7 +460,10 @@ impl ResultCache {
     pub async fn insert(&self, path: &Path, bytes: Bytes, tag: String) {
         metrics::counter!("nlimage_cache_misses_total").increment(1);
         let size = bytes.len() as u64;
+        // The object store writes a whole object or none (a local file is
+        // written aside and renamed), so a failed write is never served.
         if let Err(e) = self.objects.put(path, PutPayload::from(bytes)).await {
+            metrics::counter!("nlimage_cache_write_failures_total").increment(1);
             tracing::warn!("cannot cache the result {path}: {e}");
             return;
         }
@@ -396,6 +485,9 @@ impl ResultCache {
 
     /// Deletes every result of `id`; returns how many.
     pub async fn remove_all(&self, id: &str) -> Result<u64, Error> {
+        // What is being written now is swept too (what starts later finds
+        // the image gone once written and withdraws itself).
+        self.written(id).await;
         self.hot().remove_prefix(&format!("results/{id}/"));
         let prefix = Path::from(format!("results/{id}"));
         let mut list = self.objects.list(Some(&prefix));

@@ -33,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-pub use cache::ResultCache;
+pub use cache::{Flight, ResultCache};
 
 /// Where the store keeps its objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -359,6 +359,33 @@ impl Store {
             }
             Err(e) => Err(fault(e)),
         }
+    }
+
+    /// Keeps `bytes`, a result of image `id` at `path`, in the result cache
+    /// after its answer has gone (write-behind, bounded by
+    /// [`ResultCache::begin_write`]). The write holds `flight`, so an
+    /// identical request waits for it and reads the result rather than
+    /// computing it again. A delete waits for it; an image deleted before
+    /// it began has the result withdrawn once it is written.
+    pub fn cache_behind(&self, id: &str, path: Path, bytes: Bytes, tag: String, flight: Flight) {
+        let Some(writing) = self.cache.begin_write(id, bytes.len()) else {
+            return;
+        };
+        let (store, id) = (self.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let _held = (writing, flight);
+            store.cache.insert(&path, bytes, tag).await;
+            match store.exists(&id).await {
+                Ok(true) => {}
+                Ok(false) => store.cache.remove(&path).await,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot tell whether {id} is still stored ({e}): its result {path} is withdrawn"
+                    );
+                    store.cache.remove(&path).await;
+                }
+            }
+        });
     }
 
     /// Whether `id` is stored now (its metadata exists): every derived
