@@ -1,23 +1,31 @@
-"""Thumbnails of the real-photograph corpus from nl-server and from a sharp
-(libvips) server, on the same machine in one run, for issue 27's yardstick.
+"""nl-server against a sharp (libvips) server on real photographs, on the
+same machine in one run: issue 27's yardstick.
 
-Both servers get every photo of target/photo-corpus (bench/photo_corpus.sh)
-uploaded once; then rounds of one thumbnail request per photo, each round a
-different size (256, 255, ...: nl-server's result cache never answers, and
-sharp's operation cache cannot serve a whole request), CONCURRENCY requests
-in flight, the two servers alternating round by round. Printed: requests
-per second, p50/p95 latency and mean bytes per format, for nl-server's exact
-path (full decode) and its `draft=1` path (DCT-scaled decode, as sharp
-always does), and for sharp with its defaults.
+The standard workload (imgproxy's image-servers-benchmark shape): every
+photo of target/photo-corpus (bench/photo_corpus.sh: 1-20 MP JPEGs from
+Debian's wallpaper packages, baseline and progressive, with EXIF and ICC) is
+uploaded to both servers once; then rounds of one request per photo, each
+fitting it into BOX x BOX (BOX = 512, 511, ...: every request a size not
+asked before, so no result cache answers), JPEG q80, WebP q75 and AVIF q65,
+CONCURRENCY clients, the servers alternating round by round. Printed per
+format: requests per second (median of the rounds), p50/p95 latency, mean
+bytes, and the mean SSIM (luma) of one round's answers against a full-decode
+reference (Pillow: whole decode, EXIF orientation, ICC to sRGB, Lanczos to
+the answer's size). Then the quality bar of shrink-on-load (PNG at 256:
+per-photo mean and 99th-percentile |diff| against that reference, for
+nl-server's default and exact paths and for sharp), one cold request (the
+largest photo to a 256-pixel WebP, against libjpeg-turbo's own decode at the
+scale used: core/examples/jpeg_floor), and both servers' peak RSS.
 
-  (cd bench/node && npm install sharp@0.34)       # once
-  cargo build --release -p nlimage-server
-  python3 bench/compare_sharp.py [--rounds 3] [--concurrency 4] [--formats webp,jpeg]
+  (cd bench/node && npm install)                    # sharp, pinned there
+  cargo build --release -p nlimage-server -p nlimage-core --examples
+  bench/.venv/bin/python bench/compare_sharp.py [--rounds 3] [--concurrency 2]
 """
 
 import argparse
 import concurrent.futures as cf
 import http.client
+import io
 import json
 import os
 import statistics
@@ -25,7 +33,14 @@ import subprocess
 import tempfile
 import time
 
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+from skimage.metrics import structural_similarity
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRGB = ImageCms.createProfile("sRGB")
+# The workload's qualities, the same number on both sides.
+QUALITY = {"jpeg": 80, "webp": 75, "avif": 65}
 
 
 def wait_port(port):
@@ -59,7 +74,7 @@ def fetch(port, url):
     body = r.read()
     dt = time.perf_counter() - t
     assert r.status == 200, (url, r.status, body[:200])
-    return dt, len(body)
+    return dt, body
 
 
 def run_round(port, urls, concurrency):
@@ -69,11 +84,63 @@ def run_round(port, urls, concurrency):
     return time.perf_counter() - t, res
 
 
+def reference(path, sizes):
+    """Pillow's full decode of `path`, upright, in sRGB, resized with Lanczos
+    to each (w, h) of `sizes`: {size: uint8 array}."""
+    im = Image.open(path)
+    im.draft(None, None)
+    icc = im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    if icc:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        im = ImageCms.profileToProfile(im, src, SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL,
+                                       outputMode="RGB")
+    return {s: np.asarray(im.resize(s, Image.Resampling.LANCZOS)) for s in set(sizes)}
+
+
+def rgb(body):
+    im = Image.open(io.BytesIO(body))
+    return np.asarray(im.convert("RGB"))
+
+
+def luma(a):
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
+def ssim(a, ref):
+    return structural_similarity(luma(a.astype(np.float64)), luma(ref.astype(np.float64)), data_range=255)
+
+
+def rss_peak_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def floor_ms(photo, target):
+    """libjpeg-turbo's decode of `photo` at the scale shrink-on-load picks for a
+    `target`-pixel thumbnail (1/8, 1/4 or 1/2 keeping twice the target), in
+    ms, and that scale."""
+    exe = os.path.join(ROOT, "target", "release", "examples", "jpeg_floor")
+    lines = [json.loads(l) for l in subprocess.run([exe, photo, "9"], capture_output=True, text=True,
+                                                    check=True).stdout.splitlines()]
+    full = next(l for l in lines if l["scale"] == "8/8")
+    for m in (1, 2, 4):
+        l = next(l for l in lines if l["scale"] == f"{m}/8")
+        if max(l["width"], l["height"]) >= 2 * target:
+            return l["ms"], l["scale"]
+    return full["ms"], "8/8"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--formats", default="webp,jpeg")
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--box", type=int, default=512)
+    ap.add_argument("--formats", default="jpeg,webp,avif")
+    ap.add_argument("--cold", type=int, default=7, help="cold requests of the largest photo")
     a = ap.parse_args()
     corpus = os.path.join(ROOT, "target", "photo-corpus")
     photos = sorted(os.path.join(corpus, f) for f in os.listdir(corpus) if f.endswith(".jpg"))
@@ -91,33 +158,91 @@ def main():
         sh_ids = [upload(sharp_port, p, "/images") for p in photos]
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
         flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+        isa = "AVX-512" if "avx512f" in flags else "AVX2+FMA" if "avx2" in flags else "SSE"
+        sharp_v = subprocess.run(["node", "-e", "const s=require('sharp');console.log(s.versions.sharp, "
+                                  "s.versions.vips)"], env=env, capture_output=True, text=True).stdout.split()
         print(f"{cpu}, {os.cpu_count()} CPUs, {isa}; {len(photos)} photos; {a.rounds} rounds; "
-              f"{a.concurrency} in flight\n")
-        print("| format | server | req/s | p50 ms | p95 ms | mean bytes |")
-        print("|---|---|---:|---:|---:|---:|")
+              f"{a.concurrency} clients; fit {a.box}x{a.box}; sharp {sharp_v[0]} (libvips {sharp_v[1]})\n")
+        print("| format | server | req/s | ratio | p50 ms | p95 ms | mean bytes | bytes ratio | SSIM |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for fmt in a.formats.split(","):
             ext = "jpg" if fmt == "jpeg" else fmt
+            q = QUALITY[fmt]
             sides = {
-                "nl-server": (nl_port, lambda i, w: f"/v1/images/{nl_ids[i]}.{ext}?op=thumbnail:{w}"),
-                "nl-server draft=1": (nl_port,
-                                      lambda i, w: f"/v1/images/{nl_ids[i]}.{ext}?op=thumbnail:{w}&draft=1"),
-                "sharp": (sharp_port, lambda i, w: f"/images/{sh_ids[i]}?w={w}&fmt={fmt}"),
+                "nl-server": (nl_port, lambda i, w: f"/v1/images/{nl_ids[i]}.{ext}?op=thumbnail:{w}&q={q}"),
+                "sharp": (sharp_port, lambda i, w: f"/images/{sh_ids[i]}?w={w}&fmt={fmt}&q={q}"),
             }
-            results = {k: ([], []) for k in sides}
+            results = {k: ([], [], []) for k in sides}
             for r in range(a.rounds + 1):
-                for name, (port, url) in sides.items():
-                    # Round 0 warms both up and is not counted; the draft
-                    # side asks other sizes than the exact one.
-                    w = 256 - 2 * r - (1 if "draft" in name else 0)
+                order = list(sides.items())
+                if r % 2:
+                    order.reverse()
+                for name, (port, url) in order:
+                    # Round 0 warms both up and is not counted.
+                    w = a.box - r
                     secs, res = run_round(port, [url(i, w) for i in range(len(photos))], a.concurrency)
                     if r:
                         results[name][0].append(len(res) / secs)
                         results[name][1].extend(res)
-            for name, (rates, res) in results.items():
+                    if r == 1:
+                        results[name][2].extend(body for _, body in res)
+            # SSIM of round 1's answers against the full-decode reference.
+            scores = {k: [] for k in sides}
+            for i, p in enumerate(photos):
+                got = {k: rgb(results[k][2][i]) for k in sides}
+                refs = reference(p, [(g.shape[1], g.shape[0]) for g in got.values()])
+                for k, g in got.items():
+                    scores[k].append(ssim(g, refs[(g.shape[1], g.shape[0])]))
+            base = statistics.median(results["sharp"][0])
+            base_bytes = statistics.mean(len(b) for _, b in results["sharp"][1])
+            for name, (rates, res, _) in results.items():
                 lat = sorted(dt * 1e3 for dt, _ in res)
-                print(f"| {fmt} | {name} | {statistics.median(rates):.1f} | {lat[len(lat) // 2]:.0f} | "
-                      f"{lat[int(len(lat) * 0.95)]:.0f} | {statistics.mean(b for _, b in res):.0f} |")
+                mb = statistics.mean(len(b) for _, b in res)
+                rate = statistics.median(rates)
+                print(f"| {fmt} q{q} | {name} | {rate:.1f} | {rate / base:.2f}x | {lat[len(lat) // 2]:.0f} | "
+                      f"{lat[int(len(lat) * 0.95)]:.0f} | {mb:.0f} | {mb / base_bytes:.3f} | "
+                      f"{statistics.mean(scores[name]):.4f} |", flush=True)
+
+        # Shrink-on-load's quality bar: PNG thumbnails at 256 against the
+        # full-decode Lanczos reference, per photo.
+        print("\nPNG thumbnails at 256 against Pillow's full decode + Lanczos, |diff| per photo:\n")
+        print("| path | median of means | worst mean | worst p99 |")
+        print("|---|---:|---:|---:|")
+        paths = {
+            "nl-server (default: shrink-on-load)": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256"),
+            "nl-server exact=1": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256&exact=1"),
+            "sharp": (sharp_port, lambda i: f"/images/{sh_ids[i]}?w=256&fmt=png"),
+        }
+        dist = {k: [] for k in paths}
+        for i, p in enumerate(photos):
+            got = {k: rgb(fetch(port, url(i))[1]) for k, (port, url) in paths.items()}
+            refs = reference(p, [(g.shape[1], g.shape[0]) for g in got.values()])
+            for k, g in got.items():
+                d = np.abs(g.astype(int) - refs[(g.shape[1], g.shape[0])].astype(int))
+                dist[k].append((d.mean(), np.percentile(d, 99)))
+        for k, v in dist.items():
+            print(f"| {k} | {statistics.median(m for m, _ in v):.3f} | {max(m for m, _ in v):.3f} | "
+                  f"{max(p for _, p in v):.0f} |")
+
+        # One cold request: the largest photo to a 256-pixel WebP.
+        big = max(range(len(photos)), key=lambda i: Image.open(photos[i]).size[0] * Image.open(photos[i]).size[1]
+                  if Image.open(photos[i]).info.get("progressive") is None else 0)
+        w, h = Image.open(photos[big]).size
+        floor, scale = floor_ms(photos[big], 256)
+        cold = {"nl-server": [], "sharp": []}
+        for r in range(a.cold + 1):
+            for name, (port, url) in (("nl-server", (nl_port, f"/v1/images/{nl_ids[big]}.webp?op=thumbnail:{256 - r}")),
+                                      ("sharp", (sharp_port, f"/images/{sh_ids[big]}?w={256 - r}&fmt=webp"))):
+                dt, _ = fetch(port, url)
+                if r:
+                    cold[name].append(dt * 1e3)
+        print(f"\nOne cold request: {os.path.basename(photos[big])} ({w}x{h}, {w * h / 1e6:.1f} MP, baseline) "
+              f"to a 256-pixel WebP, median of {a.cold}:\n")
+        print(f"| | ms | / floor |\n|---|---:|---:|")
+        print(f"| floor: libjpeg-turbo decode at {scale} | {floor:.1f} | 1.00x |")
+        for k, v in cold.items():
+            print(f"| {k} | {statistics.median(v):.1f} | {statistics.median(v) / floor:.2f}x |")
+        print(f"\nPeak RSS: nl-server {rss_peak_mib(nl.pid):.0f} MiB, sharp (node) {rss_peak_mib(sh.pid):.0f} MiB")
     finally:
         nl.terminate()
         sh.terminate()

@@ -1,8 +1,9 @@
 // A thumbnail server on sharp (libvips), as a user would write one with its
 // defaults, for bench/compare_sharp.py: POST /images stores the body and
-// answers its id; GET /images/ID?w=N&fmt=webp|jpeg|avif answers the image
-// turned upright by its EXIF orientation and fitted inside NxN without
-// enlarging, in the format asked at sharp's default quality.
+// answers its id; GET /images/ID?w=N&fmt=webp|jpeg|avif|png[&q=Q] answers
+// the image turned upright by its EXIF orientation and fitted inside NxN
+// without enlarging, in the format asked at quality Q (else sharp's
+// default); every other setting is sharp's default.
 //   node bench/sharp_server.js PORT   (npm install sharp, in bench/node)
 "use strict";
 const http = require("http");
@@ -36,10 +37,12 @@ http
     }
     const w = Number(url.searchParams.get("w") || 256);
     const fmt = url.searchParams.get("fmt") || "webp";
+    const q = url.searchParams.get("q");
+    const options = q ? { quality: Number(q) } : {};
     sharp(file)
       .rotate()
       .resize(w, w, { fit: "inside", withoutEnlargement: true })
-      .toFormat(fmt)
+      .toFormat(fmt, options)
       .toBuffer()
       .then((out) => {
         res.writeHead(200, { "content-type": `image/${fmt}` });

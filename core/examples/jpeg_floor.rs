@@ -20,7 +20,8 @@ fn main() {
     for m in 1..=8 {
         let scale = turbojpeg::ScalingFactor::new(m, 8);
         let mut d = turbojpeg::Decompressor::new().expect("a decompressor");
-        d.set_scaling_factor(scale).expect("a scale libjpeg-turbo has");
+        d.set_scaling_factor(scale)
+            .expect("a scale libjpeg-turbo has");
         let size = header.scaled(scale);
         let mut pixels = vec![0u8; size.width * size.height * 3];
         let mut times: Vec<f64> = (0..reps)
