@@ -6,6 +6,7 @@ mod common;
 
 use common::corpus;
 use nlimage_core::codec::head::HeadScan;
+use std::path::PathBuf;
 
 #[test]
 fn every_photos_header_is_found_in_any_chunking() {
