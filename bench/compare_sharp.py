@@ -8,8 +8,8 @@ uploaded to both servers once; then rounds of one request per photo, each
 fitting it into BOX x BOX (BOX = 512, 511, ...: every request a size not
 asked before, so no result cache answers), JPEG q80, WebP q75 and AVIF q65,
 CONCURRENCY clients, the servers alternating round by round. Printed per
-format: requests per second (median of the rounds), p50/p95 latency, mean
-bytes, and the mean SSIM (luma) of one round's answers against a full-decode
+format: requests per second (median of the rounds), p50/p95 latency, the
+server's CPU time per request (user + system, all its threads), mean bytes, and the mean SSIM (luma) of one round's answers against a full-decode
 reference (Pillow: whole decode, EXIF orientation, ICC to sRGB, Lanczos to
 the answer's size). Then the quality bar of shrink-on-load (PNG at 256:
 per-photo mean and 99th-percentile |diff| against that reference, for
@@ -111,6 +111,13 @@ def ssim(a, ref):
     return structural_similarity(luma(a.astype(np.float64)), luma(ref.astype(np.float64)), data_range=255)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_peak_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -163,8 +170,8 @@ def main():
                                   "s.versions.vips)"], env=env, capture_output=True, text=True).stdout.split()
         print(f"{cpu}, {os.cpu_count()} CPUs, {isa}; {len(photos)} photos; {a.rounds} rounds; "
               f"{a.concurrency} clients; fit {a.box}x{a.box}; sharp {sharp_v[0]} (libvips {sharp_v[1]})\n")
-        print("| format | server | req/s | ratio | p50 ms | p95 ms | mean bytes | bytes ratio | SSIM |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| format | server | req/s | ratio | p50 ms | p95 ms | CPU ms/req | mean bytes | bytes ratio | SSIM |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for fmt in a.formats.split(","):
             ext = "jpg" if fmt == "jpeg" else fmt
             q = QUALITY[fmt]
@@ -173,6 +180,8 @@ def main():
                 "sharp": (sharp_port, lambda i, w: f"/images/{sh_ids[i]}?w={w}&fmt={fmt}&q={q}"),
             }
             results = {k: ([], [], []) for k in sides}
+            cpu = {k: 0.0 for k in sides}
+            pids = {"nl-server": nl.pid, "sharp": sh.pid}
             for r in range(a.rounds + 1):
                 order = list(sides.items())
                 if r % 2:
@@ -180,8 +189,10 @@ def main():
                 for name, (port, url) in order:
                     # Round 0 warms both up and is not counted.
                     w = a.box - r
+                    c0 = cpu_seconds(pids[name])
                     secs, res = run_round(port, [url(i, w) for i in range(len(photos))], a.concurrency)
                     if r:
+                        cpu[name] += cpu_seconds(pids[name]) - c0
                         results[name][0].append(len(res) / secs)
                         results[name][1].extend(res)
                     if r == 1:
@@ -200,7 +211,8 @@ def main():
                 mb = statistics.mean(len(b) for _, b in res)
                 rate = statistics.median(rates)
                 print(f"| {fmt} q{q} | {name} | {rate:.1f} | {rate / base:.2f}x | {lat[len(lat) // 2]:.0f} | "
-                      f"{lat[int(len(lat) * 0.95)]:.0f} | {mb:.0f} | {mb / base_bytes:.3f} | "
+                      f"{lat[int(len(lat) * 0.95)]:.0f} | {cpu[name] * 1e3 / len(res):.1f} | "
+                      f"{mb:.0f} | {mb / base_bytes:.3f} | "
                       f"{statistics.mean(scores[name]):.4f} |", flush=True)
 
         # Shrink-on-load's quality bar: PNG thumbnails at 256 against the

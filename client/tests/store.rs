@@ -404,9 +404,15 @@ async fn a_result_the_cache_cannot_keep_is_still_answered_whole() {
         assert!(!r.header.cached, "nothing could be kept, so it is computed");
         assert_eq!(decode(&r.bytes).data(), want.data(), "answered whole");
     }
-    // Once the store takes writes again, the result is kept (behind its
+    // A shutdown waits for the writes behind the answers (here, failures);
+    // once the store takes writes again, the result is kept (behind its
     // answer) and the next request reads it.
+    server.shutdown().await.unwrap();
     std::fs::remove_file(results.join(&id)).unwrap();
+    let mut config = with_store(dir.path());
+    config.store.memory_cache = 0;
+    let server = common::server(config).await;
+    let client = common::client(&server).await;
     let first = client.get(&id, &get).await.unwrap();
     assert!(!first.header.cached);
     let second = client.get(&id, &get).await.unwrap();
