@@ -76,6 +76,11 @@ fn reduced(
     limits: &Limits,
     colour: Colour,
 ) -> nlimage_core::Result<Option<(ImageBuf, Vec<Operation>)>> {
+    // Only JPEGs shrink while decoding; every other format (HEIC, AVIF, ...
+    // which the generic probe does not read) is decoded whole.
+    if !file.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(None);
+    }
     let probe = nlimage_core::codec::probe(file, limits)?;
     let turned = orientation.rotation.quarter_turns() % 2 == 1;
     let (ow, oh) = if turned {
