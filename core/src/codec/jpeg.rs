@@ -7,6 +7,8 @@
 //! The segments before the first scan are walked here (APP2 ICC chunks, the
 //! APP14 Adobe marker): libjpeg-turbo 3.0 does not hand them out.
 
+mod scans;
+
 use std::io::Write;
 
 use super::colour;
@@ -128,6 +130,11 @@ pub(crate) fn decode(
     }
     let scaled = header.scaled(d.scaling_factor());
     let (sw, sh) = (scaled.width, scaled.height);
+    // A scaled decode of a progressive file reads its coarse scans alone
+    // (see `scans`); the whole file if that fails.
+    let coarse = (d.scaling_factor() != turbojpeg::ScalingFactor::ONE)
+        .then(|| scans::without_ac_refinements(file, MAX_SCANS))
+        .flatten();
     let markers = markers(file);
     use turbojpeg::Colorspace as C;
     let (format, channels) = match header.colorspace {
@@ -136,17 +143,21 @@ pub(crate) fn decode(
         _ => (turbojpeg::PixelFormat::RGB, 3),
     };
     let mut pixels = vec![0u8; sw * sh * channels];
-    d.decompress(
-        file,
-        turbojpeg::Image {
-            pixels: &mut pixels[..],
-            width: sw,
-            pitch: sw * channels,
-            height: sh,
-            format,
-        },
-    )
-    .map_err(tj)?;
+    let mut image = |stream: &[u8], d: &mut turbojpeg::Decompressor| {
+        d.decompress(
+            stream,
+            turbojpeg::Image {
+                pixels: &mut pixels[..],
+                width: sw,
+                pitch: sw * channels,
+                height: sh,
+                format,
+            },
+        )
+    };
+    if coarse.as_deref().is_none_or(|c| image(c, &mut d).is_err()) {
+        image(file, &mut d).map_err(tj)?;
+    }
     let (sw, sh) = (side(sw)?, side(sh)?);
     if channels == 4 {
         return colour::cmyk_to_srgb(pixels, sw, sh, markers.adobe, markers.icc.as_deref());
