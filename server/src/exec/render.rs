@@ -124,9 +124,10 @@ impl Executor {
         // delete takes effect at once for every derived URL, cached or not,
         // on every replica sharing the store.
         let gone = || Error::not_found(format!("no image with id {}", req.id));
-        if known.is_none() && !store.exists(&req.id).await? {
-            return Err(gone());
-        }
+        // The memory tier needs no look at the store: it is on for local
+        // stores only, where every delete goes through this process and
+        // sweeps it, and nothing enters it before the image is seen to be
+        // stored after the entry (see `keep_hot`).
         if let Some(hot) = store.cache.get_hot(&path) {
             let body = (!not_modified(&req.if_none_match, &hot.tag)).then_some(hot.bytes);
             return Ok(Rendered {
@@ -137,6 +138,9 @@ impl Executor {
                 cached: true,
                 body,
             });
+        }
+        if known.is_none() && !store.exists(&req.id).await? {
+            return Err(gone());
         }
         if req.if_none_match.is_some()
             && let Some(tag) = store.cache.tag(&path).await?
@@ -151,11 +155,11 @@ impl Executor {
                 body: None,
             });
         }
-        if let Some(hit) = cached(store, &path, format, &req.if_none_match).await? {
+        if let Some(hit) = cached(store, &req.id, &path, format, &req.if_none_match).await? {
             return Ok(hit);
         }
         let flight = store.cache.flight(&path).await;
-        if let Some(hit) = cached(store, &path, format, &req.if_none_match).await? {
+        if let Some(hit) = cached(store, &req.id, &path, format, &req.if_none_match).await? {
             return Ok(hit);
         }
         let meta = match known {
@@ -213,12 +217,9 @@ impl Executor {
             drop(flight);
         } else {
             // Deleted while this was computed: not answered, not kept.
-            if !store.exists(&req.id).await? {
+            if !keep_hot(store, &req.id, &path, &bytes, &tag, (width, height)).await? {
                 return Err(gone());
             }
-            store
-                .cache
-                .put_hot(&path, bytes.clone(), tag.clone(), width, height);
             // Stored after the answer is on its way (the flight goes along,
             // so an identical request reads it rather than computing it).
             store.cache_behind(&req.id, path, bytes.clone(), tag.clone(), flight);
@@ -279,8 +280,31 @@ impl Executor {
 
 /// A cached result at `path`, with its size read from its header (no pixel
 /// is decoded for a hit), kept in the memory tier.
+/// Puts a result of image `id` into the memory tier, then looks whether
+/// the image is still stored: a delete removes the metadata before it
+/// sweeps the tier, so an entry put after that sweep is seen here and taken
+/// out again (`false`: the image is gone).
+async fn keep_hot(
+    store: &Store,
+    id: &str,
+    path: &object_store::path::Path,
+    bytes: &Bytes,
+    tag: &str,
+    (width, height): (u32, u32),
+) -> Result<bool> {
+    store
+        .cache
+        .put_hot(path, bytes.clone(), tag.to_owned(), width, height);
+    if store.exists(id).await? {
+        return Ok(true);
+    }
+    store.cache.remove_hot(path);
+    Ok(false)
+}
+
 async fn cached(
     store: &Store,
+    id: &str,
     path: &object_store::path::Path,
     format: OutputFormat,
     inm: &Option<String>,
@@ -295,9 +319,10 @@ async fn cached(
         .ok()
         .flatten()
         .map_or((0, 0), |h| (h.width, h.height));
-    store
-        .cache
-        .put_hot(path, bytes.clone(), tag.clone(), width, height);
+    if !keep_hot(store, id, path, &bytes, &tag, (width, height)).await? {
+        // Deleted since the caller looked: its results are being swept.
+        return Ok(None);
+    }
     let body = (!not_modified(inm, &tag)).then_some(bytes);
     Ok(Some(Rendered {
         content_type: format.mime(),

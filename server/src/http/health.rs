@@ -12,7 +12,10 @@ use serde_json::json;
 use super::App;
 
 /// The answer to `GET /healthz`.
-pub(super) async fn healthz(State(app): State<App>, headers: HeaderMap) -> Response {
+pub(super) async fn healthz(
+    State(app): State<std::sync::Arc<App>>,
+    headers: HeaderMap,
+) -> Response {
     let admission = &app.exec.admission;
     let detailed = app
         .gate

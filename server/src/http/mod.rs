@@ -74,7 +74,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/images", post(upload))
         .route("/v1/images/{file}", get(fetch).delete(remove))
         .layer(axum::middleware::from_fn(traced))
-        .with_state(app)
+        // Shared, not cloned per request (the state is a few dozen fields).
+        .with_state(Arc::new(app))
 }
 
 /// A span per HTTP request (a trace with `--otlp-endpoint`), continuing the
@@ -279,7 +280,7 @@ fn parse_query(
 }
 
 async fn fetch(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -309,7 +310,6 @@ async fn fetch_inner(
     headers: &HeaderMap,
 ) -> Result<Response, Response> {
     let (unsigned_query, sig) = sign::split_signature(query);
-    let path = format!("/v1/images/{file}");
     let signed = match (&app.signing_key, sig) {
         (None, _) => false,
         (Some(_), None) => {
@@ -318,6 +318,7 @@ async fn fetch_inner(
             )));
         }
         (Some(key), Some(sig)) => {
+            let path = format!("/v1/images/{file}");
             if !sign::verify(key, &sign::message(&path, &unsigned_query), sig) {
                 return Err(from_error(&Error::permission_denied(
                     "the URL's signature does not match its path and query",
@@ -424,7 +425,7 @@ async fn fetch_inner(
 }
 
 async fn upload(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     RawQuery(query): RawQuery,
     ConnectInfo(peers): ConnectInfo<serve::Peers>,
     headers: HeaderMap,
@@ -496,7 +497,7 @@ async fn upload(
 }
 
 async fn remove(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(file): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

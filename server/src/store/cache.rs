@@ -472,6 +472,11 @@ impl ResultCache {
         self.evict().await;
     }
 
+    /// Takes one result out of the memory tier.
+    pub fn remove_hot(&self, path: &Path) {
+        self.hot().remove(path.as_ref());
+    }
+
     /// Deletes one result (a result of an image deleted while it was
     /// computed); a failure is logged.
     pub async fn remove(&self, path: &Path) {
