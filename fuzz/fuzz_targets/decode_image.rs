@@ -3,7 +3,9 @@
 //! Nothing panics, nothing allocates past the limits, and a reader that
 //! opens yields exactly its declared rows or an error. The upload's header
 //! and frame scanners read the same bytes in chunks of a size the input
-//! picks, and agree with themselves whatever the chunking.
+//! picks, and agree with themselves whatever the chunking. A JPEG is also
+//! decoded as shrink-on-load does (DCT-scaled, a progressive one from its
+//! coarse scans).
 #![no_main]
 
 use std::io::Cursor;
@@ -29,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(img) = codec::decode(Cursor::new(data), &LIMITS) {
         assert!(img.info().pixels() <= LIMITS.max_pixels);
+    }
+    // Shrink-on-load: a DCT-scaled decode, of a progressive file's coarse
+    // scans alone (the scan walk reads the same untrusted bytes).
+    if let Ok(Some(img)) = codec::decode_jpeg_reduced(data, 8, 8, &LIMITS, codec::Colour::Srgb) {
+        assert!(img.info().pixels() <= LIMITS.max_pixels);
+        assert!(img.info().width() >= 8 && img.info().height() >= 8);
     }
     let chunk = usize::from(data.first().copied().unwrap_or(1)).max(1);
     let head = |size: usize| {
