@@ -15,7 +15,8 @@ the answer's size). Then the quality bar of shrink-on-load (PNG at 256:
 per-photo mean and 99th-percentile |diff| against that reference, for
 nl-server's default and exact paths and for sharp), one cold request (the
 largest photo to a 256-pixel WebP, against libjpeg-turbo's own decode at the
-scale used: core/examples/jpeg_floor), and both servers' peak RSS.
+scale used: core/examples/jpeg_floor; timed by curl), and both servers'
+peak RSS.
 
   (cd bench/node && npm install)                    # sharp, pinned there
   cargo build --release -p nlimage-server -p nlimage-core --examples
@@ -148,6 +149,7 @@ def main():
     ap.add_argument("--box", type=int, default=512)
     ap.add_argument("--formats", default="jpeg,webp,avif")
     ap.add_argument("--cold", type=int, default=7, help="cold requests of the largest photo")
+    ap.add_argument("--sections", default="throughput,quality,cold")
     a = ap.parse_args()
     corpus = os.path.join(ROOT, "target", "photo-corpus")
     photos = sorted(os.path.join(corpus, f) for f in os.listdir(corpus) if f.endswith(".jpg"))
@@ -172,7 +174,8 @@ def main():
               f"{a.concurrency} clients; fit {a.box}x{a.box}; sharp {sharp_v[0]} (libvips {sharp_v[1]})\n")
         print("| format | server | req/s | ratio | p50 ms | p95 ms | CPU ms/req | mean bytes | bytes ratio | SSIM |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for fmt in a.formats.split(","):
+        sections = set(a.sections.split(","))
+        for fmt in a.formats.split(",") if "throughput" in sections else []:
             ext = "jpg" if fmt == "jpeg" else fmt
             q = QUALITY[fmt]
             sides = {
@@ -215,49 +218,63 @@ def main():
                       f"{mb:.0f} | {mb / base_bytes:.3f} | "
                       f"{statistics.mean(scores[name]):.4f} |", flush=True)
 
-        # Shrink-on-load's quality bar: PNG thumbnails at 256 against the
-        # full-decode Lanczos reference, per photo.
-        print("\nPNG thumbnails at 256 against Pillow's full decode + Lanczos, |diff| per photo:\n")
-        print("| path | median of means | worst mean | worst p99 |")
-        print("|---|---:|---:|---:|")
-        paths = {
-            "nl-server (default: shrink-on-load)": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256"),
-            "nl-server exact=1": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256&exact=1"),
-            "sharp": (sharp_port, lambda i: f"/images/{sh_ids[i]}?w=256&fmt=png"),
-        }
-        dist = {k: [] for k in paths}
-        for i, p in enumerate(photos):
-            got = {k: rgb(fetch(port, url(i))[1]) for k, (port, url) in paths.items()}
-            refs = reference(p, [(g.shape[1], g.shape[0]) for g in got.values()])
-            for k, g in got.items():
-                d = np.abs(g.astype(int) - refs[(g.shape[1], g.shape[0])].astype(int))
-                dist[k].append((d.mean(), np.percentile(d, 99)))
-        for k, v in dist.items():
-            print(f"| {k} | {statistics.median(m for m, _ in v):.3f} | {max(m for m, _ in v):.3f} | "
-                  f"{max(p for _, p in v):.0f} |")
-
-        # One cold request: the largest photo to a 256-pixel WebP.
-        big = max(range(len(photos)), key=lambda i: Image.open(photos[i]).size[0] * Image.open(photos[i]).size[1]
-                  if Image.open(photos[i]).info.get("progressive") is None else 0)
-        w, h = Image.open(photos[big]).size
-        floor, scale = floor_ms(photos[big], 256)
-        cold = {"nl-server": [], "sharp": []}
-        for r in range(a.cold + 1):
-            for name, (port, url) in (("nl-server", (nl_port, f"/v1/images/{nl_ids[big]}.webp?op=thumbnail:{256 - r}")),
-                                      ("sharp", (sharp_port, f"/images/{sh_ids[big]}?w={256 - r}&fmt=webp"))):
-                dt, _ = fetch(port, url)
-                if r:
-                    cold[name].append(dt * 1e3)
-        print(f"\nOne cold request: {os.path.basename(photos[big])} ({w}x{h}, {w * h / 1e6:.1f} MP, baseline) "
-              f"to a 256-pixel WebP, median of {a.cold}:\n")
-        print(f"| | ms | / floor |\n|---|---:|---:|")
-        print(f"| floor: libjpeg-turbo decode at {scale} | {floor:.1f} | 1.00x |")
-        for k, v in cold.items():
-            print(f"| {k} | {statistics.median(v):.1f} | {statistics.median(v) / floor:.2f}x |")
+        if "quality" in sections:
+            quality(photos, nl_port, nl_ids, sharp_port, sh_ids)
+        if "cold" in sections:
+            cold(photos, nl_port, nl_ids, sharp_port, sh_ids, a.cold)
         print(f"\nPeak RSS: nl-server {rss_peak_mib(nl.pid):.0f} MiB, sharp (node) {rss_peak_mib(sh.pid):.0f} MiB")
     finally:
         nl.terminate()
         sh.terminate()
+
+
+def quality(photos, nl_port, nl_ids, sharp_port, sh_ids):
+    """Shrink-on-load's quality bar: PNG thumbnails at 256 against the
+    full-decode Lanczos reference, per photo."""
+    print("\nPNG thumbnails at 256 against Pillow's full decode + Lanczos, |diff| per photo:\n")
+    print("| path | median of means | worst mean | worst p99 |")
+    print("|---|---:|---:|---:|")
+    paths = {
+        "nl-server (default: shrink-on-load)": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256"),
+        "nl-server exact=1": (nl_port, lambda i: f"/v1/images/{nl_ids[i]}.png?op=thumbnail:256&exact=1"),
+        "sharp": (sharp_port, lambda i: f"/images/{sh_ids[i]}?w=256&fmt=png"),
+    }
+    dist = {k: [] for k in paths}
+    for i, p in enumerate(photos):
+        got = {k: rgb(fetch(port, url(i))[1]) for k, (port, url) in paths.items()}
+        refs = reference(p, [(g.shape[1], g.shape[0]) for g in got.values()])
+        for k, g in got.items():
+            d = np.abs(g.astype(int) - refs[(g.shape[1], g.shape[0])].astype(int))
+            dist[k].append((d.mean(), np.percentile(d, 99)))
+    for k, v in dist.items():
+        print(f"| {k} | {statistics.median(m for m, _ in v):.3f} | {max(m for m, _ in v):.3f} | "
+              f"{max(p for _, p in v):.0f} |")
+
+
+def cold(photos, nl_port, nl_ids, sharp_port, sh_ids, reps):
+    """One cold request, `reps` times (each a new size): the largest baseline
+    photo to a 256-pixel WebP, timed by curl (a stock client with little of
+    its own time in the figure; Python's http.client adds ~1.5 ms)."""
+    big = max(range(len(photos)), key=lambda i: Image.open(photos[i]).size[0] * Image.open(photos[i]).size[1]
+              if Image.open(photos[i]).info.get("progressive") is None else 0)
+    w, h = Image.open(photos[big]).size
+    floor, scale = floor_ms(photos[big], 256)
+    times = {"nl-server": [], "sharp": []}
+    for r in range(reps + 1):
+        for name, port, url in (("nl-server", nl_port, f"/v1/images/{nl_ids[big]}.webp?op=thumbnail:{256 - r}"),
+                                ("sharp", sharp_port, f"/images/{sh_ids[big]}?w={256 - r}&fmt=webp")):
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                                  f"http://127.0.0.1:{port}{url}"], capture_output=True, text=True,
+                                 check=True).stdout.split()
+            assert out[0] == "200", (url, out)
+            if r:
+                times[name].append(float(out[1]) * 1e3)
+    print(f"\nOne cold request: {os.path.basename(photos[big])} ({w}x{h}, {w * h / 1e6:.1f} MP, baseline) "
+          f"to a 256-pixel WebP, curl, median of {reps}:\n")
+    print("| | ms | / floor |\n|---|---:|---:|")
+    print(f"| floor: libjpeg-turbo decode at {scale} | {floor:.1f} | 1.00x |")
+    for k, v in times.items():
+        print(f"| {k} | {statistics.median(v):.1f} | {statistics.median(v) / floor:.2f}x |")
 
 
 if __name__ == "__main__":
