@@ -255,8 +255,11 @@ def cold(photos, nl_port, nl_ids, sharp_port, sh_ids, reps):
     """One cold request, `reps` times (each a new size): the largest baseline
     photo to a 256-pixel WebP, timed by curl (a stock client with little of
     its own time in the figure; Python's http.client adds ~1.5 ms)."""
-    big = max(range(len(photos)), key=lambda i: Image.open(photos[i]).size[0] * Image.open(photos[i]).size[1]
-              if Image.open(photos[i]).info.get("progressive") is None else 0)
+    def baseline_pixels(path):
+        im = Image.open(path)
+        return 0 if im.info.get("progressive") else im.size[0] * im.size[1]
+
+    big = max(range(len(photos)), key=lambda i: baseline_pixels(photos[i]))
     w, h = Image.open(photos[big]).size
     floor, scale = floor_ms(photos[big], 256)
     times = {"nl-server": [], "sharp": []}

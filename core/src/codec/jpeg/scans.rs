@@ -93,7 +93,7 @@ pub(crate) fn without_ac_refinements(file: &[u8], max_scans: u32) -> Option<Vec<
 fn entropy_end(file: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     loop {
-        let ff = at + memchr(&file[at..])?;
+        let ff = at + file[at..].iter().position(|&b| b == 0xFF)?;
         let mut next = ff + 1;
         while *file.get(next)? == 0xFF {
             next += 1;
@@ -103,10 +103,6 @@ fn entropy_end(file: &[u8], from: usize) -> Option<usize> {
             _ => return Some(ff),
         }
     }
-}
-
-fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == 0xFF)
 }
 
 #[cfg(test)]
