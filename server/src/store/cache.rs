@@ -279,7 +279,7 @@ impl ResultCache {
     }
 
     /// Waits until no result of `id` is being written behind its answer.
-    async fn writes_done(&self, id: &str) {
+    pub async fn writes_done(&self, id: &str) {
         loop {
             let signal = self.written.notified();
             tokio::pin!(signal);
@@ -490,9 +490,6 @@ impl ResultCache {
 
     /// Deletes every result of `id`; returns how many.
     pub async fn remove_all(&self, id: &str) -> Result<u64, Error> {
-        // What is being written now is swept too (what starts later finds
-        // the image gone once written and withdraws itself).
-        self.writes_done(id).await;
         self.hot().remove_prefix(&format!("results/{id}/"));
         let prefix = Path::from(format!("results/{id}"));
         let mut list = self.objects.list(Some(&prefix));

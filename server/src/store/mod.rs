@@ -448,6 +448,11 @@ impl Store {
             Err(Error::NotFound(_)) => false,
             Err(e) => return Err(e),
         };
+        // Results being written behind their answers finish first, while
+        // the image is still stored, so they stay and are swept (and
+        // counted) below; a write that begins later finds the image gone
+        // once written and withdraws itself.
+        self.cache.writes_done(id).await;
         // Metadata first: the image stops being visible before its bytes go,
         // and every derived result with it (see `exists`).
         for p in [meta_path(id), original_path(id)] {
