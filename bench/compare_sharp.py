@@ -14,8 +14,10 @@ reference (Pillow: whole decode, EXIF orientation, ICC to sRGB, Lanczos to
 the answer's size). Then the quality bar of shrink-on-load (PNG at 256:
 per-photo mean and 99th-percentile |diff| against that reference, for
 nl-server's default and exact paths and for sharp), one cold request (the
-largest photo to a 256-pixel WebP, against libjpeg-turbo's own decode at the
-scale used: core/examples/jpeg_floor; timed by curl), and both servers'
+largest, the heaviest and the camera's baseline photo to a 256-pixel WebP,
+against libjpeg-turbo's own decode at the scale used:
+core/examples/jpeg_floor; timed by curl; jpegtran from libjpeg-turbo-progs
+restores the camera photo's baseline scan), and both servers'
 peak RSS.
 
   (cd bench/node && npm install)                    # sharp, pinned there
@@ -29,6 +31,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -127,13 +130,17 @@ def rss_peak_mib(pid):
     return float("nan")
 
 
-def floor_ms(photo, target):
+def floor_ms(photo, target, reps=9, scale=None):
     """libjpeg-turbo's decode of `photo` at the scale shrink-on-load picks for a
     `target`-pixel thumbnail (1/8, 1/4 or 1/2 keeping twice the target), in
-    ms, and that scale."""
+    ms (median of `reps`), and that scale ("M/8"; measured at that scale
+    alone when given)."""
     exe = os.path.join(ROOT, "target", "release", "examples", "jpeg_floor")
-    lines = [json.loads(l) for l in subprocess.run([exe, photo, "9"], capture_output=True, text=True,
+    args = [exe, photo, str(reps)] + ([scale.split("/")[0]] if scale else [])
+    lines = [json.loads(l) for l in subprocess.run(args, capture_output=True, text=True,
                                                     check=True).stdout.splitlines()]
+    if scale:
+        return lines[0]["ms"], scale
     full = next(l for l in lines if l["scale"] == "8/8")
     for m in (1, 2, 4):
         l = next(l for l in lines if l["scale"] == f"{m}/8")
@@ -251,33 +258,71 @@ def quality(photos, nl_port, nl_ids, sharp_port, sh_ids):
               f"{max(p for _, p in v):.0f} |")
 
 
-def cold(photos, nl_port, nl_ids, sharp_port, sh_ids, reps):
-    """One cold request, `reps` times (each a new size): the largest baseline
-    photo to a 256-pixel WebP, timed by curl (a stock client with little of
-    its own time in the figure; Python's http.client adds ~1.5 ms)."""
-    def baseline_pixels(path):
-        im = Image.open(path)
-        return 0 if im.info.get("progressive") else im.size[0] * im.size[1]
+def cold_files(photos, nl_ids, sh_ids, nl_port, sharp_port):
+    """The photos of the cold request: (label, path, nl id, sharp id). The
+    corpus's largest baseline photo (24 MP, but 0.49 MB: so little entropy
+    data that the fixed costs after the decode weigh most), its heaviest
+    baseline photo (the most bytes), and its one camera photo (EXIF names a
+    camera: a Sony RX100 IV, 18 MP, 16 MB) restored to the baseline scan a
+    camera writes, losslessly by jpegtran (libjpeg-turbo-progs; skipped
+    without it)."""
+    def baseline(i):
+        return not Image.open(photos[i]).info.get("progressive")
 
-    big = max(range(len(photos)), key=lambda i: baseline_pixels(photos[i]))
-    w, h = Image.open(photos[big]).size
-    floor, scale = floor_ms(photos[big], 256)
-    times = {"nl-server": [], "sharp": []}
-    for r in range(reps + 1):
-        for name, port, url in (("nl-server", nl_port, f"/v1/images/{nl_ids[big]}.webp?op=thumbnail:{256 - r}"),
-                                ("sharp", sharp_port, f"/images/{sh_ids[big]}?w={256 - r}&fmt=webp")):
-            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
-                                  f"http://127.0.0.1:{port}{url}"], capture_output=True, text=True,
-                                 check=True).stdout.split()
-            assert out[0] == "200", (url, out)
+    def pixels(i):
+        w, h = Image.open(photos[i]).size
+        return w * h
+
+    base = [i for i in range(len(photos)) if baseline(i)]
+    largest = max(base, key=pixels)
+    heaviest = max(base, key=lambda i: os.path.getsize(photos[i]))
+    out = [("largest baseline", photos[largest], nl_ids[largest], sh_ids[largest])]
+    if heaviest != largest:
+        out.append(("heaviest baseline", photos[heaviest], nl_ids[heaviest], sh_ids[heaviest]))
+    cameras = [i for i in range(len(photos)) if Image.open(photos[i]).getexif().get(271)]
+    if cameras and shutil.which("jpegtran"):
+        cam = max(cameras, key=pixels)
+        path = os.path.join(tempfile.mkdtemp(), "camera-baseline.jpg")
+        with open(path, "wb") as f:
+            subprocess.run(["jpegtran", "-copy", "all", "-optimize", photos[cam]], stdout=f, check=True)
+        out.append(("camera, baseline", path, upload(nl_port, path, "/v1/images"),
+                    upload(sharp_port, path, "/images")))
+    return out
+
+
+def cold(photos, nl_port, nl_ids, sharp_port, sh_ids, reps):
+    """One cold request, `reps` times (each a new size), of each photo
+    `cold_files` picks, to a 256-pixel WebP, timed by curl (a stock client
+    with little of its own time in the figure; Python's http.client adds
+    ~1.5 ms), against libjpeg-turbo's own decode of that photo at the scale
+    shrink-on-load uses."""
+    print(f"\nOne cold request to a 256-pixel WebP, curl, median of {reps}:\n")
+    print("| photo | floor: libjpeg-turbo decode | nl-server | / floor | sharp | / floor |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, path, nl_id, sh_id in cold_files(photos, nl_ids, sh_ids, nl_port, sharp_port):
+        im = Image.open(path)
+        w, h = im.size
+        _, scale = floor_ms(path, 256, reps=1)
+        make = " ".join(str(im.getexif().get(t, "")) for t in (271, 272)).strip()
+        # The floor is timed round by round between the requests, so that
+        # both see the machine in the same state (it swings by a third from
+        # minute to minute on a shared 2-core host).
+        times = {"nl-server": [], "sharp": [], "floor": []}
+        for r in range(reps + 1):
             if r:
-                times[name].append(float(out[1]) * 1e3)
-    print(f"\nOne cold request: {os.path.basename(photos[big])} ({w}x{h}, {w * h / 1e6:.1f} MP, baseline) "
-          f"to a 256-pixel WebP, curl, median of {reps}:\n")
-    print("| | ms | / floor |\n|---|---:|---:|")
-    print(f"| floor: libjpeg-turbo decode at {scale} | {floor:.1f} | 1.00x |")
-    for k, v in times.items():
-        print(f"| {k} | {statistics.median(v):.1f} | {statistics.median(v) / floor:.2f}x |")
+                times["floor"].append(floor_ms(path, 256, reps=3, scale=scale)[0])
+            for name, port, url in (("nl-server", nl_port, f"/v1/images/{nl_id}.webp?op=thumbnail:{256 - r}"),
+                                    ("sharp", sharp_port, f"/images/{sh_id}?w={256 - r}&fmt=webp")):
+                out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                                      f"http://127.0.0.1:{port}{url}"], capture_output=True, text=True,
+                                     check=True).stdout.split()
+                assert out[0] == "200", (url, out)
+                if r:
+                    times[name].append(float(out[1]) * 1e3)
+        nl_ms, sh_ms, floor = (statistics.median(times[k]) for k in ("nl-server", "sharp", "floor"))
+        print(f"| {label}: {w}x{h}, {w * h / 1e6:.1f} MP, {os.path.getsize(path) / 1e6:.2f} MB"
+              f"{', ' + make if make else ''} | {floor:.1f} ms at {scale} | {nl_ms:.1f} ms | "
+              f"{nl_ms / floor:.2f}x | {sh_ms:.1f} ms | {sh_ms / floor:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

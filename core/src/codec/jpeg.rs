@@ -84,6 +84,54 @@ pub(crate) fn markers(file: &[u8]) -> Markers {
     }
 }
 
+/// The segments of a JPEG from `reader` up to and including its first
+/// scan's header, and nothing of the entropy-coded data after it: what a
+/// header parser needs. `image`'s JPEG decoder copies whatever it is given
+/// whole before reading its headers (17 MB for a camera's file, twice per
+/// request: probe and orientation), so it is given this. A stream cut short
+/// gives what was read (the parser then reports it cut).
+pub(crate) fn header_segments<R: std::io::Read>(mut reader: R) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = vec![0u8; 2];
+    if reader.read_exact(&mut out).is_err() || out != [0xFF, 0xD8] {
+        return Ok(Vec::new());
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        // A marker: 0xFF, fill 0xFF bytes, its code.
+        if reader.read_exact(&mut byte).is_err() || byte[0] != 0xFF {
+            return Ok(out);
+        }
+        let mut code = 0xFF;
+        while code == 0xFF {
+            if reader.read_exact(&mut byte).is_err() {
+                return Ok(out);
+            }
+            code = byte[0];
+        }
+        out.extend_from_slice(&[0xFF, code]);
+        if code == 0xD9 || code == 0x01 || (0xD0..=0xD7).contains(&code) {
+            // End of image, or markers without a length.
+            if code == 0xD9 {
+                return Ok(out);
+            }
+            continue;
+        }
+        let mut len = [0u8; 2];
+        if reader.read_exact(&mut len).is_err() {
+            return Ok(out);
+        }
+        out.extend_from_slice(&len);
+        let body = usize::from(u16::from_be_bytes(len)).saturating_sub(2);
+        let at = out.len();
+        let read = (&mut reader).take(body as u64).read_to_end(&mut out)?;
+        if read < body || code == 0xDA {
+            debug_assert!(out.len() - at == read);
+            return Ok(out);
+        }
+    }
+}
+
 /// The smallest DCT scaling (1/8, 1/4, 1/2: the factors with a fast
 /// inverse DCT) that keeps `width` x `height` at least `min`, or one.
 fn scaling(width: usize, height: usize, min: Option<(u32, u32)>) -> turbojpeg::ScalingFactor {
@@ -397,6 +445,37 @@ mod tests {
         // The same coefficients, scanned in another order.
         assert_eq!(a, b);
         assert!(mean_diff(&a, &img) < 3.0);
+    }
+
+    #[test]
+    fn header_segments_end_after_the_first_scan_header_and_read_the_same() {
+        let mut file = Vec::new();
+        encode(&picture(203, 101), 90, false, &mut file).unwrap();
+        // An EXIF segment saying "rotate 90" (orientation 6), after SOI.
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        exif.extend([0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+        file.splice(2..2, segment(0xE1, &exif));
+        let head = header_segments(&file[..]).unwrap();
+        // A prefix, ending where the entropy-coded data starts.
+        assert!(file.starts_with(&head) && head.len() < file.len());
+        let sos = head.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        let len = usize::from(u16::from_be_bytes([head[sos + 2], head[sos + 3]]));
+        assert_eq!(head.len(), sos + 2 + len);
+        // What is read from it is what is read from the whole file.
+        let limits = Limits::DEFAULT;
+        let (a, b) = (
+            super::super::probe(&file, &limits).unwrap(),
+            super::super::probe(&head, &limits).unwrap(),
+        );
+        assert_eq!((a.width, a.height), (203, 101));
+        assert_eq!((a.width, a.height), (b.width, b.height));
+        let o = super::super::orientation(std::io::Cursor::new(&file)).unwrap();
+        assert_eq!(o.rotation, crate::ops::rotate::Rotation::Ccw270);
+        // Cut anywhere: a prefix of what was given, never a panic.
+        for cut in 0..head.len() + 8 {
+            let part = header_segments(&file[..cut]).unwrap();
+            assert!(file[..cut].starts_with(&part), "cut at {cut}");
+        }
     }
 
     #[test]

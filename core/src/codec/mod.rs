@@ -302,6 +302,14 @@ pub struct Probe {
 /// Bytes in no known format are [`CoreError::Decode`]; a header that does not
 /// fit in `head` is [`CoreError::InvalidInput`].
 pub fn probe(head: &[u8], limits: &Limits) -> Result<Probe> {
+    let given = head.len();
+    let segments;
+    let head = if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        segments = jpeg::header_segments(head)?;
+        &segments[..]
+    } else {
+        head
+    };
     let reader = ImageReader::new(std::io::Cursor::new(head)).with_guessed_format()?;
     let format = match reader.format() {
         Some(image::ImageFormat::Png) => "png",
@@ -319,8 +327,7 @@ pub fn probe(head: &[u8], limits: &Limits) -> Result<Probe> {
     let (width, height) = reader.into_dimensions().map_err(|e| match e {
         ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             CoreError::InvalidInput(format!(
-                "the {format} header does not end within the first {} bytes",
-                head.len()
+                "the {format} header does not end within the first {given} bytes"
             ))
         }
         other => map_image_error(other),
@@ -350,7 +357,9 @@ pub fn orientation<R: BufRead + Seek>(mut reader: R) -> Result<Orientation> {
         // Decoding applies a HEIF's rotation and mirror boxes.
         return Ok(Orientation::default());
     }
-    let exif = if tiff::is_tiff(start) {
+    let exif = if start.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        exif_orientation(std::io::Cursor::new(jpeg::header_segments(reader)?))?
+    } else if tiff::is_tiff(start) {
         // libtiff reads every TIFF `image` may refuse.
         let mut file = Vec::new();
         reader.read_to_end(&mut file)?;
