@@ -195,10 +195,12 @@ pub(crate) fn mirror_rows_into_uninit(
     let row = u32::try_from(row_bytes / channels)
         .ok()
         .and_then(|w| ImageInfo::new(w, 1, format).ok());
-    if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes) {
-        if channels == 1
-            && crate::ops::rotate::kernels::mirror_gray_rows_with(cpu, src, row_bytes, dst)
-        {
+    // RGBA has a vector half turn on AVX-512 alone; elsewhere its rows go
+    // to the compiled loop below in one pass, not one dispatch per row.
+    let vector_rgba = cfg!(target_arch = "x86_64") && cpu.clamp() >= Cpu::Avx512;
+    if let Some(row) = row.filter(|r| r.row_bytes() == row_bytes && (channels != 4 || vector_rgba))
+    {
+        if crate::ops::rotate::kernels::mirror_rows_with(cpu, src, row, dst, nontemporal) {
             return;
         }
         // Last row first: each row is read from its end, so the reads form
@@ -214,9 +216,11 @@ pub(crate) fn mirror_rows_into_uninit(
         }
         return;
     }
+    // Last row first, as above.
     for (s, d) in src
         .chunks_exact(row_bytes)
         .zip(dst.chunks_exact_mut(row_bytes))
+        .rev()
     {
         match channels {
             1 => mirror_into_px::<1>(s, d),
@@ -350,7 +354,7 @@ mod tests {
     #[test]
     fn mirror_rows_into_keeps_each_row_in_place() {
         for c in [1, 3, 4] {
-            for w in [63, 64, 65, 127, 200, 3001] {
+            for w in [1, 31, 32, 33, 63, 64, 65, 127, 200, 3001] {
                 let rb = w * c;
                 let src: Vec<u8> = (0..rb * 5).map(|i| (i * 7 + i / rb) as u8).collect();
                 let mut want = vec![0u8; src.len()];
@@ -362,6 +366,25 @@ mod tests {
                 let mut got: Vec<u8> = want.iter().map(|b| !b).collect();
                 mirror_rows_into(&src, &mut got, rb, c);
                 assert!(got == want, "{c} channels, width {w}");
+                // Every code path the host has, each row at every offset
+                // from a vector boundary (the kernels align their stores).
+                for cpu in Cpu::available() {
+                    for (shift, nt) in [(0, false), (1, false), (7, false), (5, true)] {
+                        let mut buf = vec![MaybeUninit::new(0u8); src.len() + shift];
+                        mirror_rows_into_uninit(cpu, &src, &mut buf[shift..], rb, c, nt);
+                        crate::simd::store::fence();
+                        // SAFETY: the buffer was initialised above.
+                        #[allow(unsafe_code)]
+                        let got: Vec<u8> = buf[shift..]
+                            .iter()
+                            .map(|b| unsafe { b.assume_init() })
+                            .collect();
+                        assert!(
+                            got == want,
+                            "{cpu:?}, {c} channels, width {w}, shift {shift}"
+                        );
+                    }
+                }
             }
         }
     }
