@@ -502,31 +502,44 @@ mod x86 {
         let index: [u8; 64] = std::array::from_fn(|j| (63 - j) as u8);
         // SAFETY: `index` is 64 bytes.
         let reverse = unsafe { _mm512_loadu_si512(index.as_ptr().cast()) };
-        let block = |out: &mut [MaybeUninit<u8>], o: usize| {
-            // Output bytes o..o + 64 are input bytes w - 64 - o.. reversed.
-            let inp: &[u8; 64] = input[w - 64 - o..w - o].try_into().expect("64 bytes");
-            let to: &mut [MaybeUninit<u8>; 64] =
-                (&mut out[o..o + 64]).try_into().expect("64 bytes");
+        mirror_row_blocks::<64>(input, out, |inp, to| {
             // SAFETY: `inp` and `to` are 64-byte arrays.
             unsafe {
                 let v = _mm512_permutexvar_epi8(reverse, _mm512_loadu_si512(inp.as_ptr().cast()));
                 _mm512_storeu_si512(to.as_mut_ptr().cast(), v);
             }
+        });
+    }
+
+    /// Walks a gray row of at least `B` bytes in `B`-byte blocks, `block`
+    /// reversing one (input bytes `w - B - o..` into output bytes
+    /// `o..o + B`): stores aligned from the first `B`-byte boundary of the
+    /// output row on, the row's first block (when the row starts unaligned)
+    /// and last overlapping them. The 512- and 256-bit mirrors' one walk;
+    /// inlined into each, so `block` keeps its caller's target features.
+    #[inline(always)]
+    fn mirror_row_blocks<const B: usize>(
+        input: &[u8],
+        out: &mut [MaybeUninit<u8>],
+        block: impl Fn(&[u8; B], &mut [MaybeUninit<u8>; B]),
+    ) {
+        let w = input.len();
+        let head = out.as_ptr().align_offset(B).min(w - B);
+        let mut at = |o: usize| {
+            let inp: &[u8; B] = input[w - B - o..w - o].try_into().expect("B bytes");
+            let to: &mut [MaybeUninit<u8>; B] = (&mut out[o..o + B]).try_into().expect("B bytes");
+            block(inp, to);
         };
-        // Stores aligned from the first 64-byte boundary of the row on,
-        // the row's first block (when the row starts unaligned) and last
-        // overlapping them.
-        let head = out.as_ptr().align_offset(64).min(w - 64);
         if head > 0 {
-            block(out, 0);
+            at(0);
         }
         let mut o = head;
-        while o + 64 <= w {
-            block(out, o);
-            o += 64;
+        while o + B <= w {
+            at(o);
+            o += B;
         }
         if o < w {
-            block(out, w - 64);
+            at(w - B);
         }
     }
 
@@ -555,33 +568,14 @@ mod x86 {
             15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7,
             6, 5, 4, 3, 2, 1, 0,
         );
-        let block = |out: &mut [MaybeUninit<u8>], o: usize| {
-            // Output bytes o..o + 32 are input bytes w - 32 - o.. reversed.
-            let inp: &[u8; 32] = input[w - 32 - o..w - o].try_into().expect("32 bytes");
-            let to: &mut [MaybeUninit<u8>; 32] =
-                (&mut out[o..o + 32]).try_into().expect("32 bytes");
+        mirror_row_blocks::<32>(input, out, |inp, to| {
             // SAFETY: `inp` and `to` are 32-byte arrays.
             unsafe {
                 let v = _mm256_loadu_si256(inp.as_ptr().cast());
                 let v = _mm256_permute4x64_epi64::<0x4E>(_mm256_shuffle_epi8(v, reverse));
                 _mm256_storeu_si256(to.as_mut_ptr().cast(), v);
             }
-        };
-        // Stores aligned from the first 32-byte boundary of the row on, the
-        // row's first block (when the row starts unaligned) and last
-        // overlapping them.
-        let head = out.as_ptr().align_offset(32).min(w - 32);
-        if head > 0 {
-            block(out, 0);
-        }
-        let mut o = head;
-        while o + 32 <= w {
-            block(out, o);
-            o += 32;
-        }
-        if o < w {
-            block(out, w - 32);
-        }
+        });
     }
 
     /// Half turn of gray rows with AVX2: each 32-byte output block is the
